@@ -1,0 +1,186 @@
+//! The running service: `App` holds everything a request needs (settings, the writer, the
+//! read pool, the in-memory state), built once at start from the database. `start` binds
+//! nothing itself: it takes a listener (port 0 in tests) and a shutdown future.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use parking_lot::RwLock;
+use rand::RngCore;
+use rusqlite::Connection;
+
+use crate::auth::password::Hasher;
+use crate::auth::ratelimit::RateLimits;
+use crate::auth::tokens::Tokens;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::http;
+use crate::http::error::ApiError;
+use crate::metrics::Metrics;
+use crate::stats::Stats;
+use crate::store::reads::{self, Directory};
+use crate::store::{self, Pool, Writer};
+
+pub struct App {
+    pub settings: Arc<Settings>,
+    pub clock: Arc<dyn Clock>,
+    pub writer: Writer,
+    pub pool: Pool,
+    pub stats: Arc<Stats>,
+    pub tokens: Arc<Tokens>,
+    pub limits: RateLimits,
+    pub hasher: Hasher,
+    pub metrics: Arc<Metrics>,
+    pub directory: Arc<RwLock<Directory>>,
+    pub trusted_proxies: Vec<IpNet>,
+    /// The hashing secret (voters' keyed hashes).
+    pub secret: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Open(#[from] store::OpenError),
+    #[error("cannot load the database: {0}")]
+    Load(#[from] rusqlite::Error),
+    #[error("secret file {0}: {1}")]
+    Secret(String, String),
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+impl App {
+    /// Runs a read query on a pooled read-only connection, off the async runtime.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let conn = pool.get().map_err(|e| e.to_string())?;
+            f(&conn).map_err(|e| e.to_string())
+        })
+        .await;
+        match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                log::error!("read failed: {e}");
+                Err(ApiError::Unavailable)
+            }
+            Err(e) => {
+                log::error!("read task failed: {e}");
+                Err(ApiError::Internal)
+            }
+        }
+    }
+}
+
+/// Reads the hashing secret, creating it (mode 0600) when missing, unless verifications
+/// exist: a new secret would let every voter verify again.
+fn load_secret(path: &Path, verifications: i64) -> Result<Vec<u8>, StartError> {
+    let err = |e: String| StartError::Secret(path.display().to_string(), e);
+    match std::fs::read_to_string(path) {
+        Ok(text) => hex::decode(text.trim()).map_err(|_| err("is not hex".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if verifications > 0 {
+                return Err(err(format!(
+                    "is missing but {verifications} verifications exist: restore it from the backup (a new secret would let every voter verify again)"
+                )));
+            }
+            let mut secret = vec![0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut secret);
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+            }
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| err(e.to_string()))?;
+            writeln!(f, "{}", hex::encode(&secret)).map_err(|e| err(e.to_string()))?;
+            log::info!("generated a new hashing secret in {}", path.display());
+            Ok(secret)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+/// Opens the database, rebuilds the in-memory state from it and starts the writer.
+pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std::thread::JoinHandle<()>), StartError> {
+    let conn = store::open(&settings.database.path, settings.synchronous_full())?;
+    let secret = load_secret(&settings.auth.secret_file, reads::count_verifications(&conn)?)?;
+    let stats = Arc::new(Stats::new());
+    stats.apply(&reads::all_effects(&conn)?);
+    let tokens = Arc::new(Tokens::new());
+    tokens.load(reads::live_tokens(&conn)?);
+    let directory = Arc::new(RwLock::new(reads::directory(&conn)?));
+    let metrics = Arc::new(Metrics::default());
+    let pool = store::read_pool(&settings.database.path, 4)?;
+    let sink = {
+        let stats = stats.clone();
+        let tokens = tokens.clone();
+        Box::new(move |effects: &[store::Effect]| {
+            stats.apply(effects);
+            tokens.apply(effects);
+        })
+    };
+    let (writer, handle) = Writer::start(conn, clock.clone(), metrics.clone(), sink);
+    let app = App {
+        limits: RateLimits::new(settings.auth.failed_per_address_per_min, settings.auth.failures_before_lockout),
+        trusted_proxies: settings.trusted_proxies(),
+        settings: Arc::new(settings),
+        clock,
+        writer,
+        pool,
+        stats,
+        tokens,
+        hasher: Hasher::default(),
+        metrics,
+        directory,
+        secret,
+    };
+    Ok((Arc::new(app), handle))
+}
+
+/// A server running in this process.
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+    writer: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets open requests finish, and waits for the writer to close the
+    /// database.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        let _ = self.server.await;
+        let writer = self.writer;
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
+}
+
+/// Builds the app and serves it on `listener` until `stop`.
+pub async fn start(settings: Settings, clock: Arc<dyn Clock>, listener: tokio::net::TcpListener) -> Result<Running, StartError> {
+    let addr = listener.local_addr()?;
+    let (app, writer) = build(settings, clock)?;
+    let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
+    let routes = http::routes(app);
+    let server = tokio::spawn(async move {
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async {
+                let _ = signal.await;
+            })
+            .run()
+            .await;
+    });
+    Ok(Running { addr, shutdown, server, writer })
+}

@@ -1,0 +1,157 @@
+//! Reporter tokens. A token is 256 random bits, URL-safe base64; only its SHA-256 is
+//! stored (in `tokens`) and kept here, mapped to the source and office it is bound to.
+//! Changed only by committed effects (issue, rotation, password reset); rebuilt at start.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use parking_lot::RwLock;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::domain::time::Timestamp;
+use crate::store::ops::{Effect, TokenRow};
+
+/// A freshly minted token and the hash that is stored.
+pub fn mint() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let hash = hash(&token);
+    (token, hash)
+}
+
+pub fn hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Who a valid token speaks for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reporter {
+    pub source_n: i64,
+    pub elector_id: String,
+    pub poll_office_id: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenError {
+    /// Unknown, revoked, or another source's token.
+    Failed,
+    Expired,
+}
+
+#[derive(Default)]
+pub struct Tokens {
+    inner: RwLock<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_hash: HashMap<String, TokenRow>,
+    by_source: HashMap<i64, Vec<String>>,
+}
+
+impl Tokens {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Checks a token; with Basic auth, `elector_id` is the user name, which must be the
+    /// token's source.
+    pub fn check(&self, token: &str, elector_id: Option<&str>, now: Timestamp) -> Result<Reporter, TokenError> {
+        let h = hash(token);
+        let inner = self.inner.read();
+        let row = inner.by_hash.get(&h).ok_or(TokenError::Failed)?;
+        if elector_id.is_some_and(|e| e != row.elector_id) {
+            return Err(TokenError::Failed);
+        }
+        if row.expires_at <= now {
+            return Err(TokenError::Expired);
+        }
+        Ok(Reporter {
+            source_n: row.source_n,
+            elector_id: row.elector_id.clone(),
+            poll_office_id: row.poll_office_id.clone(),
+        })
+    }
+
+    pub fn apply(&self, effects: &[Effect]) {
+        let mut inner = self.inner.write();
+        for effect in effects {
+            match effect {
+                Effect::TokenIssued(row) => inner.insert(row.clone()),
+                Effect::TokensRevoked { source_n, poll_office_id } => {
+                    let Inner { by_hash, by_source } = &mut *inner;
+                    if let Some(hashes) = by_source.get_mut(source_n) {
+                        hashes.retain(|h| {
+                            let hit = poll_office_id.as_ref().is_none_or(|o| by_hash.get(h).is_some_and(|t| &t.poll_office_id == o));
+                            if hit {
+                                by_hash.remove(h);
+                            }
+                            !hit
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub fn load(&self, rows: Vec<TokenRow>) {
+        let mut inner = self.inner.write();
+        for row in rows {
+            inner.insert(row);
+        }
+    }
+}
+
+impl Inner {
+    fn insert(&mut self, row: TokenRow) {
+        self.by_source.entry(row.source_n).or_default().push(row.token_hash.clone());
+        self.by_hash.insert(row.token_hash.clone(), row);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::time;
+
+    fn row(hash: &str, n: i64, office: &str) -> TokenRow {
+        TokenRow {
+            token_hash: hash.into(),
+            source_n: n,
+            elector_id: format!("E{n}"),
+            poll_office_id: office.into(),
+            expires_at: time::parse("2025-08-15T20:00:00Z").unwrap(),
+        }
+    }
+
+    #[test]
+    fn tokens_are_long_random_and_url_safe() {
+        let (a, ha) = mint();
+        let (b, _) = mint();
+        assert_ne!(a, b);
+        assert!(a.len() >= 43);
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert_eq!(ha, hash(&a));
+    }
+
+    #[test]
+    fn rotation_revokes_only_that_office_and_reset_revokes_all() {
+        let t = Tokens::new();
+        let before = time::parse("2025-08-15T14:00:00Z").unwrap();
+        t.apply(&[
+            Effect::TokenIssued(row(&hash("a"), 1, "PO-1")),
+            Effect::TokenIssued(row(&hash("b"), 1, "PO-2")),
+        ]);
+        assert_eq!(t.check("a", Some("E1"), before).unwrap().poll_office_id, "PO-1");
+        assert_eq!(t.check("a", Some("E2"), before), Err(TokenError::Failed));
+        assert_eq!(t.check("a", None, time::parse("2025-08-15T20:00:00Z").unwrap()), Err(TokenError::Expired));
+        t.apply(&[Effect::TokensRevoked { source_n: 1, poll_office_id: Some("PO-1".into()) }]);
+        assert_eq!(t.check("a", None, before), Err(TokenError::Failed));
+        assert!(t.check("b", None, before).is_ok());
+        t.apply(&[Effect::TokensRevoked { source_n: 1, poll_office_id: None }]);
+        assert_eq!(t.check("b", None, before), Err(TokenError::Failed));
+    }
+}

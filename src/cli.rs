@@ -1,0 +1,83 @@
+//! The `ufrecs` command: `serve` (the default) and the operator's subcommands.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::clock::SystemClock;
+use crate::config;
+
+#[derive(Parser)]
+#[command(name = "ufrecs", version, about = "UFRECS backend: election observers' reports, cross-checked and published live")]
+pub struct Cli {
+    /// Configuration file (default: ./ufrecs.toml if present; also UFRECS_CONFIG).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+}
+
+/// Runs the command line; returns the process exit status.
+pub fn run(cli: Cli) -> i32 {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let settings = match config::load(cli.config.as_deref(), &env) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ufrecs: configuration: {e}");
+            return 2;
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings),
+    }
+}
+
+fn serve(settings: config::Settings) -> i32 {
+    log::info!("configuration: {settings:?}");
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ufrecs: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(settings.listen_addr()).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("ufrecs: cannot listen on {}: {e}", settings.server.listen);
+                return 1;
+            }
+        };
+        let running = match crate::app::start(settings, Arc::new(SystemClock), listener).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("ufrecs: {e}");
+                return 1;
+            }
+        };
+        log::info!("listening on {}", running.addr);
+        // Tests and scripts read this line to learn the port when listening on port 0.
+        println!("listening on {}", running.addr);
+        shutdown_signal().await;
+        log::info!("shutting down");
+        running.stop().await;
+        0
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}

@@ -1,0 +1,410 @@
+//! Settings: built-in defaults, then `ufrecs.toml` (or `--config` / `UFRECS_CONFIG`), then
+//! `UFRECS_<SECTION>_<KEY>` environment variables (`UFRECS_<SECTION>_<KEY>_FILE` reads the
+//! value from a file, for secrets). Validated once; passed explicitly, never global.
+//! `Debug` redacts secrets, so the settings can be logged at start.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: Server,
+    pub database: Database,
+    pub auth: Auth,
+    pub registry: Registry,
+    pub http: Http,
+    pub s3: S3,
+    pub ws: Ws,
+    pub compat: Compat,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Server {
+    pub listen: String,
+    pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Database {
+    pub path: PathBuf,
+    pub synchronous: String,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Auth {
+    pub token_ttl_secs: u64,
+    pub admin_token: String,
+    pub secret_file: PathBuf,
+    pub failed_per_address_per_min: u32,
+    pub failures_before_lockout: u32,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Registry {
+    pub strict: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    pub public_max_age_secs: u64,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3 {
+    pub endpoint: String,
+    pub sts_endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub role_arn: String,
+    pub credentials_ttl_secs: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ws {
+    pub wait_timeout_secs: u64,
+    pub answer_timeout_secs: u64,
+    pub max_waiting_per_office: u32,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Compat {
+    pub numeric_vote_ids: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            server: Server::default(),
+            database: Database::default(),
+            auth: Auth::default(),
+            registry: Registry::default(),
+            http: Http::default(),
+            s3: S3::default(),
+            ws: Ws::default(),
+            compat: Compat::default(),
+        }
+    }
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server { listen: "127.0.0.1:8000".into(), trusted_proxies: vec!["127.0.0.1".into(), "::1".into()] }
+    }
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database { path: "data/ufrecs.sqlite3".into(), synchronous: "full".into() }
+    }
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            token_ttl_secs: 21600,
+            admin_token: String::new(),
+            secret_file: "data/secret".into(),
+            failed_per_address_per_min: 30,
+            failures_before_lockout: 5,
+        }
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http { public_max_age_secs: 1 }
+    }
+}
+
+impl Default for S3 {
+    fn default() -> Self {
+        S3 {
+            endpoint: String::new(),
+            sts_endpoint: String::new(),
+            region: "us-east-1".into(),
+            bucket: "ufrecs-media".into(),
+            prefix: String::new(),
+            access_key: String::new(),
+            secret_key: String::new(),
+            role_arn: String::new(),
+            credentials_ttl_secs: 3600,
+        }
+    }
+}
+
+impl Default for Ws {
+    fn default() -> Self {
+        Ws { wait_timeout_secs: 900, answer_timeout_secs: 300, max_waiting_per_office: 100 }
+    }
+}
+
+const REDACTED: &str = "<redacted>";
+
+fn redact(s: &str) -> &str {
+    if s.is_empty() {
+        ""
+    } else {
+        REDACTED
+    }
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("token_ttl_secs", &self.token_ttl_secs)
+            .field("admin_token", &redact(&self.admin_token))
+            .field("secret_file", &self.secret_file)
+            .field("failed_per_address_per_min", &self.failed_per_address_per_min)
+            .field("failures_before_lockout", &self.failures_before_lockout)
+            .finish()
+    }
+}
+
+impl fmt::Debug for S3 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3")
+            .field("endpoint", &self.endpoint)
+            .field("sts_endpoint", &self.sts_endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &redact(&self.secret_key))
+            .field("role_arn", &self.role_arn)
+            .field("credentials_ttl_secs", &self.credentials_ttl_secs)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("server", &self.server)
+            .field("database", &self.database)
+            .field("auth", &self.auth)
+            .field("registry", &self.registry)
+            .field("http", &self.http)
+            .field("s3", &self.s3)
+            .field("ws", &self.ws)
+            .field("compat", &self.compat)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("{0}: {1}")]
+    Parse(String, String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The config file to read: `--config`, else `UFRECS_CONFIG`, else `ufrecs.toml` in the
+/// working directory if there is one. An explicitly named file must exist.
+pub fn load(explicit: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Settings, ConfigError> {
+    let named = explicit.map(Path::to_path_buf).or_else(|| env.get("UFRECS_CONFIG").map(PathBuf::from));
+    let file = match named {
+        Some(p) => Some(p),
+        None => Some(PathBuf::from("ufrecs.toml")).filter(|p| p.exists()),
+    };
+    let toml::Value::Table(mut table) = toml::Value::try_from(Settings::default()).map_err(|e| ConfigError::Invalid(e.to_string()))? else {
+        unreachable!("settings serialise to a table")
+    };
+    if let Some(path) = &file {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.display().to_string(), e))?;
+        let from_file: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse(path.display().to_string(), e.to_string()))?;
+        merge(&mut table, from_file);
+    }
+    apply_env(&mut table, env)?;
+    let settings: Settings = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Parse("configuration".into(), e.to_string()))?;
+    settings.validate()
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Applies `UFRECS_<SECTION>_<KEY>[_FILE]` variables, typed like the key they replace.
+fn apply_env(table: &mut toml::Table, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("UFRECS_") else { continue };
+        if rest == "CONFIG" || rest == "LOG" {
+            continue;
+        }
+        let lower = rest.to_ascii_lowercase();
+        let Some((section, key)) = lower.split_once('_') else {
+            log::warn!("ignoring unknown setting {name}");
+            continue;
+        };
+        let Some(toml::Value::Table(sec)) = table.get_mut(section) else {
+            log::warn!("ignoring unknown setting {name}");
+            continue;
+        };
+        let (key, value) = if sec.contains_key(key) {
+            (key.to_owned(), raw.clone())
+        } else if let Some(k) = key.strip_suffix("_file").filter(|k| sec.contains_key(*k)) {
+            let text = std::fs::read_to_string(raw).map_err(|e| ConfigError::Read(raw.clone(), e))?;
+            (k.to_owned(), text.trim_end_matches(['\n', '\r']).to_owned())
+        } else {
+            log::warn!("ignoring unknown setting {name}");
+            continue;
+        };
+        let typed = match &sec[&key] {
+            toml::Value::Integer(_) => toml::Value::Integer(
+                value.trim().parse().map_err(|_| ConfigError::Invalid(format!("{name} must be an integer")))?,
+            ),
+            toml::Value::Boolean(_) => toml::Value::Boolean(match value.trim() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => return Err(ConfigError::Invalid(format!("{name} must be true or false"))),
+            }),
+            toml::Value::Array(_) => toml::Value::Array(
+                value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.into())).collect(),
+            ),
+            _ => toml::Value::String(value),
+        };
+        sec.insert(key, typed);
+    }
+    Ok(())
+}
+
+impl Settings {
+    fn validate(mut self) -> Result<Self, ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            return bad(format!("server.listen: {:?} is not an address:port", self.server.listen));
+        }
+        for p in &self.server.trusted_proxies {
+            if p.parse::<IpNet>().is_err() && p.parse::<IpAddr>().is_err() {
+                return bad(format!("server.trusted_proxies: {p:?} is not an address or CIDR range"));
+            }
+        }
+        if !matches!(self.database.synchronous.as_str(), "full" | "normal") {
+            return bad("database.synchronous must be full or normal".into());
+        }
+        if self.auth.token_ttl_secs == 0 {
+            return bad("auth.token_ttl_secs must be positive".into());
+        }
+        let prefix = self.s3.prefix.trim_matches('/');
+        if !prefix.is_empty() && prefix.split('/').any(|seg| crate::domain::ids::check_identifier(seg).is_err()) {
+            return bad("s3.prefix: folders of A-Z a-z 0-9 . _ - separated by /".into());
+        }
+        self.s3.prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+        if crate::domain::ids::check_identifier(&self.s3.bucket).is_err() {
+            return bad("s3.bucket is not a valid bucket name".into());
+        }
+        if self.s3.sts_endpoint.is_empty() {
+            self.s3.sts_endpoint = self.s3.endpoint.clone();
+        }
+        self.s3.credentials_ttl_secs = self.s3.credentials_ttl_secs.clamp(900, 43200);
+        Ok(self)
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.server.listen.parse().expect("validated")
+    }
+
+    pub fn trusted_proxies(&self) -> Vec<IpNet> {
+        self.server
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| p.parse::<IpNet>().ok().or_else(|| p.parse::<IpAddr>().ok().map(IpNet::from)))
+            .collect()
+    }
+
+    pub fn synchronous_full(&self) -> bool {
+        self.database.synchronous == "full"
+    }
+
+    pub fn s3_enabled(&self) -> bool {
+        !self.s3.endpoint.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn the_documented_file_holds_every_default() {
+        let documented: Settings = toml::from_str(include_str!("../ufrecs.toml")).unwrap();
+        let d = Settings::default();
+        assert_eq!(format!("{documented:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn environment_variables_override_with_the_keys_type() {
+        let s = load(
+            Some(Path::new("ufrecs.toml")),
+            &env(&[
+                ("UFRECS_SERVER_LISTEN", "127.0.0.1:9000"),
+                ("UFRECS_AUTH_TOKEN_TTL_SECS", "60"),
+                ("UFRECS_REGISTRY_STRICT", "true"),
+                ("UFRECS_SERVER_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1"),
+                ("UFRECS_S3_PREFIX", "media"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.listen, "127.0.0.1:9000");
+        assert_eq!(s.auth.token_ttl_secs, 60);
+        assert!(s.registry.strict);
+        assert_eq!(s.server.trusted_proxies, ["10.0.0.0/8", "127.0.0.1"]);
+        assert_eq!(s.s3.prefix, "media/");
+    }
+
+    #[test]
+    fn file_variants_read_secrets_and_debug_redacts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("admin");
+        std::fs::write(&f, "s3cr3t-admin\n").unwrap();
+        let s = load(
+            Some(Path::new("ufrecs.toml")),
+            &env(&[("UFRECS_AUTH_ADMIN_TOKEN_FILE", f.to_str().unwrap()), ("UFRECS_S3_SECRET_KEY", "zzz")]),
+        )
+        .unwrap();
+        assert_eq!(s.auth.admin_token, "s3cr3t-admin");
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("s3cr3t-admin") && !shown.contains("zzz"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key_named() {
+        let e = load(Some(Path::new("ufrecs.toml")), &env(&[("UFRECS_AUTH_TOKEN_TTL_SECS", "soon")])).unwrap_err();
+        assert!(e.to_string().contains("UFRECS_AUTH_TOKEN_TTL_SECS"));
+        let e = load(Some(Path::new("ufrecs.toml")), &env(&[("UFRECS_DATABASE_SYNCHRONOUS", "off")])).unwrap_err();
+        assert!(e.to_string().contains("synchronous"));
+        assert!(load(Some(Path::new("missing.toml")), &env(&[])).is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! The domain rules of UFRECS, free of I/O: what a valid identifier, vote or ballot is,
+//! how proposals are cross-checked into accepted values, and how the audit log is hashed.
+//! Everything here is a pure function with unit tests beside it; `store/` and `http/`
+//! call into it and never re-implement a rule.
+
+pub mod audit;
+pub mod crosscheck;
+pub mod ids;
+pub mod input;
+pub mod source;
+pub mod time;
+pub mod vote;

@@ -1,0 +1,160 @@
+//! The HTTP API: one route table, filters kept apart from handlers, and one `recover` that
+//! turns every rejection into the spec's error body. Handlers parse, call the store or the
+//! in-memory state, and build the reply; they hold no SQL.
+
+pub mod admin;
+pub mod error;
+pub mod filters;
+pub mod public;
+pub mod reporter;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use crate::app::App;
+use crate::metrics::route_label;
+use crate::store::{OpError, WriteError};
+use error::ApiError;
+use filters::{body, client, reporter as reporter_auth, with_app, BODY_LIMIT};
+
+/// Maps a failed write to the API error it answers.
+pub fn write_error(e: WriteError) -> ApiError {
+    match e {
+        WriteError::Unavailable => ApiError::Unavailable,
+        WriteError::Op(OpError::Invalid(errors)) => ApiError::invalid(errors),
+        WriteError::Op(OpError::Conflict) => ApiError::Conflict("this source"),
+        WriteError::Op(OpError::NotFound) => ApiError::NotFound,
+        WriteError::Op(OpError::AlreadyVerified) => ApiError::Conflict("a verification"),
+        WriteError::Op(OpError::Sql(e)) => {
+            log::error!("unexpected database error: {e}");
+            ApiError::Internal
+        }
+    }
+}
+
+fn finish(r: Result<Response, ApiError>) -> Response {
+    r.unwrap_or_else(|e| e.response())
+}
+
+/// `scheme://host` of this request, for absolute `next` links.
+fn base_url(app: Arc<App>) -> impl Filter<Extract = (String,), Error = warp::Rejection> + Clone {
+    warp::addr::remote()
+        .and(warp::header::optional::<String>("host"))
+        .and(warp::header::optional::<String>("x-forwarded-proto"))
+        .map(move |peer: Option<SocketAddr>, host: Option<String>, proto: Option<String>| {
+            let trusted = peer.is_some_and(|p| app.trusted_proxies.iter().any(|n| n.contains(&p.ip())));
+            let scheme = match proto.as_deref() {
+                Some("https") if trusted => "https",
+                _ => "http",
+            };
+            let host = host.filter(|h| h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)));
+            format!("{scheme}://{}", host.unwrap_or_else(|| app.settings.server.listen.clone()))
+        })
+}
+
+/// Every route of the API, with errors rendered and requests counted.
+pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone {
+    let app_f = with_app(app.clone());
+    let inm = warp::header::optional::<String>("if-none-match");
+
+    let stats = warp::path!("api" / "pollofficesstats" / String)
+        .and(warp::get())
+        .and(app_f.clone())
+        .and(inm)
+        .map(|id, app, inm| finish(public::stats(app, id, inm)));
+    let results = warp::path!("api" / "pollofficeresults" / String)
+        .and(warp::get())
+        .and(app_f.clone())
+        .and(inm)
+        .map(|id, app, inm| finish(public::results(app, id, inm)));
+    let authenticate = warp::path!("api" / "authenticate")
+        .and(warp::post())
+        .and(body(BODY_LIMIT))
+        .and(app_f.clone())
+        .and(client(app.clone()))
+        .then(|body, app, client| async move { finish(reporter::authenticate(app, client, body).await) });
+    let vote = warp::path!("api" / "vote")
+        .and(warp::post())
+        .and(body(BODY_LIMIT))
+        .and(reporter_auth(app.clone()))
+        .and(app_f.clone())
+        .then(|body, who, app| async move { finish(reporter::vote(app, who, body).await) });
+    let ballot = warp::path!("api" / "votingpaperresult")
+        .and(warp::post())
+        .and(body(BODY_LIMIT))
+        .and(reporter_auth(app.clone()))
+        .and(app_f.clone())
+        .then(|body, who, app| async move { finish(reporter::ballot(app, who, body).await) });
+    let refresh = warp::path!("api" / "refresh-s3-credentials")
+        .and(warp::get().or(warp::post()).unify())
+        .and(reporter_auth(app.clone()))
+        .and(app_f.clone())
+        .then(|who, app| async move { finish(reporter::refresh_s3(app, who).await) });
+    let audit_head = warp::path!("api" / "audit" / "head")
+        .and(warp::get())
+        .and(app_f.clone())
+        .then(|app| async move { finish(public::audit_head(app).await) });
+    let audit = warp::path!("api" / "audit")
+        .and(warp::get())
+        .and(app_f.clone())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(base_url(app.clone()))
+        .then(|app, q, base| async move { finish(public::audit(app, q, base).await) });
+    let healthz = warp::path!("healthz").and(warp::get()).and(app_f.clone()).then(public::healthz);
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(app_f.clone())
+        .and(client(app.clone()))
+        .and(warp::header::optional::<String>("authorization"))
+        .map(|app, client, auth| finish(public::metrics(app, client, auth)));
+    let reporters = warp::path!("api" / "reporters")
+        .and(warp::post())
+        .and(filters::admin(app.clone()))
+        .and(body(BODY_LIMIT))
+        .and(app_f.clone())
+        .then(|body, app| async move { finish(admin::create_reporter(app, body).await) });
+    let sources = warp::path!("api" / "sources" / String)
+        .and(warp::patch())
+        .and(filters::admin(app.clone()))
+        .and(body(BODY_LIMIT))
+        .and(app_f.clone())
+        .then(|id, body, app| async move { finish(admin::update_source(app, id, body).await) });
+
+    let metrics_app = app.clone();
+    let log = warp::log::custom(move |info| {
+        let status = info.status().as_u16();
+        metrics_app.metrics.request(route_label(info.path()), status);
+        log::debug!("{} {} {} {:.1}ms", info.method(), info.path(), status, info.elapsed().as_secs_f64() * 1e3);
+    });
+
+    let api: BoxedFilter<(Response,)> = stats
+        .or(results)
+        .unify()
+        .or(vote)
+        .unify()
+        .or(ballot)
+        .unify()
+        .or(authenticate)
+        .unify()
+        .or(refresh)
+        .unify()
+        .or(audit_head)
+        .unify()
+        .or(audit)
+        .unify()
+        .or(healthz)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(reporters)
+        .unify()
+        .or(sources)
+        .unify()
+        .boxed();
+    api.recover(error::recover).unify().with(log)
+}

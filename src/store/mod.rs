@@ -1,0 +1,84 @@
+//! SQLite storage. One file in WAL mode; `schema.sql` (embedded) is applied at every open.
+//! Writes go through one connection owned by the writer thread (`writer`), which applies
+//! `ops::WriteOp`s inside group-committed transactions; reads that need SQL use a pool of
+//! read-only connections (`reads`). No other module touches rusqlite.
+
+pub mod ops;
+pub mod reads;
+pub mod writer;
+
+use std::path::Path;
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags};
+
+pub use ops::{apply, Effect, OpError, Outcome, WriteOp};
+pub use writer::{WriteError, Writer};
+
+pub const SCHEMA: &str = include_str!("../../schema.sql");
+/// Bumped when `schema.sql` changes in a way that needs a migration.
+pub const SCHEMA_VERSION: i64 = 1;
+
+pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create the database folder {0}: {1}")]
+    Folder(String, std::io::Error),
+    #[error("cannot open the database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database has schema version {0}, newer than this binary's {SCHEMA_VERSION}")]
+    TooNew(i64),
+    #[error("cannot open the read pool: {0}")]
+    Pool(#[from] r2d2::Error),
+}
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens (creating if needed) the database for writing, with its pragmas and schema.
+pub fn open(path: &Path, synchronous_full: bool) -> Result<Connection, OpenError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| OpenError::Folder(dir.display().to_string(), e))?;
+    }
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        log::warn!("journal_mode is {mode}, not wal");
+    }
+    conn.pragma_update(None, "synchronous", if synchronous_full { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(OpenError::TooNew(version));
+    }
+    conn.execute_batch(SCHEMA)?;
+    if version < SCHEMA_VERSION {
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    Ok(conn)
+}
+
+/// An in-memory database with the schema, for unit tests of SQL.
+pub fn open_in_memory() -> rusqlite::Result<Connection> {
+    let conn = Connection::open_in_memory()?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+/// A pool of read-only connections to a database already opened (and so created) by `open`.
+pub fn read_pool(path: &Path, size: u32) -> Result<Pool, OpenError> {
+    let manager = SqliteConnectionManager::file(path)
+        .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_init(|c| {
+            c.busy_timeout(BUSY_TIMEOUT)?;
+            c.pragma_update(None, "query_only", "ON")
+        });
+    Ok(r2d2::Pool::builder()
+        .max_size(size)
+        .min_idle(Some(1))
+        .connection_timeout(Duration::from_secs(5))
+        .build(manager)?)
+}

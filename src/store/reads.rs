@@ -1,0 +1,190 @@
+//! Read queries: what the server loads at start (to rebuild its in-memory state) and the
+//! few requests that need SQL (a source's password hash, audit pages).
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::ops::{BallotRow, Effect, Kind, TokenRow, VoteRow};
+use crate::domain::audit::{self, Entry};
+use crate::domain::crosscheck::{self, BallotDecision, VoteDecision};
+use crate::domain::source::Status;
+use crate::domain::time;
+use crate::domain::vote::{Accepted, Age, Decided, Gender};
+
+fn invalid(what: String) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(0, what, rusqlite::types::Type::Text)
+}
+
+/// Every vote, ballot and office source count, as effects: replaying them into empty
+/// aggregates rebuilds what the server had in memory.
+pub fn all_effects(conn: &Connection) -> rusqlite::Result<Vec<Effect>> {
+    let mut effects = Vec::new();
+    let mut stmt = conn.prepare(
+        "SELECT v.id, v.poll_office_id, v.idx, v.first_reported_at, v.live, v.counted, v.gender, v.age, v.has_torn,
+                v.disputed, v.observed_at, vv.vote_id IS NOT NULL
+           FROM votes v LEFT JOIN vote_verifications vv ON vv.vote_id = v.id",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let counted: bool = r.get(5)?;
+        let decision = if counted {
+            let gender: String = r.get(6)?;
+            let age: String = r.get(7)?;
+            Some(VoteDecision {
+                accepted: Accepted {
+                    gender: Decided::<Gender>::parse(&gender).ok_or_else(|| invalid(gender))?,
+                    age: Decided::<Age>::parse(&age).ok_or_else(|| invalid(age))?,
+                    has_torn: r.get(8)?,
+                },
+                disputed: r.get(9)?,
+            })
+        } else {
+            None
+        };
+        effects.push(Effect::Vote(VoteRow {
+            id: r.get(0)?,
+            poll_office_id: r.get(1)?,
+            idx: r.get(2)?,
+            first_reported_at: r.get(3)?,
+            live: r.get(4)?,
+            decision,
+            verified: r.get(11)?,
+            observed_at: r.get(10)?,
+        }));
+    }
+    let mut stmt = conn.prepare("SELECT id, poll_office_id, idx, counted, party_id, disputed FROM ballots")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let counted: bool = r.get(3)?;
+        effects.push(Effect::Ballot(BallotRow {
+            id: r.get(0)?,
+            poll_office_id: r.get(1)?,
+            idx: r.get(2)?,
+            decision: counted.then(|| Ok::<_, rusqlite::Error>(BallotDecision { party: r.get(4)?, disputed: r.get(5)? })).transpose()?,
+        }));
+    }
+    let mut stmt = conn.prepare(
+        "SELECT o.poll_office_id, o.kind, COALESCE(SUM(s.status <> 'unverified'), 0), COUNT(*)
+           FROM office_sources o JOIN sources s ON s.n = o.source_n GROUP BY o.poll_office_id, o.kind",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let kind: String = r.get(1)?;
+        effects.push(Effect::OfficeSources {
+            poll_office_id: r.get(0)?,
+            kind: if kind == "vote" { Kind::Vote } else { Kind::Ballot },
+            counted: crosscheck::counted_sources(r.get(2)?, r.get(3)?),
+        });
+    }
+    Ok(effects)
+}
+
+/// Tokens not revoked (expired ones included, so they can be told apart as expired).
+pub fn live_tokens(conn: &Connection) -> rusqlite::Result<Vec<TokenRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT t.token_hash, t.source_n, s.elector_id, t.poll_office_id, t.expires_at
+           FROM tokens t JOIN sources s ON s.n = t.source_n WHERE t.revoked_at IS NULL",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let expires: String = r.get(4)?;
+        Ok(TokenRow {
+            token_hash: r.get(0)?,
+            source_n: r.get(1)?,
+            elector_id: r.get(2)?,
+            poll_office_id: r.get(3)?,
+            expires_at: time::parse(&expires).ok_or_else(|| invalid(expires))?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The directory's identifiers, for `registry.strict`.
+#[derive(Clone, Debug, Default)]
+pub struct Directory {
+    /// Poll office identifier -> registered voters, when known.
+    pub offices: HashMap<String, Option<i64>>,
+    pub parties: HashSet<String>,
+}
+
+pub fn directory(conn: &Connection) -> rusqlite::Result<Directory> {
+    let offices = conn
+        .prepare("SELECT identifier, voters_count FROM poll_offices")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let parties = conn
+        .prepare("SELECT identifier FROM parties")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Directory { offices, parties })
+}
+
+/// What authentication needs to know of a source.
+#[derive(Clone, Debug)]
+pub struct SourceAuth {
+    pub n: i64,
+    pub status: Status,
+    pub password_hash: Option<String>,
+}
+
+pub fn source_auth(conn: &Connection, elector_id: &str) -> rusqlite::Result<Option<SourceAuth>> {
+    conn.prepare_cached("SELECT n, status, password_hash FROM sources WHERE elector_id = ?1")?
+        .query_row([elector_id], |r| {
+            let status: String = r.get(1)?;
+            Ok(SourceAuth {
+                n: r.get(0)?,
+                status: Status::parse(&status).ok_or_else(|| invalid(status))?,
+                password_hash: r.get(2)?,
+            })
+        })
+        .optional()
+}
+
+/// An audit entry with its stored hash.
+#[derive(Clone, Debug)]
+pub struct AuditRow {
+    pub entry: Entry,
+    pub hash: String,
+}
+
+pub fn audit_head(conn: &Connection) -> rusqlite::Result<Option<AuditRow>> {
+    Ok(audit_page(conn, None, 1)?.pop())
+}
+
+/// Up to `limit` entries after `after` (in order), or the last one when `after` is `None`
+/// and `limit` is 1.
+pub fn audit_page(conn: &Connection, after: Option<i64>, limit: u32) -> rusqlite::Result<Vec<AuditRow>> {
+    let sql = match after {
+        Some(_) => "SELECT seq, at, kind, actor, poll_office_id, detail, hash FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        None => "SELECT seq, at, kind, actor, poll_office_id, detail, hash FROM audit_log WHERE ?1 IS NULL ORDER BY seq DESC LIMIT ?2",
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params![after, limit], audit_row)?;
+    rows.collect()
+}
+
+pub fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
+    let detail: String = r.get(5)?;
+    Ok(AuditRow {
+        entry: Entry {
+            seq: r.get(0)?,
+            at: r.get(1)?,
+            kind: r.get(2)?,
+            actor: r.get(3)?,
+            poll_office_id: r.get(4)?,
+            detail: serde_json::from_str(&detail).map_err(|e| invalid(e.to_string()))?,
+        },
+        hash: r.get(6)?,
+    })
+}
+
+/// The first broken entry of the whole audit chain, if any.
+pub fn audit_first_break(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    let mut stmt = conn.prepare("SELECT seq, at, kind, actor, poll_office_id, detail, hash FROM audit_log ORDER BY seq")?;
+    let rows: Vec<AuditRow> = stmt.query_map([], audit_row)?.collect::<rusqlite::Result<_>>()?;
+    Ok(audit::first_break(rows.iter().map(|r| (&r.entry, r.hash.as_str()))))
+}
+
+pub fn count_verifications(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT COUNT(*) FROM vote_verifications", [], |r| r.get(0))
+}

@@ -1,0 +1,131 @@
+//! The single writer. One thread owns the write connection; requests hand it operations
+//! over a bounded channel and wait for the commit. Whatever is queued when the thread
+//! wakes is applied in one transaction (group commit), each operation in its own savepoint
+//! so a bad request fails alone. Only after the commit succeeds are the effects handed to
+//! the sink (the in-memory state) and the requests answered; if the commit fails, every
+//! request in it is answered `Unavailable` and nothing changes.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
+
+use super::ops::{apply, Effect, OpError, Outcome, WriteOp};
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+
+/// The most operations committed together.
+const MAX_BATCH: usize = 512;
+const QUEUE: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Op(OpError),
+    /// The database could not commit (or the writer is gone): retry later.
+    #[error("the database cannot commit now")]
+    Unavailable,
+}
+
+struct Job {
+    ops: Vec<WriteOp>,
+    reply: oneshot::Sender<Vec<Result<Outcome, WriteError>>>,
+}
+
+/// Where committed effects go (the in-memory aggregates, tokens, waiters).
+pub type Sink = Box<dyn FnMut(&[Effect]) + Send>;
+
+#[derive(Clone)]
+pub struct Writer {
+    sender: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    pub fn start(conn: Connection, clock: Arc<dyn Clock>, metrics: Arc<Metrics>, sink: Sink) -> (Writer, JoinHandle<()>) {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        let handle = std::thread::Builder::new()
+            .name("ufrecs-writer".into())
+            .spawn(move || run(conn, receiver, clock, metrics, sink))
+            .expect("spawn the writer thread");
+        (Writer { sender }, handle)
+    }
+
+    /// Performs one operation and waits for its commit.
+    pub async fn submit(&self, op: WriteOp) -> Result<Outcome, WriteError> {
+        self.submit_all(vec![op]).await.pop().unwrap_or(Err(WriteError::Unavailable))
+    }
+
+    /// Performs several operations in order, in the same commit, each in its own savepoint.
+    pub async fn submit_all(&self, ops: Vec<WriteOp>) -> Vec<Result<Outcome, WriteError>> {
+        let n = ops.len();
+        let (reply, answer) = oneshot::channel();
+        if self.sender.send(Job { ops, reply }).await.is_err() {
+            return (0..n).map(|_| Err(WriteError::Unavailable)).collect();
+        }
+        answer.await.unwrap_or_else(|_| (0..n).map(|_| Err(WriteError::Unavailable)).collect())
+    }
+}
+
+fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Job>, clock: Arc<dyn Clock>, metrics: Arc<Metrics>, mut sink: Sink) {
+    while let Some(first) = receiver.blocking_recv() {
+        let mut jobs = vec![first];
+        let mut ops = jobs[0].ops.len();
+        while ops < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(job) => {
+                    ops += job.ops.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        match commit(&mut conn, &jobs, clock.as_ref()) {
+            Ok((answers, effects)) => {
+                metrics.commit(ops as u64, started.elapsed());
+                sink(&effects);
+                for (job, answer) in jobs.into_iter().zip(answers) {
+                    let _ = job.reply.send(answer);
+                }
+            }
+            Err(e) => {
+                metrics.commit_failed();
+                log::error!("commit of {ops} writes failed: {e}");
+                for job in jobs {
+                    let _ = job.reply.send(job.ops.iter().map(|_| Err(WriteError::Unavailable)).collect());
+                }
+            }
+        }
+    }
+}
+
+type Answers = Vec<Vec<Result<Outcome, WriteError>>>;
+
+fn commit(conn: &mut Connection, jobs: &[Job], clock: &dyn Clock) -> rusqlite::Result<(Answers, Vec<Effect>)> {
+    let now = clock.now();
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut answers = Vec::with_capacity(jobs.len());
+    let mut effects = Vec::new();
+    for job in jobs {
+        let mut job_answers = Vec::with_capacity(job.ops.len());
+        for op in &job.ops {
+            let sp = tx.savepoint()?;
+            let mut op_effects = Vec::new();
+            match apply(&sp, op, now, &mut op_effects) {
+                Ok(outcome) => {
+                    sp.commit()?;
+                    effects.append(&mut op_effects);
+                    job_answers.push(Ok(outcome));
+                }
+                // A database error poisons the whole transaction (it may be an I/O fault).
+                Err(OpError::Sql(e)) => return Err(e),
+                Err(e) => job_answers.push(Err(WriteError::Op(e))),
+            }
+        }
+        answers.push(job_answers);
+    }
+    tx.commit()?;
+    Ok((answers, effects))
+}
