@@ -10,7 +10,11 @@ use crate::clock::SystemClock;
 use crate::config;
 
 #[derive(Parser)]
-#[command(name = "ufrecs", version, about = "UFRECS backend: election observers' reports, cross-checked and published live")]
+#[command(
+    name = "ufrecs",
+    version,
+    about = "UFRECS backend: election observers' reports, cross-checked and published live"
+)]
 pub struct Cli {
     /// Configuration file (default: ./ufrecs.toml if present; also UFRECS_CONFIG).
     #[arg(long, global = true)]
@@ -42,7 +46,10 @@ pub fn run(cli: Cli) -> i32 {
 
 fn serve(settings: config::Settings) -> i32 {
     log::info!("configuration: {settings:?}");
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ufrecs: cannot start the runtime: {e}");

@@ -40,12 +40,23 @@ fn credentials_json(s3: &config::S3, prefix: &str, c: &Minted) -> Value {
 }
 
 /// The `s3` object of the authenticate answer.
-pub fn answer(s3: &config::S3, office: &PollOfficeId, elector: &ElectorId, minted: Result<Minted, String>, now: Timestamp) -> Value {
+pub fn answer(
+    s3: &config::S3,
+    office: &PollOfficeId,
+    elector: &ElectorId,
+    minted: Result<Minted, String>,
+    now: Timestamp,
+) -> Value {
     let prefix = key_prefix(s3, office, elector);
     let (creds, error) = match minted {
         Ok(c) => (c, None),
         Err(e) => (
-            Minted { access_key: String::new(), secret_key: String::new(), session_token: String::new(), expiration: now },
+            Minted {
+                access_key: String::new(),
+                secret_key: String::new(),
+                session_token: String::new(),
+                expiration: now,
+            },
             Some(e),
         ),
     };
@@ -60,7 +71,13 @@ pub fn answer(s3: &config::S3, office: &PollOfficeId, elector: &ElectorId, minte
 }
 
 /// The refresh endpoint's answer: the credential fields at the top level too.
-pub fn refresh_answer(s3: &config::S3, office: &PollOfficeId, elector: &ElectorId, minted: Result<Minted, String>, now: Timestamp) -> Value {
+pub fn refresh_answer(
+    s3: &config::S3,
+    office: &PollOfficeId,
+    elector: &ElectorId,
+    minted: Result<Minted, String>,
+    now: Timestamp,
+) -> Value {
     let mut v = answer(s3, office, elector, minted, now);
     if let Some(creds) = v["credentials"].as_object().cloned() {
         for (k, val) in creds {
@@ -88,7 +105,10 @@ mod tests {
         s3.prefix = "media/".into();
         let now = time::parse("2025-08-15T14:00:00Z").unwrap();
         let v = refresh_answer(&s3, &office, &elector, Err("unconfigured".into()), now);
-        assert_eq!(v["base_path"], "s3://ufrecs-media/media/PO-001/source-02-12/");
+        assert_eq!(
+            v["base_path"],
+            "s3://ufrecs-media/media/PO-001/source-02-12/"
+        );
         assert_eq!(v["credentials"]["prefix"], "media/PO-001/source-02-12/");
         assert_eq!(v["secretAccessKey"], "");
         assert_eq!(v["expiration"], "2025-08-15T14:00:00Z");

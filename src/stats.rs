@@ -29,7 +29,10 @@ impl Rendered {
     fn of(value: &Value) -> Self {
         let body = serde_json::to_vec(value).expect("a JSON value serialises");
         let digest = Sha256::digest(&body);
-        Rendered { etag: format!("\"{}\"", &hex::encode(digest)[..20]), body: Bytes::from(body) }
+        Rendered {
+            etag: format!("\"{}\"", &hex::encode(digest)[..20]),
+            body: Bytes::from(body),
+        }
     }
 }
 
@@ -48,7 +51,9 @@ struct Totals {
 
 impl Totals {
     fn of(v: &VoteView) -> Totals {
-        let Some(d) = v.decision else { return Totals::default() };
+        let Some(d) = v.decision else {
+            return Totals::default();
+        };
         let a = d.accepted;
         let b = |x: bool| x as i64;
         Totals {
@@ -146,7 +151,9 @@ impl Office {
 
     fn results_json(&self, poll_office_id: &str) -> Value {
         let last_paper = self.ballots.iter().rev().find_map(|(idx, b)| {
-            b.as_ref().and_then(|d| d.party.as_ref()).map(|p| json!({"index": idx, "party_id": p}))
+            b.as_ref()
+                .and_then(|d| d.party.as_ref())
+                .map(|p| json!({"index": idx, "party_id": p}))
         });
         let mut results: Vec<(&String, i64)> = self.parties.iter().map(|(p, n)| (p, *n)).collect();
         results.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
@@ -209,7 +216,11 @@ impl Stats {
                     office.set_ballot(row.idx, row.decision.clone(), 1);
                     touched.insert(&row.poll_office_id);
                 }
-                Effect::OfficeSources { poll_office_id, kind, counted } => {
+                Effect::OfficeSources {
+                    poll_office_id,
+                    kind,
+                    counted,
+                } => {
                     let office = offices.entry(poll_office_id.clone()).or_default();
                     match kind {
                         Kind::Vote => office.vote_sources = *counted,
@@ -229,7 +240,12 @@ impl Stats {
 
     /// The stats body of an office (zeros when it has no data).
     pub fn stats(&self, poll_office_id: &str) -> Rendered {
-        if let Some(r) = self.offices.read().get(poll_office_id).and_then(|o| o.stats.clone()) {
+        if let Some(r) = self
+            .offices
+            .read()
+            .get(poll_office_id)
+            .and_then(|o| o.stats.clone())
+        {
             return r;
         }
         Rendered::of(&Office::default().stats_json(poll_office_id))
@@ -237,7 +253,12 @@ impl Stats {
 
     /// The results body of an office (zeros when it has no data).
     pub fn results(&self, poll_office_id: &str) -> Rendered {
-        if let Some(r) = self.offices.read().get(poll_office_id).and_then(|o| o.results.clone()) {
+        if let Some(r) = self
+            .offices
+            .read()
+            .get(poll_office_id)
+            .and_then(|o| o.results.clone())
+        {
             return r;
         }
         Rendered::of(&Office::default().results_json(poll_office_id))
@@ -267,7 +288,11 @@ mod tests {
             first_reported_at: "2025-08-15T14:00:00Z".into(),
             live: true,
             decision: Some(VoteDecision {
-                accepted: Accepted { gender, age: Decided::Value(Age::Less30), has_torn: false },
+                accepted: Accepted {
+                    gender,
+                    age: Decided::Value(Age::Less30),
+                    has_torn: false,
+                },
                 disputed,
             }),
             verified: false,
@@ -280,7 +305,10 @@ mod tests {
             id: idx as i64,
             poll_office_id: "PO".into(),
             idx,
-            decision: Some(BallotDecision { party: party.map(str::to_owned), disputed: party.is_none() }),
+            decision: Some(BallotDecision {
+                party: party.map(str::to_owned),
+                disputed: party.is_none(),
+            }),
         })
     }
 
@@ -300,12 +328,23 @@ mod tests {
     #[test]
     fn results_are_sorted_and_shares_are_unrounded() {
         let s = Stats::new();
-        s.apply(&[ballot(1, Some("B")), ballot(2, Some("A")), ballot(3, Some("B")), ballot(4, None)]);
+        s.apply(&[
+            ballot(1, Some("B")),
+            ballot(2, Some("A")),
+            ballot(3, Some("B")),
+            ballot(4, None),
+        ]);
         let (_, r) = s.snapshot().remove("PO").unwrap();
         assert_eq!(r["total_ballots"], 4);
         assert_eq!(r["undecided_ballots"], 1);
-        assert_eq!(r["results"][0], json!({"party_id": "B", "ballots": 2, "share": 0.5}));
-        assert_eq!(r["results"][1], json!({"party_id": "A", "ballots": 1, "share": 0.25}));
+        assert_eq!(
+            r["results"][0],
+            json!({"party_id": "B", "ballots": 2, "share": 0.5})
+        );
+        assert_eq!(
+            r["results"][1],
+            json!({"party_id": "A", "ballots": 1, "share": 0.25})
+        );
         assert_eq!(r["last_paper"], json!({"index": 3, "party_id": "B"}));
     }
 

@@ -171,13 +171,25 @@ mod tests {
     #[test]
     fn a_rewritten_entry_breaks_the_chain_at_that_entry() {
         let g = golden();
-        let pairs: Vec<(Entry, String)> = g.iter().map(|(e, _, h)| (e.clone(), h.to_string())).collect();
-        assert_eq!(first_break(pairs.iter().map(|(e, h)| (e, h.as_str()))), None);
+        let pairs: Vec<(Entry, String)> = g
+            .iter()
+            .map(|(e, _, h)| (e.clone(), h.to_string()))
+            .collect();
+        assert_eq!(
+            first_break(pairs.iter().map(|(e, h)| (e, h.as_str()))),
+            None
+        );
         let mut tampered = pairs.clone();
         tampered[1].0.detail = json!({"index": 4});
-        assert_eq!(first_break(tampered.iter().map(|(e, h)| (e, h.as_str()))), Some(2));
+        assert_eq!(
+            first_break(tampered.iter().map(|(e, h)| (e, h.as_str()))),
+            Some(2)
+        );
         let mut gap = pairs;
         gap.remove(0);
-        assert_eq!(first_break(gap.iter().map(|(e, h)| (e, h.as_str()))), Some(2));
+        assert_eq!(
+            first_break(gap.iter().map(|(e, h)| (e, h.as_str()))),
+            Some(2)
+        );
     }
 }

@@ -92,7 +92,14 @@ mod tests {
 
     #[test]
     fn ordinary_identifiers_are_accepted() {
-        for ok in ["PO-001", "02-12-069-0080-16-000700", "a", "A.b_c-d", "x.y", &"a".repeat(64)] {
+        for ok in [
+            "PO-001",
+            "02-12-069-0080-16-000700",
+            "a",
+            "A.b_c-d",
+            "x.y",
+            &"a".repeat(64),
+        ] {
             assert!(check_identifier(ok).is_ok(), "{ok}");
         }
     }

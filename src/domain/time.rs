@@ -35,9 +35,21 @@ mod tests {
     #[test]
     fn observed_at_must_be_near_the_server_clock() {
         let now = parse("2025-08-15T14:00:00Z").unwrap();
-        assert!(observed_at_acceptable(parse("2025-08-15T14:05:00Z").unwrap(), now));
-        assert!(!observed_at_acceptable(parse("2025-08-15T14:05:01Z").unwrap(), now));
-        assert!(observed_at_acceptable(parse("2025-08-14T14:00:00Z").unwrap(), now));
-        assert!(!observed_at_acceptable(parse("2025-08-14T13:59:59Z").unwrap(), now));
+        assert!(observed_at_acceptable(
+            parse("2025-08-15T14:05:00Z").unwrap(),
+            now
+        ));
+        assert!(!observed_at_acceptable(
+            parse("2025-08-15T14:05:01Z").unwrap(),
+            now
+        ));
+        assert!(observed_at_acceptable(
+            parse("2025-08-14T14:00:00Z").unwrap(),
+            now
+        ));
+        assert!(!observed_at_acceptable(
+            parse("2025-08-14T13:59:59Z").unwrap(),
+            now
+        ));
     }
 }

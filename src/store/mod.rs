@@ -39,7 +39,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Opens (creating if needed) the database for writing, with its pragmas and schema.
 pub fn open(path: &Path, synchronous_full: bool) -> Result<Connection, OpenError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| OpenError::Folder(dir.display().to_string(), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| OpenError::Folder(dir.display().to_string(), e))?;
     }
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -47,7 +48,11 @@ pub fn open(path: &Path, synchronous_full: bool) -> Result<Connection, OpenError
     if !mode.eq_ignore_ascii_case("wal") {
         log::warn!("journal_mode is {mode}, not wal");
     }
-    conn.pragma_update(None, "synchronous", if synchronous_full { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        if synchronous_full { "FULL" } else { "NORMAL" },
+    )?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {

@@ -36,13 +36,38 @@ pub enum WriteOp {
     /// A successful authentication (the password, if any, was checked by the caller).
     Authenticate(AuthOp),
     /// A failed authentication of a known source, for the audit log.
-    AuthFailed { source_n: i64, poll_office_id: PollOfficeId, reason: &'static str },
-    ProposeVote { source_n: i64, poll_office_id: PollOfficeId, input: VoteInput, batch: bool },
-    ProposeBallot { source_n: i64, poll_office_id: PollOfficeId, input: BallotInput },
+    AuthFailed {
+        source_n: i64,
+        poll_office_id: PollOfficeId,
+        reason: &'static str,
+    },
+    ProposeVote {
+        source_n: i64,
+        poll_office_id: PollOfficeId,
+        input: VoteInput,
+        batch: bool,
+    },
+    ProposeBallot {
+        source_n: i64,
+        poll_office_id: PollOfficeId,
+        input: BallotInput,
+    },
     /// A voter's verification, keyed by the HMAC of their `elector_id`.
-    Verify { vote_id: i64, voter_hash: String, attrs: VoteAttrs },
-    CreateSource { source: NewSource, password_hash: Option<String>, actor: Actor },
-    UpdateSource { elector_id: ElectorId, update: SourceUpdate, actor: Actor },
+    Verify {
+        vote_id: i64,
+        voter_hash: String,
+        attrs: VoteAttrs,
+    },
+    CreateSource {
+        source: NewSource,
+        password_hash: Option<String>,
+        actor: Actor,
+    },
+    UpdateSource {
+        elector_id: ElectorId,
+        update: SourceUpdate,
+        actor: Actor,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -79,13 +104,22 @@ pub struct SourceRecord {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
-    Authenticated { created: bool, source_n: i64, status: Status },
+    Authenticated {
+        created: bool,
+        source_n: i64,
+        status: Status,
+    },
     /// The source's password changed between the caller's check and the write.
     CheckAgain,
     AuthFailureRecorded,
     /// A vote or ballot proposal: `created` the first time this source proposed it.
-    Proposed { created: bool, id: i64 },
-    Verified { vote_id: i64 },
+    Proposed {
+        created: bool,
+        id: i64,
+    },
+    Verified {
+        vote_id: i64,
+    },
     Source(SourceRecord),
 }
 
@@ -156,18 +190,34 @@ pub enum Effect {
     Vote(VoteRow),
     Ballot(BallotRow),
     /// The number of sources whose proposals of this kind count at this office.
-    OfficeSources { poll_office_id: String, kind: Kind, counted: u32 },
+    OfficeSources {
+        poll_office_id: String,
+        kind: Kind,
+        counted: u32,
+    },
     /// Revokes a source's tokens: for one office, or all of them.
-    TokensRevoked { source_n: i64, poll_office_id: Option<String> },
+    TokensRevoked {
+        source_n: i64,
+        poll_office_id: Option<String>,
+    },
     TokenIssued(TokenRow),
 }
 
 /// Performs one operation on `conn` (a transaction or savepoint) at time `now`.
-pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<Effect>) -> Result<Outcome, OpError> {
+pub fn apply(
+    conn: &Connection,
+    op: &WriteOp,
+    now: Timestamp,
+    effects: &mut Vec<Effect>,
+) -> Result<Outcome, OpError> {
     let now_s = time::format(now);
     match op {
         WriteOp::Authenticate(a) => authenticate(conn, &now_s, a, effects),
-        WriteOp::AuthFailed { source_n, poll_office_id, reason } => {
+        WriteOp::AuthFailed {
+            source_n,
+            poll_office_id,
+            reason,
+        } => {
             append_audit(
                 conn,
                 &now_s,
@@ -178,19 +228,48 @@ pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<
             )?;
             Ok(Outcome::AuthFailureRecorded)
         }
-        WriteOp::ProposeVote { source_n, poll_office_id, input, batch } => {
-            propose_vote(conn, now, &now_s, *source_n, poll_office_id.as_str(), input, *batch, effects)
-        }
-        WriteOp::ProposeBallot { source_n, poll_office_id, input } => {
-            propose_ballot(conn, &now_s, *source_n, poll_office_id.as_str(), input, effects)
-        }
-        WriteOp::Verify { vote_id, voter_hash, attrs } => verify(conn, &now_s, *vote_id, voter_hash, *attrs, effects),
-        WriteOp::CreateSource { source, password_hash, actor } => {
-            create_source(conn, &now_s, source, password_hash.as_deref(), *actor)
-        }
-        WriteOp::UpdateSource { elector_id, update, actor } => {
-            update_source(conn, &now_s, elector_id, update, *actor, effects)
-        }
+        WriteOp::ProposeVote {
+            source_n,
+            poll_office_id,
+            input,
+            batch,
+        } => propose_vote(
+            conn,
+            now,
+            &now_s,
+            *source_n,
+            poll_office_id.as_str(),
+            input,
+            *batch,
+            effects,
+        ),
+        WriteOp::ProposeBallot {
+            source_n,
+            poll_office_id,
+            input,
+        } => propose_ballot(
+            conn,
+            &now_s,
+            *source_n,
+            poll_office_id.as_str(),
+            input,
+            effects,
+        ),
+        WriteOp::Verify {
+            vote_id,
+            voter_hash,
+            attrs,
+        } => verify(conn, &now_s, *vote_id, voter_hash, *attrs, effects),
+        WriteOp::CreateSource {
+            source,
+            password_hash,
+            actor,
+        } => create_source(conn, &now_s, source, password_hash.as_deref(), *actor),
+        WriteOp::UpdateSource {
+            elector_id,
+            update,
+            actor,
+        } => update_source(conn, &now_s, elector_id, update, *actor, effects),
     }
 }
 
@@ -233,10 +312,17 @@ pub fn append_audit(
     Ok(())
 }
 
-fn authenticate(conn: &Connection, now: &str, a: &AuthOp, effects: &mut Vec<Effect>) -> Result<Outcome, OpError> {
+fn authenticate(
+    conn: &Connection,
+    now: &str,
+    a: &AuthOp,
+    effects: &mut Vec<Effect>,
+) -> Result<Outcome, OpError> {
     let found: Option<(i64, String, Option<String>)> = conn
         .prepare_cached("SELECT n, status, password_hash FROM sources WHERE elector_id = ?1")?
-        .query_row([a.elector_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row([a.elector_id.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?;
     let office = a.poll_office_id.as_str();
     let (n, status, created, password_set) = match found {
@@ -249,7 +335,14 @@ fn authenticate(conn: &Connection, now: &str, a: &AuthOp, effects: &mut Vec<Effe
             )?
             .execute(params![a.elector_id.as_str(), a.new_password_hash, now])?;
             let n = conn.last_insert_rowid();
-            append_audit(conn, now, "source_created", &source::actor(n), Some(office), json!({"status": "unverified"}))?;
+            append_audit(
+                conn,
+                now,
+                "source_created",
+                &source::actor(n),
+                Some(office),
+                json!({"status": "unverified"}),
+            )?;
             (n, Status::Unverified, true, a.new_password_hash.is_some())
         }
         Some((n, status, hash)) => {
@@ -259,8 +352,10 @@ fn authenticate(conn: &Connection, now: &str, a: &AuthOp, effects: &mut Vec<Effe
             }
             let set = hash.is_none() && a.new_password_hash.is_some();
             if set {
-                conn.prepare_cached("UPDATE sources SET password_hash = ?1, updated_at = ?2 WHERE n = ?3")?
-                    .execute(params![a.new_password_hash, now, n])?;
+                conn.prepare_cached(
+                    "UPDATE sources SET password_hash = ?1, updated_at = ?2 WHERE n = ?3",
+                )?
+                .execute(params![a.new_password_hash, now, n])?;
             }
             (n, status, false, set)
         }
@@ -283,7 +378,10 @@ fn authenticate(conn: &Connection, now: &str, a: &AuthOp, effects: &mut Vec<Effe
         Some(office),
         json!({"expires_at": expires_at, "revoked_tokens": revoked, "password_set": password_set}),
     )?;
-    effects.push(Effect::TokensRevoked { source_n: n, poll_office_id: Some(office.to_owned()) });
+    effects.push(Effect::TokensRevoked {
+        source_n: n,
+        poll_office_id: Some(office.to_owned()),
+    });
     effects.push(Effect::TokenIssued(TokenRow {
         token_hash: a.token_hash.clone(),
         source_n: n,
@@ -291,11 +389,17 @@ fn authenticate(conn: &Connection, now: &str, a: &AuthOp, effects: &mut Vec<Effe
         poll_office_id: office.to_owned(),
         expires_at: a.expires_at,
     }));
-    Ok(Outcome::Authenticated { created, source_n: n, status })
+    Ok(Outcome::Authenticated {
+        created,
+        source_n: n,
+        status,
+    })
 }
 
 fn parse_status(s: &str) -> rusqlite::Result<Status> {
-    Status::parse(s).ok_or_else(|| rusqlite::Error::InvalidColumnType(0, format!("status {s}"), rusqlite::types::Type::Text))
+    Status::parse(s).ok_or_else(|| {
+        rusqlite::Error::InvalidColumnType(0, format!("status {s}"), rusqlite::types::Type::Text)
+    })
 }
 
 fn bad(field: &str, msg: &str) -> OpError {
@@ -317,7 +421,9 @@ fn office_tier(conn: &Connection, office: &str, kind: Kind) -> rusqlite::Result<
 }
 
 fn vote_attrs_from(gender: &str, age: &str, has_torn: bool) -> rusqlite::Result<VoteAttrs> {
-    let bad = |what: &str| rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text);
+    let bad = |what: &str| {
+        rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
+    };
     Ok(VoteAttrs {
         gender: Gender::parse(gender).ok_or_else(|| bad(gender))?,
         age: Age::parse(age).ok_or_else(|| bad(age))?,
@@ -345,10 +451,13 @@ fn propose_vote(
         )?
         .query_row(params![office, idx, source_n], |r| {
             let gender: Option<String> = r.get(1)?;
-            Ok((r.get(0)?, match gender {
-                Some(g) => Some((g, r.get(2)?, r.get(3)?)),
-                None => None,
-            }))
+            Ok((
+                r.get(0)?,
+                match gender {
+                    Some(g) => Some((g, r.get(2)?, r.get(3)?)),
+                    None => None,
+                },
+            ))
         })
         .optional()?;
     let new = input.attrs;
@@ -374,15 +483,14 @@ fn propose_vote(
             (id, false)
         }
         found => {
-            let observed_at = match input.observed_at {
-                Some(t) if !time::observed_at_acceptable(t, now) => {
-                    return Err(bad(
+            let observed_at =
+                match input.observed_at {
+                    Some(t) if !time::observed_at_acceptable(t, now) => return Err(bad(
                         "observed_at",
                         "must be at most 5 minutes ahead of and 24 hours behind the server's clock",
-                    ))
-                }
-                t => t.map(time::format),
-            };
+                    )),
+                    t => t.map(time::format),
+                };
             let id = match found {
                 Some((id, None)) => id,
                 _ => {
@@ -417,7 +525,14 @@ fn propose_vote(
             if let Some(o) = &observed_at {
                 detail["observed_at"] = json!(o);
             }
-            append_audit(conn, now_s, "vote_proposed", &source::actor(source_n), Some(office), detail)?;
+            append_audit(
+                conn,
+                now_s,
+                "vote_proposed",
+                &source::actor(source_n),
+                Some(office),
+                detail,
+            )?;
             (id, true)
         }
     };
@@ -427,8 +542,15 @@ fn propose_vote(
     } else {
         effects.push(Effect::Vote(recompute_vote(conn, vote_id, trusted_after)?));
     }
-    effects.push(Effect::OfficeSources { poll_office_id: office.to_owned(), kind: Kind::Vote, counted });
-    Ok(Outcome::Proposed { created, id: vote_id })
+    effects.push(Effect::OfficeSources {
+        poll_office_id: office.to_owned(),
+        kind: Kind::Vote,
+        counted,
+    });
+    Ok(Outcome::Proposed {
+        created,
+        id: vote_id,
+    })
 }
 
 fn propose_ballot(
@@ -447,7 +569,9 @@ fn propose_ballot(
                LEFT JOIN ballot_proposals p ON p.ballot_id = b.id AND p.source_n = ?3
               WHERE b.poll_office_id = ?1 AND b.idx = ?2",
         )?
-        .query_row(params![office, idx, source_n], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![office, idx, source_n], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
     let (trusted_before, _) = office_tier(conn, office, Kind::Ballot)?;
     let (ballot_id, created) = match existing {
@@ -502,10 +626,21 @@ fn propose_ballot(
     if trusted_after != trusted_before {
         recompute_office(conn, office, Kind::Ballot, effects)?;
     } else {
-        effects.push(Effect::Ballot(recompute_ballot(conn, ballot_id, trusted_after)?));
+        effects.push(Effect::Ballot(recompute_ballot(
+            conn,
+            ballot_id,
+            trusted_after,
+        )?));
     }
-    effects.push(Effect::OfficeSources { poll_office_id: office.to_owned(), kind: Kind::Ballot, counted });
-    Ok(Outcome::Proposed { created, id: ballot_id })
+    effects.push(Effect::OfficeSources {
+        poll_office_id: office.to_owned(),
+        kind: Kind::Ballot,
+        counted,
+    });
+    Ok(Outcome::Proposed {
+        created,
+        id: ballot_id,
+    })
 }
 
 fn verify(
@@ -543,7 +678,11 @@ fn verify(
 
 /// Recomputes a vote's accepted values from its proposals and verification, stores them
 /// and returns the vote's new state.
-pub fn recompute_vote(conn: &Connection, vote_id: i64, office_trusted: bool) -> rusqlite::Result<VoteRow> {
+pub fn recompute_vote(
+    conn: &Connection,
+    vote_id: i64,
+    office_trusted: bool,
+) -> rusqlite::Result<VoteRow> {
     let mut counted = Vec::new();
     let mut observed_at: Option<String> = None;
     {
@@ -557,7 +696,11 @@ pub fn recompute_vote(conn: &Connection, vote_id: i64, office_trusted: bool) -> 
             if !crosscheck::counts(office_trusted, status.is_trusted()) {
                 continue;
             }
-            counted.push(vote_attrs_from(&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, r.get(2)?)?);
+            counted.push(vote_attrs_from(
+                &r.get::<_, String>(0)?,
+                &r.get::<_, String>(1)?,
+                r.get(2)?,
+            )?);
             if let Some(o) = r.get::<_, Option<String>>(3)? {
                 if observed_at.as_ref().is_none_or(|cur| o < *cur) {
                     observed_at = Some(o);
@@ -567,7 +710,9 @@ pub fn recompute_vote(conn: &Connection, vote_id: i64, office_trusted: bool) -> 
     }
     let verification = conn
         .prepare_cached("SELECT gender, age, has_torn FROM vote_verifications WHERE vote_id = ?1")?
-        .query_row([vote_id], |r| vote_attrs_from(&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, r.get(2)?))
+        .query_row([vote_id], |r| {
+            vote_attrs_from(&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, r.get(2)?)
+        })
         .optional()?;
     let decision = crosscheck::decide_vote(&counted, verification);
     conn.prepare_cached(
@@ -583,8 +728,12 @@ pub fn recompute_vote(conn: &Connection, vote_id: i64, office_trusted: bool) -> 
         vote_id
     ])?;
     let (poll_office_id, idx, first_reported_at, live) = conn
-        .prepare_cached("SELECT poll_office_id, idx, first_reported_at, live FROM votes WHERE id = ?1")?
-        .query_row([vote_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        .prepare_cached(
+            "SELECT poll_office_id, idx, first_reported_at, live FROM votes WHERE id = ?1",
+        )?
+        .query_row([vote_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
     Ok(VoteRow {
         id: vote_id,
         poll_office_id,
@@ -598,7 +747,11 @@ pub fn recompute_vote(conn: &Connection, vote_id: i64, office_trusted: bool) -> 
 }
 
 /// Recomputes a ballot's accepted party from its proposals, stores it and returns it.
-pub fn recompute_ballot(conn: &Connection, ballot_id: i64, office_trusted: bool) -> rusqlite::Result<BallotRow> {
+pub fn recompute_ballot(
+    conn: &Connection,
+    ballot_id: i64,
+    office_trusted: bool,
+) -> rusqlite::Result<BallotRow> {
     let mut parties: Vec<String> = Vec::new();
     {
         let mut stmt = conn.prepare_cached(
@@ -614,7 +767,10 @@ pub fn recompute_ballot(conn: &Connection, ballot_id: i64, office_trusted: bool)
     }
     let refs: Vec<&str> = parties.iter().map(String::as_str).collect();
     let decision = crosscheck::decide_ballot(&refs);
-    conn.prepare_cached("UPDATE ballots SET counted = ?1, party_id = ?2, disputed = ?3 WHERE id = ?4")?.execute(params![
+    conn.prepare_cached(
+        "UPDATE ballots SET counted = ?1, party_id = ?2, disputed = ?3 WHERE id = ?4",
+    )?
+    .execute(params![
         decision.is_some(),
         decision.as_ref().and_then(|d| d.party.as_deref()),
         decision.as_ref().is_some_and(|d| d.disputed),
@@ -623,11 +779,21 @@ pub fn recompute_ballot(conn: &Connection, ballot_id: i64, office_trusted: bool)
     let (poll_office_id, idx) = conn
         .prepare_cached("SELECT poll_office_id, idx FROM ballots WHERE id = ?1")?
         .query_row([ballot_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(BallotRow { id: ballot_id, poll_office_id, idx, decision })
+    Ok(BallotRow {
+        id: ballot_id,
+        poll_office_id,
+        idx,
+        decision,
+    })
 }
 
 /// Re-weighs every vote or ballot of an office (its tier changed).
-fn recompute_office(conn: &Connection, office: &str, kind: Kind, effects: &mut Vec<Effect>) -> rusqlite::Result<u32> {
+fn recompute_office(
+    conn: &Connection,
+    office: &str,
+    kind: Kind,
+    effects: &mut Vec<Effect>,
+) -> rusqlite::Result<u32> {
     let (trusted, counted) = office_tier(conn, office, kind)?;
     let sql = match kind {
         Kind::Vote => "SELECT id FROM votes WHERE poll_office_id = ?1 ORDER BY idx",
@@ -701,28 +867,38 @@ fn update_source(
     let old_status = parse_status(&old_status)?;
     let mut detail = json!({"source": source::actor(n)});
     if let Some(name) = &u.full_name {
-        conn.prepare_cached("UPDATE sources SET full_name = ?1 WHERE n = ?2")?.execute(params![name, n])?;
+        conn.prepare_cached("UPDATE sources SET full_name = ?1 WHERE n = ?2")?
+            .execute(params![name, n])?;
         detail["full_name_changed"] = json!(true);
     }
     if let Some(org) = &u.official_org {
-        conn.prepare_cached("UPDATE sources SET official_org = ?1 WHERE n = ?2")?.execute(params![org, n])?;
+        conn.prepare_cached("UPDATE sources SET official_org = ?1 WHERE n = ?2")?
+            .execute(params![org, n])?;
         detail["official_org_changed"] = json!(true);
     }
     if let Some(hash) = &u.password_hash {
-        conn.prepare_cached("UPDATE sources SET password_hash = ?1 WHERE n = ?2")?.execute(params![hash, n])?;
+        conn.prepare_cached("UPDATE sources SET password_hash = ?1 WHERE n = ?2")?
+            .execute(params![hash, n])?;
         let revoked = conn
-            .prepare_cached("UPDATE tokens SET revoked_at = ?1 WHERE source_n = ?2 AND revoked_at IS NULL")?
+            .prepare_cached(
+                "UPDATE tokens SET revoked_at = ?1 WHERE source_n = ?2 AND revoked_at IS NULL",
+            )?
             .execute(params![now, n])?;
         detail["password_reset"] = json!(true);
         detail["revoked_tokens"] = json!(revoked);
-        effects.push(Effect::TokensRevoked { source_n: n, poll_office_id: None });
+        effects.push(Effect::TokensRevoked {
+            source_n: n,
+            poll_office_id: None,
+        });
     }
     let status_changed = u.status.is_some_and(|s| s != old_status);
     if let Some(status) = u.status.filter(|_| status_changed) {
-        conn.prepare_cached("UPDATE sources SET status = ?1 WHERE n = ?2")?.execute(params![status.as_str(), n])?;
+        conn.prepare_cached("UPDATE sources SET status = ?1 WHERE n = ?2")?
+            .execute(params![status.as_str(), n])?;
         detail["status"] = json!({"old": old_status.as_str(), "new": status.as_str()});
     }
-    conn.prepare_cached("UPDATE sources SET updated_at = ?1 WHERE n = ?2")?.execute(params![now, n])?;
+    conn.prepare_cached("UPDATE sources SET updated_at = ?1 WHERE n = ?2")?
+        .execute(params![now, n])?;
     append_audit(conn, now, "source_updated", actor.as_str(), None, detail)?;
     if status_changed {
         let places: Vec<(String, String)> = conn
@@ -730,9 +906,17 @@ fn update_source(
             .query_map([n], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
         for (office, kind) in places {
-            let kind = if kind == "vote" { Kind::Vote } else { Kind::Ballot };
+            let kind = if kind == "vote" {
+                Kind::Vote
+            } else {
+                Kind::Ballot
+            };
             let counted = recompute_office(conn, &office, kind, effects)?;
-            effects.push(Effect::OfficeSources { poll_office_id: office, kind, counted });
+            effects.push(Effect::OfficeSources {
+                poll_office_id: office,
+                kind,
+                counted,
+            });
         }
     }
     Ok(Outcome::Source(load_source(conn, n)?))
@@ -774,7 +958,16 @@ mod tests {
             phone_number: None,
             password: None,
         };
-        match apply(conn, &WriteOp::CreateSource { source: s, password_hash: None, actor: Actor::Admin }, now(), &mut vec![]) {
+        match apply(
+            conn,
+            &WriteOp::CreateSource {
+                source: s,
+                password_hash: None,
+                actor: Actor::Admin,
+            },
+            now(),
+            &mut vec![],
+        ) {
             Ok(Outcome::Source(r)) => r.n,
             other => panic!("{other:?}"),
         }
@@ -787,7 +980,11 @@ mod tests {
             poll_office_id: PollOfficeId::parse("PO-1").unwrap(),
             input: VoteInput {
                 index: Index::new(idx).unwrap(),
-                attrs: VoteAttrs { gender, age: Age::Less30, has_torn: false },
+                attrs: VoteAttrs {
+                    gender,
+                    age: Age::Less30,
+                    has_torn: false,
+                },
                 observed_at: None,
             },
             batch: false,
@@ -799,7 +996,13 @@ mod tests {
         effects
             .iter()
             .rev()
-            .find_map(|e| if let Effect::Vote(v) = e { Some(v) } else { None })
+            .find_map(|e| {
+                if let Effect::Vote(v) = e {
+                    Some(v)
+                } else {
+                    None
+                }
+            })
             .unwrap()
     }
 
@@ -810,7 +1013,9 @@ mod tests {
         let (o1, _) = vote(&conn, a, 1, Gender::Male);
         let (o2, e2) = vote(&conn, a, 1, Gender::Male);
         let (o3, _) = vote(&conn, a, 1, Gender::Female);
-        let Outcome::Proposed { created: true, id } = o1 else { panic!() };
+        let Outcome::Proposed { created: true, id } = o1 else {
+            panic!()
+        };
         assert_eq!(o2, Outcome::Proposed { created: false, id });
         assert!(e2.is_empty());
         assert_eq!(o3, Outcome::Proposed { created: false, id });
@@ -829,8 +1034,12 @@ mod tests {
         let conn = crate::store::open_in_memory().unwrap();
         let a = source(&conn, "A", Status::Unverified);
         let b = source(&conn, "B", Status::Unverified);
-        let (Outcome::Proposed { id: id1, .. }, _) = vote(&conn, a, 5, Gender::Male) else { panic!() };
-        let (Outcome::Proposed { id: id2, created }, e) = vote(&conn, b, 5, Gender::Female) else { panic!() };
+        let (Outcome::Proposed { id: id1, .. }, _) = vote(&conn, a, 5, Gender::Male) else {
+            panic!()
+        };
+        let (Outcome::Proposed { id: id2, created }, e) = vote(&conn, b, 5, Gender::Female) else {
+            panic!()
+        };
         assert_eq!(id1, id2);
         assert!(created);
         let row = last_vote_effect(&e);
@@ -849,28 +1058,65 @@ mod tests {
         vote(&conn, a, 2, Gender::Male);
         let (_, e) = vote(&conn, t, 1, Gender::Female);
         // Both votes were re-weighed: 1 now follows the official, 2 has no counted proposal.
-        let rows: Vec<&VoteRow> = e.iter().filter_map(|e| if let Effect::Vote(v) = e { Some(v) } else { None }).collect();
+        let rows: Vec<&VoteRow> = e
+            .iter()
+            .filter_map(|e| {
+                if let Effect::Vote(v) = e {
+                    Some(v)
+                } else {
+                    None
+                }
+            })
+            .collect();
         assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].decision.unwrap().accepted.gender, Decided::Value(Gender::Female));
+        assert_eq!(
+            rows[0].decision.unwrap().accepted.gender,
+            Decided::Value(Gender::Female)
+        );
         assert!(!rows[0].decision.unwrap().disputed);
         assert_eq!(rows[1].decision, None);
-        assert!(e.contains(&Effect::OfficeSources { poll_office_id: "PO-1".into(), kind: Kind::Vote, counted: 1 }));
+        assert!(e.contains(&Effect::OfficeSources {
+            poll_office_id: "PO-1".into(),
+            kind: Kind::Vote,
+            counted: 1
+        }));
     }
 
     #[test]
     fn a_verification_is_refused_twice_for_a_vote_or_a_voter() {
         let conn = crate::store::open_in_memory().unwrap();
         let a = source(&conn, "A", Status::Unverified);
-        let (Outcome::Proposed { id: v1, .. }, _) = vote(&conn, a, 1, Gender::Male) else { panic!() };
-        let (Outcome::Proposed { id: v2, .. }, _) = vote(&conn, a, 2, Gender::Male) else { panic!() };
-        let attrs = VoteAttrs { gender: Gender::Female, age: Age::Less30, has_torn: false };
-        let op = |vote_id, h: &str| WriteOp::Verify { vote_id, voter_hash: h.into(), attrs };
+        let (Outcome::Proposed { id: v1, .. }, _) = vote(&conn, a, 1, Gender::Male) else {
+            panic!()
+        };
+        let (Outcome::Proposed { id: v2, .. }, _) = vote(&conn, a, 2, Gender::Male) else {
+            panic!()
+        };
+        let attrs = VoteAttrs {
+            gender: Gender::Female,
+            age: Age::Less30,
+            has_torn: false,
+        };
+        let op = |vote_id, h: &str| WriteOp::Verify {
+            vote_id,
+            voter_hash: h.into(),
+            attrs,
+        };
         let mut e = vec![];
         apply(&conn, &op(v1, "h1"), now(), &mut e).unwrap();
         assert!(last_vote_effect(&e).verified);
         assert!(last_vote_effect(&e).decision.unwrap().disputed);
-        assert!(matches!(apply(&conn, &op(v1, "h2"), now(), &mut vec![]), Err(OpError::AlreadyVerified)));
-        assert!(matches!(apply(&conn, &op(v2, "h1"), now(), &mut vec![]), Err(OpError::AlreadyVerified)));
-        assert!(matches!(apply(&conn, &op(999, "h3"), now(), &mut vec![]), Err(OpError::NotFound)));
+        assert!(matches!(
+            apply(&conn, &op(v1, "h2"), now(), &mut vec![]),
+            Err(OpError::AlreadyVerified)
+        ));
+        assert!(matches!(
+            apply(&conn, &op(v2, "h1"), now(), &mut vec![]),
+            Err(OpError::AlreadyVerified)
+        ));
+        assert!(matches!(
+            apply(&conn, &op(999, "h3"), now(), &mut vec![]),
+            Err(OpError::NotFound)
+        ));
     }
 }

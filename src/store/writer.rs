@@ -43,7 +43,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(conn: Connection, clock: Arc<dyn Clock>, metrics: Arc<Metrics>, sink: Sink) -> (Writer, JoinHandle<()>) {
+    pub fn start(
+        conn: Connection,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        sink: Sink,
+    ) -> (Writer, JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(QUEUE);
         let handle = std::thread::Builder::new()
             .name("ufrecs-writer".into())
@@ -54,7 +59,10 @@ impl Writer {
 
     /// Performs one operation and waits for its commit.
     pub async fn submit(&self, op: WriteOp) -> Result<Outcome, WriteError> {
-        self.submit_all(vec![op]).await.pop().unwrap_or(Err(WriteError::Unavailable))
+        self.submit_all(vec![op])
+            .await
+            .pop()
+            .unwrap_or(Err(WriteError::Unavailable))
     }
 
     /// Performs several operations in order, in the same commit, each in its own savepoint.
@@ -64,11 +72,19 @@ impl Writer {
         if self.sender.send(Job { ops, reply }).await.is_err() {
             return (0..n).map(|_| Err(WriteError::Unavailable)).collect();
         }
-        answer.await.unwrap_or_else(|_| (0..n).map(|_| Err(WriteError::Unavailable)).collect())
+        answer
+            .await
+            .unwrap_or_else(|_| (0..n).map(|_| Err(WriteError::Unavailable)).collect())
     }
 }
 
-fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Job>, clock: Arc<dyn Clock>, metrics: Arc<Metrics>, mut sink: Sink) {
+fn run(
+    mut conn: Connection,
+    mut receiver: mpsc::Receiver<Job>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    mut sink: Sink,
+) {
     while let Some(first) = receiver.blocking_recv() {
         let mut jobs = vec![first];
         let mut ops = jobs[0].ops.len();
@@ -94,7 +110,12 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Job>, clock: Arc<dyn C
                 metrics.commit_failed();
                 log::error!("commit of {ops} writes failed: {e}");
                 for job in jobs {
-                    let _ = job.reply.send(job.ops.iter().map(|_| Err(WriteError::Unavailable)).collect());
+                    let _ = job.reply.send(
+                        job.ops
+                            .iter()
+                            .map(|_| Err(WriteError::Unavailable))
+                            .collect(),
+                    );
                 }
             }
         }
@@ -103,7 +124,11 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Job>, clock: Arc<dyn C
 
 type Answers = Vec<Vec<Result<Outcome, WriteError>>>;
 
-fn commit(conn: &mut Connection, jobs: &[Job], clock: &dyn Clock) -> rusqlite::Result<(Answers, Vec<Effect>)> {
+fn commit(
+    conn: &mut Connection,
+    jobs: &[Job],
+    clock: &dyn Clock,
+) -> rusqlite::Result<(Answers, Vec<Effect>)> {
     let now = clock.now();
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut answers = Vec::with_capacity(jobs.len());

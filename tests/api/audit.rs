@@ -1,0 +1,151 @@
+//! The audit chain: served head and pages, no personal data, and the Python verifier of
+//! docs/integrators.md run against a real database file.
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+async fn busy_app() -> TestApp {
+    let app = TestApp::spawn().await;
+    let a = app
+        .login(
+            "02-12-069-0080-16-000700",
+            "CM-CE-000001",
+            Some("S3cret-Pw"),
+        )
+        .await;
+    let b = app.reporter("VOTER-LIKE-ID-9", "CM-CE-000001").await;
+    app.authenticate_with(
+        "02-12-069-0080-16-000700",
+        "CM-CE-000001",
+        Some("Guess-123"),
+    )
+    .await;
+    for i in 1..=5 {
+        app.vote(&a, i, "female", "less_60", i % 2 == 0).await;
+        app.vote(&b, i, "male", "less_60", false).await;
+    }
+    app.vote(&a, 1, "male", "less_30", false).await;
+    app.ballot(&a, 1, "PB").await;
+    app.ballot(&a, 1, "PA").await;
+    app.admin_patch(
+        "/api/sources/VOTER-LIKE-ID-9/",
+        json!({"status": "independent"}),
+    )
+    .await;
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_head_and_pages_expose_a_verifiable_chain_without_personal_data() {
+    let app = TestApp::spawn().await;
+    let empty = app.get("/api/audit/head/").await.body;
+    assert_eq!(empty, json!({"seq": 0, "hash": "0".repeat(64), "at": null}));
+    drop(app);
+    let app = busy_app().await;
+    let head = app.get("/api/audit/head/").await.body;
+    let n = head["seq"].as_i64().unwrap();
+    assert!(n > 15);
+    let mut all: Vec<Value> = Vec::new();
+    let mut next = Some(app.url("/api/audit/?limit=4"));
+    while let Some(url) = next {
+        let page = app.send(app.client.get(&url)).await.body;
+        all.extend(page["results"].as_array().unwrap().iter().cloned());
+        next = page["next"].as_str().map(str::to_owned);
+    }
+    assert_eq!(all.len() as i64, n);
+    assert_eq!(all.last().unwrap()["hash"], head["hash"]);
+    let mut prev = "0".repeat(64);
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(e["seq"], i as i64 + 1);
+        let mut entry = e.clone();
+        entry.as_object_mut().unwrap().remove("hash");
+        let canonical = ufrecs::domain::audit::canonical(&entry);
+        assert_eq!(
+            ufrecs::domain::audit::chain_hash(&prev, &canonical),
+            e["hash"].as_str().unwrap()
+        );
+        prev = e["hash"].as_str().unwrap().to_owned();
+    }
+    let text = serde_json::to_string(&all).unwrap();
+    for private in [
+        "02-12-069-0080-16-000700",
+        "VOTER-LIKE-ID-9",
+        "S3cret-Pw",
+        "Guess-123",
+    ] {
+        assert!(!text.contains(private), "{private} in the audit log");
+    }
+    let kinds: Vec<&str> = all.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    for k in [
+        "source_created",
+        "auth_succeeded",
+        "auth_failed",
+        "vote_proposed",
+        "vote_corrected",
+        "ballot_proposed",
+        "ballot_corrected",
+        "source_updated",
+    ] {
+        assert!(kinds.contains(&k), "{k} missing");
+    }
+}
+
+/// The Python block that follows the "Verifying the audit chain" heading of the doc.
+fn documented_verifier() -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/integrators.md"))
+        .unwrap();
+    let section = doc
+        .split("## Verifying the audit chain")
+        .nth(1)
+        .expect("the doc has the section");
+    let code = section.split("```python\n").nth(1).expect("a python block");
+    code.split("```").next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_python_verifier_accepts_the_chain_and_finds_a_rewrite() {
+    let app = busy_app().await;
+    let script = app.dir.path().join("verify.py");
+    std::fs::write(&script, documented_verifier()).unwrap();
+    let run = |db: &std::path::Path| {
+        Command::new("python3")
+            .arg(&script)
+            .arg(db)
+            .output()
+            .unwrap()
+    };
+    let ok = run(&app.db_path());
+    let head = app.get("/api/audit/head/").await.body;
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        stdout.contains(head["hash"].as_str().unwrap()),
+        "prints the head: {stdout}"
+    );
+    // Rewrite history in a copy: the verifier names the entry.
+    let copy = app.dir.path().join("copy.sqlite3");
+    app.db()
+        .execute(&format!("VACUUM INTO '{}'", copy.display()), [])
+        .unwrap();
+    let c = rusqlite::Connection::open(&copy).unwrap();
+    c.execute(
+        "UPDATE audit_log SET detail = '{\"reason\":\"none\"}' WHERE seq = 5",
+        [],
+    )
+    .unwrap();
+    drop(c);
+    let bad = run(&copy);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stdout).contains("seq 5"),
+        "{}",
+        String::from_utf8_lossy(&bad.stdout)
+    );
+}

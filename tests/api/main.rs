@@ -1,0 +1,14 @@
+//! The one integration test binary: black-box tests against the real server (in this
+//! process on port 0, or the real binary where a process must die), a real SQLite file in
+//! a temp dir, and a real HTTP client.
+
+mod helpers;
+
+mod admin;
+mod audit;
+mod auth;
+mod bad_input;
+mod concurrency;
+mod durability;
+mod property;
+mod votes;
