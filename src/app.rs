@@ -112,15 +112,9 @@ fn load_secret(path: &Path, verifications: i64) -> Result<Vec<u8>, StartError> {
 }
 
 /// Opens the database, rebuilds the in-memory state from it and starts the writer.
-pub fn build(
-    settings: Settings,
-    clock: Arc<dyn Clock>,
-) -> Result<(Arc<App>, std::thread::JoinHandle<()>), StartError> {
+pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std::thread::JoinHandle<()>), StartError> {
     let conn = store::open(&settings.database.path, settings.synchronous_full())?;
-    let secret = load_secret(
-        &settings.auth.secret_file,
-        reads::count_verifications(&conn)?,
-    )?;
+    let secret = load_secret(&settings.auth.secret_file, reads::count_verifications(&conn)?)?;
     let stats = Arc::new(Stats::new());
     stats.apply(&reads::all_effects(&conn)?);
     let tokens = Arc::new(Tokens::new());
@@ -138,10 +132,7 @@ pub fn build(
     };
     let (writer, handle) = Writer::start(conn, clock.clone(), metrics.clone(), sink);
     let app = App {
-        limits: RateLimits::new(
-            settings.auth.failed_per_address_per_min,
-            settings.auth.failures_before_lockout,
-        ),
+        limits: RateLimits::new(settings.auth.failed_per_address_per_min, settings.auth.failures_before_lockout),
         trusted_proxies: settings.trusted_proxies(),
         settings: Arc::new(settings),
         clock,
@@ -195,10 +186,5 @@ pub async fn start(
             .run()
             .await;
     });
-    Ok(Running {
-        addr,
-        shutdown,
-        server,
-        writer,
-    })
+    Ok(Running { addr, shutdown, server, writer })
 }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::config;
+use crate::store::{self, ops::Actor, Outcome, WriteOp};
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +28,19 @@ pub struct Cli {
 pub enum Command {
     /// Serve the API (the default).
     Serve,
+    /// Import a directory file (CSV with a header row); re-importing updates by identifier.
+    Import {
+        #[command(subcommand)]
+        what: ImportKind,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ImportKind {
+    /// identifier,name,country,state,region,city,county,district,voters_count
+    PollOffices { file: PathBuf },
+    /// identifier,party_name,candidate_name
+    Parties { file: PathBuf },
 }
 
 /// Runs the command line; returns the process exit status.
@@ -41,15 +55,46 @@ pub fn run(cli: Cli) -> i32 {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings),
+        Command::Import { what } => match import(&settings, what) {
+            Ok(msg) => {
+                println!("{msg}");
+                0
+            }
+            Err(e) => {
+                eprintln!("ufrecs: {e}");
+                1
+            }
+        },
+    }
+}
+
+/// Parses the file, then writes it in one transaction, directly into the database (the
+/// same operation the server's writer would apply; SQLite serialises the two writers).
+fn import(settings: &config::Settings, what: ImportKind) -> Result<String, String> {
+    let open = |file: &PathBuf| std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()));
+    let (op, file) = match what {
+        ImportKind::PollOffices { file } => {
+            let rows =
+                crate::import::parse_poll_offices(open(&file)?).map_err(|e| format!("{}: {e}", file.display()))?;
+            (WriteOp::ImportPollOffices { rows, actor: Actor::Cli }, file)
+        }
+        ImportKind::Parties { file } => {
+            let rows = crate::import::parse_parties(open(&file)?).map_err(|e| format!("{}: {e}", file.display()))?;
+            (WriteOp::ImportParties { rows, actor: Actor::Cli }, file)
+        }
+    };
+    let mut conn = store::open(&settings.database.path, settings.synchronous_full()).map_err(|e| e.to_string())?;
+    match store::writer::apply_now(&mut conn, &op, SystemClock.now()).map_err(|e| e.to_string())? {
+        Outcome::Imported { created, updated } => {
+            Ok(format!("{}: {created} created, {updated} updated", file.display()))
+        }
+        other => Err(format!("unexpected outcome {other:?}")),
     }
 }
 
 fn serve(settings: config::Settings) -> i32 {
     log::info!("configuration: {settings:?}");
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ufrecs: cannot start the runtime: {e}");

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub server: Server,
@@ -88,36 +88,15 @@ pub struct Compat {
     pub numeric_vote_ids: bool,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            server: Server::default(),
-            database: Database::default(),
-            auth: Auth::default(),
-            registry: Registry::default(),
-            http: Http::default(),
-            s3: S3::default(),
-            ws: Ws::default(),
-            compat: Compat::default(),
-        }
-    }
-}
-
 impl Default for Server {
     fn default() -> Self {
-        Server {
-            listen: "127.0.0.1:8000".into(),
-            trusted_proxies: vec!["127.0.0.1".into(), "::1".into()],
-        }
+        Server { listen: "127.0.0.1:8000".into(), trusted_proxies: vec!["127.0.0.1".into(), "::1".into()] }
     }
 }
 
 impl Default for Database {
     fn default() -> Self {
-        Database {
-            path: "data/ufrecs.sqlite3".into(),
-            synchronous: "full".into(),
-        }
+        Database { path: "data/ufrecs.sqlite3".into(), synchronous: "full".into() }
     }
 }
 
@@ -135,9 +114,7 @@ impl Default for Auth {
 
 impl Default for Http {
     fn default() -> Self {
-        Http {
-            public_max_age_secs: 1,
-        }
+        Http { public_max_age_secs: 1 }
     }
 }
 
@@ -159,11 +136,7 @@ impl Default for S3 {
 
 impl Default for Ws {
     fn default() -> Self {
-        Ws {
-            wait_timeout_secs: 900,
-            answer_timeout_secs: 300,
-            max_waiting_per_office: 100,
-        }
+        Ws { wait_timeout_secs: 900, answer_timeout_secs: 300, max_waiting_per_office: 100 }
     }
 }
 
@@ -183,10 +156,7 @@ impl fmt::Debug for Auth {
             .field("token_ttl_secs", &self.token_ttl_secs)
             .field("admin_token", &redact(&self.admin_token))
             .field("secret_file", &self.secret_file)
-            .field(
-                "failed_per_address_per_min",
-                &self.failed_per_address_per_min,
-            )
+            .field("failed_per_address_per_min", &self.failed_per_address_per_min)
             .field("failures_before_lockout", &self.failures_before_lockout)
             .finish()
     }
@@ -235,28 +205,21 @@ pub enum ConfigError {
 
 /// The config file to read: `--config`, else `UFRECS_CONFIG`, else `ufrecs.toml` in the
 /// working directory if there is one. An explicitly named file must exist.
-pub fn load(
-    explicit: Option<&Path>,
-    env: &BTreeMap<String, String>,
-) -> Result<Settings, ConfigError> {
-    let named = explicit
-        .map(Path::to_path_buf)
-        .or_else(|| env.get("UFRECS_CONFIG").map(PathBuf::from));
+pub fn load(explicit: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Settings, ConfigError> {
+    let named = explicit.map(Path::to_path_buf).or_else(|| env.get("UFRECS_CONFIG").map(PathBuf::from));
     let file = match named {
         Some(p) => Some(p),
         None => Some(PathBuf::from("ufrecs.toml")).filter(|p| p.exists()),
     };
-    let toml::Value::Table(mut table) = toml::Value::try_from(Settings::default())
-        .map_err(|e| ConfigError::Invalid(e.to_string()))?
+    let toml::Value::Table(mut table) =
+        toml::Value::try_from(Settings::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?
     else {
         unreachable!("settings serialise to a table")
     };
     if let Some(path) = &file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Read(path.display().to_string(), e))?;
-        let from_file: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            ConfigError::Parse(path.display().to_string(), e.to_string())
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.display().to_string(), e))?;
+        let from_file: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| ConfigError::Parse(path.display().to_string(), e.to_string()))?;
         merge(&mut table, from_file);
     }
     apply_env(&mut table, env)?;
@@ -298,8 +261,7 @@ fn apply_env(table: &mut toml::Table, env: &BTreeMap<String, String>) -> Result<
         let (key, value) = if sec.contains_key(key) {
             (key.to_owned(), raw.clone())
         } else if let Some(k) = key.strip_suffix("_file").filter(|k| sec.contains_key(*k)) {
-            let text =
-                std::fs::read_to_string(raw).map_err(|e| ConfigError::Read(raw.clone(), e))?;
+            let text = std::fs::read_to_string(raw).map_err(|e| ConfigError::Read(raw.clone(), e))?;
             (k.to_owned(), text.trim_end_matches(['\n', '\r']).to_owned())
         } else {
             log::warn!("ignoring unknown setting {name}");
@@ -307,19 +269,12 @@ fn apply_env(table: &mut toml::Table, env: &BTreeMap<String, String>) -> Result<
         };
         let typed = match &sec[&key] {
             toml::Value::Integer(_) => toml::Value::Integer(
-                value
-                    .trim()
-                    .parse()
-                    .map_err(|_| ConfigError::Invalid(format!("{name} must be an integer")))?,
+                value.trim().parse().map_err(|_| ConfigError::Invalid(format!("{name} must be an integer")))?,
             ),
             toml::Value::Boolean(_) => toml::Value::Boolean(match value.trim() {
                 "true" | "1" | "yes" | "on" => true,
                 "false" | "0" | "no" | "off" => false,
-                _ => {
-                    return Err(ConfigError::Invalid(format!(
-                        "{name} must be true or false"
-                    )))
-                }
+                _ => return Err(ConfigError::Invalid(format!("{name} must be true or false"))),
             }),
             toml::Value::Array(_) => toml::Value::Array(
                 value
@@ -340,16 +295,11 @@ impl Settings {
     fn validate(mut self) -> Result<Self, ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.server.listen.parse::<SocketAddr>().is_err() {
-            return bad(format!(
-                "server.listen: {:?} is not an address:port",
-                self.server.listen
-            ));
+            return bad(format!("server.listen: {:?} is not an address:port", self.server.listen));
         }
         for p in &self.server.trusted_proxies {
             if p.parse::<IpNet>().is_err() && p.parse::<IpAddr>().is_err() {
-                return bad(format!(
-                    "server.trusted_proxies: {p:?} is not an address or CIDR range"
-                ));
+                return bad(format!("server.trusted_proxies: {p:?} is not an address or CIDR range"));
             }
         }
         if !matches!(self.database.synchronous.as_str(), "full" | "normal") {
@@ -359,18 +309,10 @@ impl Settings {
             return bad("auth.token_ttl_secs must be positive".into());
         }
         let prefix = self.s3.prefix.trim_matches('/');
-        if !prefix.is_empty()
-            && prefix
-                .split('/')
-                .any(|seg| crate::domain::ids::check_identifier(seg).is_err())
-        {
+        if !prefix.is_empty() && prefix.split('/').any(|seg| crate::domain::ids::check_identifier(seg).is_err()) {
             return bad("s3.prefix: folders of A-Z a-z 0-9 . _ - separated by /".into());
         }
-        self.s3.prefix = if prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{prefix}/")
-        };
+        self.s3.prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
         if crate::domain::ids::check_identifier(&self.s3.bucket).is_err() {
             return bad("s3.bucket is not a valid bucket name".into());
         }
@@ -389,11 +331,7 @@ impl Settings {
         self.server
             .trusted_proxies
             .iter()
-            .filter_map(|p| {
-                p.parse::<IpNet>()
-                    .ok()
-                    .or_else(|| p.parse::<IpAddr>().ok().map(IpNet::from))
-            })
+            .filter_map(|p| p.parse::<IpNet>().ok().or_else(|| p.parse::<IpAddr>().ok().map(IpNet::from)))
             .collect()
     }
 
@@ -411,10 +349,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -451,10 +386,7 @@ mod tests {
         std::fs::write(&f, "s3cr3t-admin\n").unwrap();
         let s = load(
             Some(Path::new("ufrecs.toml")),
-            &env(&[
-                ("UFRECS_AUTH_ADMIN_TOKEN_FILE", f.to_str().unwrap()),
-                ("UFRECS_S3_SECRET_KEY", "zzz"),
-            ]),
+            &env(&[("UFRECS_AUTH_ADMIN_TOKEN_FILE", f.to_str().unwrap()), ("UFRECS_S3_SECRET_KEY", "zzz")]),
         )
         .unwrap();
         assert_eq!(s.auth.admin_token, "s3cr3t-admin");
@@ -464,17 +396,9 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_the_key_named() {
-        let e = load(
-            Some(Path::new("ufrecs.toml")),
-            &env(&[("UFRECS_AUTH_TOKEN_TTL_SECS", "soon")]),
-        )
-        .unwrap_err();
+        let e = load(Some(Path::new("ufrecs.toml")), &env(&[("UFRECS_AUTH_TOKEN_TTL_SECS", "soon")])).unwrap_err();
         assert!(e.to_string().contains("UFRECS_AUTH_TOKEN_TTL_SECS"));
-        let e = load(
-            Some(Path::new("ufrecs.toml")),
-            &env(&[("UFRECS_DATABASE_SYNCHRONOUS", "off")]),
-        )
-        .unwrap_err();
+        let e = load(Some(Path::new("ufrecs.toml")), &env(&[("UFRECS_DATABASE_SYNCHRONOUS", "off")])).unwrap_err();
         assert!(e.to_string().contains("synchronous"));
         assert!(load(Some(Path::new("missing.toml")), &env(&[])).is_err());
     }

@@ -16,6 +16,7 @@
 //! - `auth`: tokens, argon2id passwords, rate limits.
 //! - `http`: the route table, filters, handlers and the one error shape.
 //! - `s3`: what reporters are told about their upload folder and credentials.
+//! - `import`: directory CSV files parsed into rows (stored by a write operation).
 //! - `config`, `clock`, `metrics`, `app` (wiring), `cli` (the `ufrecs` command).
 //!
 //! The write path: handler -> `WriteOp` -> writer thread (one transaction for whatever is
@@ -30,6 +31,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod import;
 pub mod metrics;
 pub mod s3;
 pub mod stats;

@@ -25,14 +25,10 @@ pub const ROUTES: [&str; 16] = [
     "batch",
 ];
 
-const STATUSES: [u16; 16] = [
-    200, 201, 304, 400, 401, 403, 404, 405, 409, 413, 429, 500, 503, 101, 204, 0,
-];
+const STATUSES: [u16; 16] = [200, 201, 304, 400, 401, 403, 404, 405, 409, 413, 429, 500, 503, 101, 204, 0];
 
 /// Commit latency buckets, in seconds.
-const BUCKETS: [f64; 10] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-];
+const BUCKETS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
 #[derive(Default)]
 pub struct Metrics {
@@ -73,18 +69,12 @@ pub fn route_label(path: &str) -> usize {
         (Some(""), None, None) => "page",
         _ => "other",
     };
-    ROUTES
-        .iter()
-        .position(|r| *r == label)
-        .unwrap_or(ROUTES.len() - 2)
+    ROUTES.iter().position(|r| *r == label).unwrap_or(ROUTES.len() - 2)
 }
 
 impl Metrics {
     pub fn request(&self, route: usize, status: u16) {
-        let s = STATUSES
-            .iter()
-            .position(|s| *s == status)
-            .unwrap_or(STATUSES.len() - 1);
+        let s = STATUSES.iter().position(|s| *s == status).unwrap_or(STATUSES.len() - 1);
         self.requests[route][s].fetch_add(1, Relaxed);
     }
 
@@ -92,8 +82,7 @@ impl Metrics {
         self.commits.fetch_add(1, Relaxed);
         self.last_commit_failed.store(false, Relaxed);
         self.writes.fetch_add(writes, Relaxed);
-        self.commit_micros
-            .fetch_add(took.as_micros() as u64, Relaxed);
+        self.commit_micros.fetch_add(took.as_micros() as u64, Relaxed);
         let secs = took.as_secs_f64();
         for (i, le) in BUCKETS.iter().enumerate() {
             if secs <= *le {
@@ -113,30 +102,21 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP ufrecs_requests_total HTTP requests by route and status.\n# TYPE ufrecs_requests_total counter\n");
+        out.push_str(
+            "# HELP ufrecs_requests_total HTTP requests by route and status.\n# TYPE ufrecs_requests_total counter\n",
+        );
         for (r, route) in ROUTES.iter().enumerate() {
             for (s, status) in STATUSES.iter().enumerate() {
                 let n = self.requests[r][s].load(Relaxed);
                 if n > 0 {
-                    let status = if *status == 0 {
-                        "other".to_owned()
-                    } else {
-                        status.to_string()
-                    };
-                    let _ = writeln!(
-                        out,
-                        "ufrecs_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-                    );
+                    let status = if *status == 0 { "other".to_owned() } else { status.to_string() };
+                    let _ = writeln!(out, "ufrecs_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
                 }
             }
         }
         let commits = self.commits.load(Relaxed);
         let counters = [
-            (
-                "ufrecs_commits_total",
-                "Committed write transactions.",
-                commits,
-            ),
+            ("ufrecs_commits_total", "Committed write transactions.", commits),
             (
                 "ufrecs_writes_total",
                 "Write operations committed (writes / commits = mean group size).",
@@ -147,62 +127,28 @@ impl Metrics {
                 "Write transactions that failed to commit.",
                 self.commit_failures.load(Relaxed),
             ),
-            (
-                "ufrecs_rate_limited_total",
-                "Requests refused with 429.",
-                self.rate_limited.load(Relaxed),
-            ),
-            (
-                "ufrecs_auth_failures_total",
-                "Failed authentications.",
-                self.auth_failures.load(Relaxed),
-            ),
-            (
-                "ufrecs_sts_calls_total",
-                "AssumeRole calls.",
-                self.sts_calls.load(Relaxed),
-            ),
-            (
-                "ufrecs_sts_failures_total",
-                "AssumeRole calls that failed.",
-                self.sts_failures.load(Relaxed),
-            ),
+            ("ufrecs_rate_limited_total", "Requests refused with 429.", self.rate_limited.load(Relaxed)),
+            ("ufrecs_auth_failures_total", "Failed authentications.", self.auth_failures.load(Relaxed)),
+            ("ufrecs_sts_calls_total", "AssumeRole calls.", self.sts_calls.load(Relaxed)),
+            ("ufrecs_sts_failures_total", "AssumeRole calls that failed.", self.sts_failures.load(Relaxed)),
         ];
         for (name, help, v) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         }
         let gauges = [
-            (
-                "ufrecs_ws_connections",
-                "Open verification WebSocket connections.",
-                self.ws_connections.load(Relaxed),
-            ),
-            (
-                "ufrecs_ws_waiting_voters",
-                "Voters waiting for a vote.",
-                self.ws_waiting.load(Relaxed),
-            ),
+            ("ufrecs_ws_connections", "Open verification WebSocket connections.", self.ws_connections.load(Relaxed)),
+            ("ufrecs_ws_waiting_voters", "Voters waiting for a vote.", self.ws_waiting.load(Relaxed)),
         ];
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
         out.push_str("# HELP ufrecs_commit_seconds Commit latency.\n# TYPE ufrecs_commit_seconds histogram\n");
         for (i, le) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "ufrecs_commit_seconds_bucket{{le=\"{le}\"}} {}",
-                self.commit_buckets[i].load(Relaxed)
-            );
+            let _ =
+                writeln!(out, "ufrecs_commit_seconds_bucket{{le=\"{le}\"}} {}", self.commit_buckets[i].load(Relaxed));
         }
         let _ = writeln!(out, "ufrecs_commit_seconds_bucket{{le=\"+Inf\"}} {commits}");
-        let _ = writeln!(
-            out,
-            "ufrecs_commit_seconds_sum {}",
-            self.commit_micros.load(Relaxed) as f64 / 1e6
-        );
+        let _ = writeln!(out, "ufrecs_commit_seconds_sum {}", self.commit_micros.load(Relaxed) as f64 / 1e6);
         let _ = writeln!(out, "ufrecs_commit_seconds_count {commits}");
         out
     }

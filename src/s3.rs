@@ -105,10 +105,7 @@ mod tests {
         s3.prefix = "media/".into();
         let now = time::parse("2025-08-15T14:00:00Z").unwrap();
         let v = refresh_answer(&s3, &office, &elector, Err("unconfigured".into()), now);
-        assert_eq!(
-            v["base_path"],
-            "s3://ufrecs-media/media/PO-001/source-02-12/"
-        );
+        assert_eq!(v["base_path"], "s3://ufrecs-media/media/PO-001/source-02-12/");
         assert_eq!(v["credentials"]["prefix"], "media/PO-001/source-02-12/");
         assert_eq!(v["secretAccessKey"], "");
         assert_eq!(v["expiration"], "2025-08-15T14:00:00Z");

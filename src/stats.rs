@@ -7,7 +7,7 @@
 //! kept by subtracting a row's old contribution and adding its new one, and always equal
 //! a recount of the rows (the property test checks it).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
@@ -29,10 +29,7 @@ impl Rendered {
     fn of(value: &Value) -> Self {
         let body = serde_json::to_vec(value).expect("a JSON value serialises");
         let digest = Sha256::digest(&body);
-        Rendered {
-            etag: format!("\"{}\"", &hex::encode(digest)[..20]),
-            body: Bytes::from(body),
-        }
+        Rendered { etag: format!("\"{}\"", &hex::encode(digest)[..20]), body: Bytes::from(body) }
     }
 }
 
@@ -99,6 +96,7 @@ struct Office {
     total_ballots: i64,
     undecided_ballots: i64,
     ballot_sources: u32,
+    /// Rendered on first read after a change, so a burst of writes renders once.
     stats: Option<Rendered>,
     results: Option<Rendered>,
 }
@@ -151,9 +149,7 @@ impl Office {
 
     fn results_json(&self, poll_office_id: &str) -> Value {
         let last_paper = self.ballots.iter().rev().find_map(|(idx, b)| {
-            b.as_ref()
-                .and_then(|d| d.party.as_ref())
-                .map(|p| json!({"index": idx, "party_id": p}))
+            b.as_ref().and_then(|d| d.party.as_ref()).map(|p| json!({"index": idx, "party_id": p}))
         });
         let mut results: Vec<(&String, i64)> = self.parties.iter().map(|(p, n)| (p, *n)).collect();
         results.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
@@ -171,10 +167,27 @@ impl Office {
             "sources": self.ballot_sources,
         })
     }
+}
 
-    fn render(&mut self, poll_office_id: &str) {
-        self.stats = Some(Rendered::of(&self.stats_json(poll_office_id)));
-        self.results = Some(Rendered::of(&self.results_json(poll_office_id)));
+#[derive(Clone, Copy)]
+enum Body {
+    Stats,
+    Results,
+}
+
+impl Body {
+    fn cached(self, office: &Office) -> Option<&Rendered> {
+        match self {
+            Body::Stats => office.stats.as_ref(),
+            Body::Results => office.results.as_ref(),
+        }
+    }
+
+    fn render(self, office: &Office, id: &str) -> Value {
+        match self {
+            Body::Stats => office.stats_json(id),
+            Body::Results => office.results_json(id),
+        }
     }
 }
 
@@ -192,7 +205,6 @@ impl Stats {
     /// Takes in the effects of one commit (or of a rebuild).
     pub fn apply(&self, effects: &[Effect]) {
         let mut offices = self.offices.write();
-        let mut touched: HashSet<&str> = HashSet::new();
         for effect in effects {
             match effect {
                 Effect::Vote(row) => {
@@ -206,7 +218,7 @@ impl Stats {
                     if let Some(old) = office.votes.insert(row.idx, view) {
                         office.totals.add(Totals::of(&old), -1);
                     }
-                    touched.insert(&row.poll_office_id);
+                    office.stats = None;
                 }
                 Effect::Ballot(row) => {
                     let office = offices.entry(row.poll_office_id.clone()).or_default();
@@ -214,63 +226,62 @@ impl Stats {
                         office.set_ballot(row.idx, old, -1);
                     }
                     office.set_ballot(row.idx, row.decision.clone(), 1);
-                    touched.insert(&row.poll_office_id);
+                    office.results = None;
                 }
-                Effect::OfficeSources {
-                    poll_office_id,
-                    kind,
-                    counted,
-                } => {
+                Effect::OfficeSources { poll_office_id, kind, counted } => {
                     let office = offices.entry(poll_office_id.clone()).or_default();
                     match kind {
-                        Kind::Vote => office.vote_sources = *counted,
-                        Kind::Ballot => office.ballot_sources = *counted,
+                        Kind::Vote => {
+                            office.vote_sources = *counted;
+                            office.stats = None;
+                        }
+                        Kind::Ballot => {
+                            office.ballot_sources = *counted;
+                            office.results = None;
+                        }
                     }
-                    touched.insert(poll_office_id);
                 }
                 Effect::TokenIssued(_) | Effect::TokensRevoked { .. } => {}
-            }
-        }
-        for id in touched {
-            if let Some(office) = offices.get_mut(id) {
-                office.render(id);
             }
         }
     }
 
     /// The stats body of an office (zeros when it has no data).
     pub fn stats(&self, poll_office_id: &str) -> Rendered {
-        if let Some(r) = self
-            .offices
-            .read()
-            .get(poll_office_id)
-            .and_then(|o| o.stats.clone())
-        {
-            return r;
-        }
-        Rendered::of(&Office::default().stats_json(poll_office_id))
+        self.rendered(poll_office_id, Body::Stats)
     }
 
     /// The results body of an office (zeros when it has no data).
     pub fn results(&self, poll_office_id: &str) -> Rendered {
-        if let Some(r) = self
-            .offices
-            .read()
-            .get(poll_office_id)
-            .and_then(|o| o.results.clone())
-        {
-            return r;
+        self.rendered(poll_office_id, Body::Results)
+    }
+
+    /// The cached body, or renders it (once, under the write lock) after a change.
+    fn rendered(&self, id: &str, body: Body) -> Rendered {
+        if let Some(office) = self.offices.read().get(id) {
+            if let Some(r) = body.cached(office) {
+                return r.clone();
+            }
+        } else {
+            return Rendered::of(&body.render(&Office::default(), id));
         }
-        Rendered::of(&Office::default().results_json(poll_office_id))
+        let mut offices = self.offices.write();
+        let Some(office) = offices.get_mut(id) else { return Rendered::of(&body.render(&Office::default(), id)) };
+        if let Some(r) = body.cached(office) {
+            return r.clone();
+        }
+        let r = Rendered::of(&body.render(office, id));
+        match body {
+            Body::Stats => office.stats = Some(r.clone()),
+            Body::Results => office.results = Some(r.clone()),
+        }
+        r
     }
 
     /// Every office's stats and results bodies, parsed: for tests comparing two builds.
     pub fn snapshot(&self) -> BTreeMap<String, (Value, Value)> {
         let offices = self.offices.read();
-        offices
-            .iter()
-            .map(|(id, o)| (id.clone(), (o.stats_json(id), o.results_json(id))))
-            .collect()
+        offices.iter().map(|(id, o)| (id.clone(), (o.stats_json(id), o.results_json(id)))).collect()
     }
 }
 
@@ -288,11 +299,7 @@ mod tests {
             first_reported_at: "2025-08-15T14:00:00Z".into(),
             live: true,
             decision: Some(VoteDecision {
-                accepted: Accepted {
-                    gender,
-                    age: Decided::Value(Age::Less30),
-                    has_torn: false,
-                },
+                accepted: Accepted { gender, age: Decided::Value(Age::Less30), has_torn: false },
                 disputed,
             }),
             verified: false,
@@ -305,10 +312,7 @@ mod tests {
             id: idx as i64,
             poll_office_id: "PO".into(),
             idx,
-            decision: Some(BallotDecision {
-                party: party.map(str::to_owned),
-                disputed: party.is_none(),
-            }),
+            decision: Some(BallotDecision { party: party.map(str::to_owned), disputed: party.is_none() }),
         })
     }
 
@@ -328,23 +332,12 @@ mod tests {
     #[test]
     fn results_are_sorted_and_shares_are_unrounded() {
         let s = Stats::new();
-        s.apply(&[
-            ballot(1, Some("B")),
-            ballot(2, Some("A")),
-            ballot(3, Some("B")),
-            ballot(4, None),
-        ]);
+        s.apply(&[ballot(1, Some("B")), ballot(2, Some("A")), ballot(3, Some("B")), ballot(4, None)]);
         let (_, r) = s.snapshot().remove("PO").unwrap();
         assert_eq!(r["total_ballots"], 4);
         assert_eq!(r["undecided_ballots"], 1);
-        assert_eq!(
-            r["results"][0],
-            json!({"party_id": "B", "ballots": 2, "share": 0.5})
-        );
-        assert_eq!(
-            r["results"][1],
-            json!({"party_id": "A", "ballots": 1, "share": 0.25})
-        );
+        assert_eq!(r["results"][0], json!({"party_id": "B", "ballots": 2, "share": 0.5}));
+        assert_eq!(r["results"][1], json!({"party_id": "A", "ballots": 1, "share": 0.25}));
         assert_eq!(r["last_paper"], json!({"index": 3, "party_id": "B"}));
     }
 

@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString,
-};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use tokio::sync::Semaphore;
 
@@ -16,9 +14,7 @@ pub struct Hasher {
 
 impl Default for Hasher {
     fn default() -> Self {
-        Self {
-            permits: Arc::new(Semaphore::new(2)),
-        }
+        Self { permits: Arc::new(Semaphore::new(2)) }
     }
 }
 
@@ -31,34 +27,18 @@ pub fn hash_now(password: &str) -> String {
 }
 
 pub fn verify_now(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
-    })
+    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
 impl Hasher {
     pub async fn hash(&self, password: String) -> String {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        tokio::task::spawn_blocking(move || hash_now(&password))
-            .await
-            .expect("argon2 does not panic")
+        let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
+        tokio::task::spawn_blocking(move || hash_now(&password)).await.expect("argon2 does not panic")
     }
 
     pub async fn verify(&self, password: String, hash: String) -> bool {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        tokio::task::spawn_blocking(move || verify_now(&password, &hash))
-            .await
-            .unwrap_or(false)
+        let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
+        tokio::task::spawn_blocking(move || verify_now(&password, &hash)).await.unwrap_or(false)
     }
 }
 

@@ -75,8 +75,7 @@ impl RateLimits {
         if electors.len() > PRUNE_ABOVE {
             let horizon = now - Duration::minutes(ELECTOR_WINDOW_MINUTES);
             electors.retain(|_, e| {
-                e.failures.back().is_some_and(|t| *t > horizon)
-                    || e.locked_until.is_some_and(|u| u > now)
+                e.failures.back().is_some_and(|t| *t > horizon) || e.locked_until.is_some_and(|u| u > now)
             });
         }
         let e = electors.entry(elector_id.to_owned()).or_default();
@@ -91,9 +90,7 @@ impl RateLimits {
         } else {
             return;
         }
-        let secs = FIRST_LOCKOUT_SECS
-            .saturating_mul(1 << (e.level - 1).min(10))
-            .min(MAX_LOCKOUT_SECS);
+        let secs = FIRST_LOCKOUT_SECS.saturating_mul(1 << (e.level - 1).min(10)).min(MAX_LOCKOUT_SECS);
         e.locked_until = Some(now + Duration::seconds(secs));
     }
 

@@ -58,12 +58,7 @@ impl Tokens {
 
     /// Checks a token; with Basic auth, `elector_id` is the user name, which must be the
     /// token's source.
-    pub fn check(
-        &self,
-        token: &str,
-        elector_id: Option<&str>,
-        now: Timestamp,
-    ) -> Result<Reporter, TokenError> {
+    pub fn check(&self, token: &str, elector_id: Option<&str>, now: Timestamp) -> Result<Reporter, TokenError> {
         let h = hash(token);
         let inner = self.inner.read();
         let row = inner.by_hash.get(&h).ok_or(TokenError::Failed)?;
@@ -85,16 +80,13 @@ impl Tokens {
         for effect in effects {
             match effect {
                 Effect::TokenIssued(row) => inner.insert(row.clone()),
-                Effect::TokensRevoked {
-                    source_n,
-                    poll_office_id,
-                } => {
+                Effect::TokensRevoked { source_n, poll_office_id } => {
                     let Inner { by_hash, by_source } = &mut *inner;
                     if let Some(hashes) = by_source.get_mut(source_n) {
                         hashes.retain(|h| {
-                            let hit = poll_office_id.as_ref().is_none_or(|o| {
-                                by_hash.get(h).is_some_and(|t| &t.poll_office_id == o)
-                            });
+                            let hit = poll_office_id
+                                .as_ref()
+                                .is_none_or(|o| by_hash.get(h).is_some_and(|t| &t.poll_office_id == o));
                             if hit {
                                 by_hash.remove(h);
                             }
@@ -117,10 +109,7 @@ impl Tokens {
 
 impl Inner {
     fn insert(&mut self, row: TokenRow) {
-        self.by_source
-            .entry(row.source_n)
-            .or_default()
-            .push(row.token_hash.clone());
+        self.by_source.entry(row.source_n).or_default().push(row.token_hash.clone());
         self.by_hash.insert(row.token_hash.clone(), row);
     }
 }
@@ -146,9 +135,7 @@ mod tests {
         let (b, _) = mint();
         assert_ne!(a, b);
         assert!(a.len() >= 43);
-        assert!(a
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert_eq!(ha, hash(&a));
     }
 
@@ -156,29 +143,14 @@ mod tests {
     fn rotation_revokes_only_that_office_and_reset_revokes_all() {
         let t = Tokens::new();
         let before = time::parse("2025-08-15T14:00:00Z").unwrap();
-        t.apply(&[
-            Effect::TokenIssued(row(&hash("a"), 1, "PO-1")),
-            Effect::TokenIssued(row(&hash("b"), 1, "PO-2")),
-        ]);
-        assert_eq!(
-            t.check("a", Some("E1"), before).unwrap().poll_office_id,
-            "PO-1"
-        );
+        t.apply(&[Effect::TokenIssued(row(&hash("a"), 1, "PO-1")), Effect::TokenIssued(row(&hash("b"), 1, "PO-2"))]);
+        assert_eq!(t.check("a", Some("E1"), before).unwrap().poll_office_id, "PO-1");
         assert_eq!(t.check("a", Some("E2"), before), Err(TokenError::Failed));
-        assert_eq!(
-            t.check("a", None, time::parse("2025-08-15T20:00:00Z").unwrap()),
-            Err(TokenError::Expired)
-        );
-        t.apply(&[Effect::TokensRevoked {
-            source_n: 1,
-            poll_office_id: Some("PO-1".into()),
-        }]);
+        assert_eq!(t.check("a", None, time::parse("2025-08-15T20:00:00Z").unwrap()), Err(TokenError::Expired));
+        t.apply(&[Effect::TokensRevoked { source_n: 1, poll_office_id: Some("PO-1".into()) }]);
         assert_eq!(t.check("a", None, before), Err(TokenError::Failed));
         assert!(t.check("b", None, before).is_ok());
-        t.apply(&[Effect::TokensRevoked {
-            source_n: 1,
-            poll_office_id: None,
-        }]);
+        t.apply(&[Effect::TokensRevoked { source_n: 1, poll_office_id: None }]);
         assert_eq!(t.check("b", None, before), Err(TokenError::Failed));
     }
 }

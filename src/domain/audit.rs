@@ -34,9 +34,44 @@ impl Entry {
         })
     }
 
-    pub fn hash(&self, prev_hash: &str) -> String {
-        chain_hash(prev_hash, &canonical(&self.to_json()))
+    /// The canonical form, written field by field (keys in sorted order) rather than by
+    /// building and cloning a JSON value: this runs once per write.
+    pub fn canonical(&self) -> String {
+        self.canonical_with_detail(&canonical(&self.detail))
     }
+
+    /// The canonical form, given the detail's canonical form (already computed to be stored).
+    pub fn canonical_with_detail(&self, detail: &str) -> String {
+        let mut out = String::with_capacity(128 + detail.len());
+        out.push_str("{\"actor\":");
+        push_str_json(&self.actor, &mut out);
+        out.push_str(",\"at\":");
+        push_str_json(&self.at, &mut out);
+        out.push_str(",\"detail\":");
+        out.push_str(detail);
+        out.push_str(",\"kind\":");
+        push_str_json(&self.kind, &mut out);
+        out.push_str(",\"poll_office_id\":");
+        match &self.poll_office_id {
+            Some(o) => push_str_json(o, &mut out),
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"seq\":");
+        out.push_str(&self.seq.to_string());
+        out.push('}');
+        out
+    }
+
+    pub fn hash(&self, prev_hash: &str) -> String {
+        chain_hash(prev_hash, &self.canonical())
+    }
+}
+
+fn push_str_json(s: &str, out: &mut String) {
+    // serde_json escapes exactly as Python's json.dumps(ensure_ascii=False) does.
+    let mut buf = Vec::with_capacity(s.len() + 2);
+    serde_json::to_writer(&mut buf, s).expect("writing to a Vec cannot fail");
+    out.push_str(std::str::from_utf8(&buf).expect("serde_json writes UTF-8"));
 }
 
 pub fn chain_hash(prev_hash: &str, canonical_entry: &str) -> String {
@@ -66,7 +101,7 @@ fn write_canonical(v: &Value, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
+                push_str_json(k, out);
                 out.push(':');
                 write_canonical(&map[k], out);
             }
@@ -90,13 +125,11 @@ fn write_canonical(v: &Value, out: &mut String) {
 /// wrong, or `None` when the whole chain verifies.
 pub fn first_break<'a>(entries: impl IntoIterator<Item = (&'a Entry, &'a str)>) -> Option<i64> {
     let mut prev = GENESIS.to_owned();
-    let mut expected_seq = 1;
-    for (entry, stored_hash) in entries {
+    for (expected_seq, (entry, stored_hash)) in (1..).zip(entries) {
         if entry.seq != expected_seq || entry.hash(&prev) != stored_hash {
             return Some(entry.seq);
         }
         prev = stored_hash.to_owned();
-        expected_seq += 1;
     }
     None
 }
@@ -156,6 +189,7 @@ mod tests {
     fn canonical_entries_match_pythons_json_dumps() {
         for (entry, canon, _) in golden() {
             assert_eq!(canonical(&entry.to_json()), canon);
+            assert_eq!(entry.canonical(), canon);
         }
     }
 
@@ -171,25 +205,13 @@ mod tests {
     #[test]
     fn a_rewritten_entry_breaks_the_chain_at_that_entry() {
         let g = golden();
-        let pairs: Vec<(Entry, String)> = g
-            .iter()
-            .map(|(e, _, h)| (e.clone(), h.to_string()))
-            .collect();
-        assert_eq!(
-            first_break(pairs.iter().map(|(e, h)| (e, h.as_str()))),
-            None
-        );
+        let pairs: Vec<(Entry, String)> = g.iter().map(|(e, _, h)| (e.clone(), h.to_string())).collect();
+        assert_eq!(first_break(pairs.iter().map(|(e, h)| (e, h.as_str()))), None);
         let mut tampered = pairs.clone();
         tampered[1].0.detail = json!({"index": 4});
-        assert_eq!(
-            first_break(tampered.iter().map(|(e, h)| (e, h.as_str()))),
-            Some(2)
-        );
+        assert_eq!(first_break(tampered.iter().map(|(e, h)| (e, h.as_str()))), Some(2));
         let mut gap = pairs;
         gap.remove(0);
-        assert_eq!(
-            first_break(gap.iter().map(|(e, h)| (e, h.as_str()))),
-            Some(2)
-        );
+        assert_eq!(first_break(gap.iter().map(|(e, h)| (e, h.as_str()))), Some(2));
     }
 }

@@ -29,10 +29,7 @@ const PROPOSAL_WEIGHT: u32 = 2;
 const VERIFICATION_WEIGHT: u32 = 1;
 
 /// The value with the highest weight, or `None` on a tie for the highest.
-fn weigh<T: Copy + Eq + Hash>(
-    values: impl Iterator<Item = T>,
-    verification: Option<T>,
-) -> Option<T> {
+fn weigh<T: Copy + Eq + Hash>(values: impl Iterator<Item = T>, verification: Option<T>) -> Option<T> {
     let mut weights: HashMap<T, u32> = HashMap::new();
     for v in values {
         *weights.entry(v).or_default() += PROPOSAL_WEIGHT;
@@ -49,10 +46,7 @@ fn weigh<T: Copy + Eq + Hash>(
     }
 }
 
-fn decided<T: Copy + Eq + Hash>(
-    values: impl Iterator<Item = T>,
-    verification: Option<T>,
-) -> Decided<T> {
+fn decided<T: Copy + Eq + Hash>(values: impl Iterator<Item = T>, verification: Option<T>) -> Decided<T> {
     weigh(values, verification).map_or(Decided::Undecided, Decided::Value)
 }
 
@@ -67,16 +61,9 @@ pub struct VoteDecision {
 pub fn decide_vote(counted: &[VoteAttrs], verification: Option<VoteAttrs>) -> Option<VoteDecision> {
     let first = *counted.first()?;
     let accepted = Accepted {
-        gender: decided(
-            counted.iter().map(|p| p.gender),
-            verification.map(|v| v.gender),
-        ),
+        gender: decided(counted.iter().map(|p| p.gender), verification.map(|v| v.gender)),
         age: decided(counted.iter().map(|p| p.age), verification.map(|v| v.age)),
-        has_torn: weigh(
-            counted.iter().map(|p| p.has_torn),
-            verification.map(|v| v.has_torn),
-        )
-        .unwrap_or(false),
+        has_torn: weigh(counted.iter().map(|p| p.has_torn), verification.map(|v| v.has_torn)).unwrap_or(false),
     };
     let unanimous = counted.iter().all(|p| *p == first);
     let verification_differs = verification.is_some_and(|v| {
@@ -84,10 +71,7 @@ pub fn decide_vote(counted: &[VoteAttrs], verification: Option<VoteAttrs>) -> Op
             || Decided::Value(v.age) != accepted.age
             || v.has_torn != accepted.has_torn
     });
-    Some(VoteDecision {
-        accepted,
-        disputed: !unanimous || verification_differs,
-    })
+    Some(VoteDecision { accepted, disputed: !unanimous || verification_differs })
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,22 +96,10 @@ mod tests {
     use crate::domain::vote::{Age, Gender};
 
     fn attrs(gender: Gender, age: Age, has_torn: bool) -> VoteAttrs {
-        VoteAttrs {
-            gender,
-            age,
-            has_torn,
-        }
+        VoteAttrs { gender, age, has_torn }
     }
-    const M30: VoteAttrs = VoteAttrs {
-        gender: Gender::Male,
-        age: Age::Less30,
-        has_torn: false,
-    };
-    const F60: VoteAttrs = VoteAttrs {
-        gender: Gender::Female,
-        age: Age::Less60,
-        has_torn: true,
-    };
+    const M30: VoteAttrs = VoteAttrs { gender: Gender::Male, age: Age::Less30, has_torn: false };
+    const F60: VoteAttrs = VoteAttrs { gender: Gender::Female, age: Age::Less60, has_torn: true };
 
     #[test]
     fn trusted_sources_silence_opportunistic_ones_only_where_they_stand() {

@@ -44,10 +44,7 @@ const TEXT_MAX: usize = 200;
 
 impl<'a> Fields<'a> {
     pub fn new(map: &'a Map<String, Value>) -> Self {
-        Self {
-            map,
-            errors: FieldErrors::new(),
-        }
+        Self { map, errors: FieldErrors::new() }
     }
 
     fn fail<T>(&mut self, field: &str, msg: &str) -> Option<T> {
@@ -81,11 +78,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn identifier<T>(
-        &mut self,
-        field: &str,
-        parse: fn(&str) -> Result<T, &'static str>,
-    ) -> Option<T> {
+    pub fn identifier<T>(&mut self, field: &str, parse: fn(&str) -> Result<T, &'static str>) -> Option<T> {
         let s = self.required_str(field)?;
         match parse(s) {
             Ok(v) => Some(v),
@@ -104,12 +97,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn choice<T>(
-        &mut self,
-        field: &str,
-        parse: fn(&str) -> Option<T>,
-        expected: &str,
-    ) -> Option<T> {
+    pub fn choice<T>(&mut self, field: &str, parse: fn(&str) -> Option<T>, expected: &str) -> Option<T> {
         let s = match self.get(field) {
             None => return self.fail(field, "is required"),
             Some(Value::String(s)) => s,
@@ -121,12 +109,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn optional_choice<T>(
-        &mut self,
-        field: &str,
-        parse: fn(&str) -> Option<T>,
-        expected: &str,
-    ) -> Option<T> {
+    pub fn optional_choice<T>(&mut self, field: &str, parse: fn(&str) -> Option<T>, expected: &str) -> Option<T> {
         self.get(field)?;
         self.choice(field, parse, expected)
     }
@@ -178,13 +161,11 @@ impl AuthInput {
         let elector_id = f.identifier("elector_id", ElectorId::parse);
         let poll_office_id = f.identifier("poll_office_id", PollOfficeId::parse);
         let password = f.optional_text("password", PASSWORD_MAX);
-        let v = elector_id
-            .zip(poll_office_id)
-            .map(|(elector_id, poll_office_id)| Self {
-                elector_id,
-                poll_office_id,
-                password,
-            });
+        let v = elector_id.zip(poll_office_id).map(|(elector_id, poll_office_id)| Self {
+            elector_id,
+            poll_office_id,
+            password,
+        });
         f.finish(v)
     }
 }
@@ -207,11 +188,7 @@ impl VoteInput {
         let v = (|| {
             Some(Self {
                 index: index?,
-                attrs: VoteAttrs {
-                    gender: gender?,
-                    age: age?,
-                    has_torn: has_torn?,
-                },
+                attrs: VoteAttrs { gender: gender?, age: age?, has_torn: has_torn? },
                 observed_at,
             })
         })();
@@ -230,9 +207,7 @@ impl BallotInput {
         let mut f = Fields::new(map);
         let index = f.index("index");
         let party_id = f.identifier("party_id", PartyId::parse);
-        let v = index
-            .zip(party_id)
-            .map(|(index, party_id)| Self { index, party_id });
+        let v = index.zip(party_id).map(|(index, party_id)| Self { index, party_id });
         f.finish(v)
     }
 }
@@ -270,14 +245,7 @@ impl NewSource {
         let email = f.optional_text("email", TEXT_MAX);
         let phone_number = f.optional_text("phone_number", TEXT_MAX);
         let password = f.optional_text("password", PASSWORD_MAX);
-        f.finish(v.map(|s| Self {
-            full_name,
-            official_org,
-            email,
-            phone_number,
-            password,
-            ..s
-        }))
+        f.finish(v.map(|s| Self { full_name, official_org, email, phone_number, password, ..s }))
     }
 }
 
@@ -297,21 +265,11 @@ impl SourcePatch {
         let password = f.optional_text("password", PASSWORD_MAX);
         let full_name = f.optional_text("full_name", TEXT_MAX);
         let official_org = f.optional_text("official_org", TEXT_MAX);
-        let any = ["status", "password", "full_name", "official_org"]
-            .iter()
-            .any(|k| f.has(k));
+        let any = ["status", "password", "full_name", "official_org"].iter().any(|k| f.has(k));
         if !any {
-            return Err(one(
-                "body",
-                "give at least one of status, password, full_name, official_org",
-            ));
+            return Err(one("body", "give at least one of status, password, full_name, official_org"));
         }
-        f.finish(Some(Self {
-            status,
-            password,
-            full_name,
-            official_org,
-        }))
+        f.finish(Some(Self { status, password, full_name, official_org }))
     }
 }
 
@@ -340,10 +298,7 @@ mod tests {
 
     #[test]
     fn a_vote_defaults_has_torn_to_false_and_ignores_unknown_fields() {
-        let v = VoteInput::parse(&map(
-            json!({"index": 3, "gender": "male", "age": "less_30", "extra": 1}),
-        ))
-        .unwrap();
+        let v = VoteInput::parse(&map(json!({"index": 3, "gender": "male", "age": "less_30", "extra": 1}))).unwrap();
         assert_eq!(v.index.get(), 3);
         assert!(!v.attrs.has_torn);
         assert_eq!(v.observed_at, None);
@@ -352,42 +307,27 @@ mod tests {
     #[test]
     fn every_bad_vote_field_is_named() {
         let e = fields(
-            VoteInput::parse(&map(json!({"index": 1.5, "gender": "M", "age": 3, "has_torn": "yes", "observed_at": "noon"})))
-                .unwrap_err(),
+            VoteInput::parse(&map(
+                json!({"index": 1.5, "gender": "M", "age": 3, "has_torn": "yes", "observed_at": "noon"}),
+            ))
+            .unwrap_err(),
         );
-        assert_eq!(
-            e.keys().collect::<Vec<_>>(),
-            ["age", "gender", "has_torn", "index", "observed_at"]
-        );
+        assert_eq!(e.keys().collect::<Vec<_>>(), ["age", "gender", "has_torn", "index", "observed_at"]);
         assert_eq!(e["gender"], "must be one of male, female");
         let e = fields(VoteInput::parse(&map(json!({}))).unwrap_err());
         assert_eq!(e["index"], "is required");
-        let e = fields(
-            VoteInput::parse(&map(
-                json!({"index": "1", "gender": "male", "age": "less_30"}),
-            ))
-            .unwrap_err(),
-        );
+        let e = fields(VoteInput::parse(&map(json!({"index": "1", "gender": "male", "age": "less_30"}))).unwrap_err());
         assert!(e.contains_key("index"));
-        let e = fields(
-            VoteInput::parse(&map(
-                json!({"index": 1000001, "gender": "male", "age": "less_30"}),
-            ))
-            .unwrap_err(),
-        );
+        let e =
+            fields(VoteInput::parse(&map(json!({"index": 1000001, "gender": "male", "age": "less_30"}))).unwrap_err());
         assert!(e.contains_key("index"));
     }
 
     #[test]
     fn an_empty_password_is_no_password() {
-        let a = AuthInput::parse(&map(
-            json!({"elector_id": "E1", "poll_office_id": "PO-1", "password": ""}),
-        ))
-        .unwrap();
+        let a = AuthInput::parse(&map(json!({"elector_id": "E1", "poll_office_id": "PO-1", "password": ""}))).unwrap();
         assert_eq!(a.password, None);
-        let e = fields(
-            AuthInput::parse(&map(json!({"elector_id": "E/1", "poll_office_id": 7}))).unwrap_err(),
-        );
+        let e = fields(AuthInput::parse(&map(json!({"elector_id": "E/1", "poll_office_id": 7}))).unwrap_err());
         assert!(e.contains_key("elector_id") && e.contains_key("poll_office_id"));
     }
 
@@ -401,10 +341,7 @@ mod tests {
 
     #[test]
     fn a_new_source_needs_an_id_and_a_type() {
-        let s = NewSource::parse(&map(
-            json!({"elector_id": "E1", "type": "official", "full_name": "A B"}),
-        ))
-        .unwrap();
+        let s = NewSource::parse(&map(json!({"elector_id": "E1", "type": "official", "full_name": "A B"}))).unwrap();
         assert_eq!(s.status, Status::Official);
         assert_eq!(s.full_name.as_deref(), Some("A B"));
         let e = fields(NewSource::parse(&map(json!({"elector_id": "E1"}))).unwrap_err());

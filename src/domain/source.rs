@@ -9,14 +9,8 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 4] = [
-        Status::Unverified,
-        Status::Independent,
-        Status::Official,
-        Status::PoliticalParty,
-    ];
-    pub const EXPECTED: &'static str =
-        "must be one of unverified, independent, official, political_party";
+    pub const ALL: [Status; 4] = [Status::Unverified, Status::Independent, Status::Official, Status::PoliticalParty];
+    pub const EXPECTED: &'static str = "must be one of unverified, independent, official, political_party";
 
     pub fn as_str(self) -> &'static str {
         match self {

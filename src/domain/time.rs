@@ -10,9 +10,7 @@ pub fn format(t: Timestamp) -> String {
 }
 
 pub fn parse(s: &str) -> Option<Timestamp> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
 }
 
 /// How far an `observed_at` may lie from the server's clock when it is first stored.
@@ -35,21 +33,9 @@ mod tests {
     #[test]
     fn observed_at_must_be_near_the_server_clock() {
         let now = parse("2025-08-15T14:00:00Z").unwrap();
-        assert!(observed_at_acceptable(
-            parse("2025-08-15T14:05:00Z").unwrap(),
-            now
-        ));
-        assert!(!observed_at_acceptable(
-            parse("2025-08-15T14:05:01Z").unwrap(),
-            now
-        ));
-        assert!(observed_at_acceptable(
-            parse("2025-08-14T14:00:00Z").unwrap(),
-            now
-        ));
-        assert!(!observed_at_acceptable(
-            parse("2025-08-14T13:59:59Z").unwrap(),
-            now
-        ));
+        assert!(observed_at_acceptable(parse("2025-08-15T14:05:00Z").unwrap(), now));
+        assert!(!observed_at_acceptable(parse("2025-08-15T14:05:01Z").unwrap(), now));
+        assert!(observed_at_acceptable(parse("2025-08-14T14:00:00Z").unwrap(), now));
+        assert!(!observed_at_acceptable(parse("2025-08-14T13:59:59Z").unwrap(), now));
     }
 }

@@ -144,9 +144,6 @@ mod tests {
         }
         assert_eq!(Gender::parse("Male"), None);
         assert_eq!(Age::parse("less_31"), None);
-        assert_eq!(
-            Decided::<Gender>::parse("undecided"),
-            Some(Decided::Undecided)
-        );
+        assert_eq!(Decided::<Gender>::parse("undecided"), Some(Decided::Undecided));
     }
 }

@@ -31,27 +31,17 @@ pub async fn create_reporter(app: Arc<App>, body: Bytes) -> Result<Response, Api
         Some(p) => Some(app.hasher.hash(p.clone()).await),
         None => None,
     };
-    let op = WriteOp::CreateSource {
-        source,
-        password_hash,
-        actor: Actor::Admin,
-    };
+    let op = WriteOp::CreateSource { source, password_hash, actor: Actor::Admin };
     match app.writer.submit(op).await.map_err(write_error)? {
-        Outcome::Source(s) => Ok(json_response(
-            StatusCode::CREATED,
-            &json!({"status": "created", "source": source_json(&s)}),
-        )),
+        Outcome::Source(s) => {
+            Ok(json_response(StatusCode::CREATED, &json!({"status": "created", "source": source_json(&s)})))
+        }
         _ => Err(ApiError::Internal),
     }
 }
 
-pub async fn update_source(
-    app: Arc<App>,
-    elector_id: String,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let elector_id =
-        ElectorId::parse(&elector_id).map_err(|m| ApiError::invalid_field("elector_id", m))?;
+pub async fn update_source(app: Arc<App>, elector_id: String, body: Bytes) -> Result<Response, ApiError> {
+    let elector_id = ElectorId::parse(&elector_id).map_err(|m| ApiError::invalid_field("elector_id", m))?;
     let patch = SourcePatch::parse(&input::object(&body)?)?;
     let password_hash = match &patch.password {
         Some(p) => Some(app.hasher.hash(p.clone()).await),
@@ -65,18 +55,13 @@ pub async fn update_source(
     };
     match app
         .writer
-        .submit(WriteOp::UpdateSource {
-            elector_id,
-            update,
-            actor: Actor::Admin,
-        })
+        .submit(WriteOp::UpdateSource { elector_id, update, actor: Actor::Admin })
         .await
         .map_err(write_error)?
     {
-        Outcome::Source(s) => Ok(json_response(
-            StatusCode::OK,
-            &json!({"status": "updated", "source": source_json(&s)}),
-        )),
+        Outcome::Source(s) => {
+            Ok(json_response(StatusCode::OK, &json!({"status": "updated", "source": source_json(&s)})))
+        }
         _ => Err(ApiError::Internal),
     }
 }

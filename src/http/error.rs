@@ -15,10 +15,7 @@ use crate::domain::input::{FieldErrors, InputError};
 #[derive(Debug)]
 pub enum ApiError {
     InvalidJson,
-    InvalidData {
-        message: String,
-        errors: FieldErrors,
-    },
+    InvalidData { message: String, errors: FieldErrors },
     UnknownParty,
     AuthRequired,
     AuthFailed,
@@ -29,9 +26,7 @@ pub enum ApiError {
     UnknownPollOffice,
     Conflict(&'static str),
     PayloadTooLarge,
-    RateLimited {
-        retry_after_secs: u64,
-    },
+    RateLimited { retry_after_secs: u64 },
     Unavailable,
     Internal,
 }
@@ -50,10 +45,7 @@ impl From<InputError> for ApiError {
 impl ApiError {
     pub fn invalid(errors: FieldErrors) -> Self {
         let fields: Vec<&str> = errors.keys().map(String::as_str).collect();
-        ApiError::InvalidData {
-            message: format!("invalid field(s): {}", fields.join(", ")),
-            errors,
-        }
+        ApiError::InvalidData { message: format!("invalid field(s): {}", fields.join(", ")), errors }
     }
 
     pub fn invalid_field(field: &str, msg: &str) -> Self {
@@ -62,79 +54,37 @@ impl ApiError {
 
     pub fn response(&self) -> Response {
         let (status, code, message): (StatusCode, &str, String) = match self {
-            ApiError::InvalidJson => (
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                "the body is not valid JSON".into(),
-            ),
-            ApiError::InvalidData { message, .. } => {
-                (StatusCode::BAD_REQUEST, "invalid_data", message.clone())
+            ApiError::InvalidJson => (StatusCode::BAD_REQUEST, "invalid_json", "the body is not valid JSON".into()),
+            ApiError::InvalidData { message, .. } => (StatusCode::BAD_REQUEST, "invalid_data", message.clone()),
+            ApiError::UnknownParty => {
+                (StatusCode::BAD_REQUEST, "unknown_party", "this party is not in the directory".into())
             }
-            ApiError::UnknownParty => (
-                StatusCode::BAD_REQUEST,
-                "unknown_party",
-                "this party is not in the directory".into(),
-            ),
-            ApiError::AuthRequired => (
-                StatusCode::UNAUTHORIZED,
-                "auth_required",
-                "an Authorization header is required".into(),
-            ),
-            ApiError::AuthFailed => (
-                StatusCode::UNAUTHORIZED,
-                "auth_failed",
-                "authentication failed".into(),
-            ),
-            ApiError::TokenExpired => (
-                StatusCode::UNAUTHORIZED,
-                "token_expired",
-                "the token has expired: authenticate again".into(),
-            ),
-            ApiError::Forbidden => (
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "this token may not use this endpoint".into(),
-            ),
-            ApiError::NotFound => (
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such route or resource".into(),
-            ),
-            ApiError::MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this path does not take this method".into(),
-            ),
-            ApiError::UnknownPollOffice => (
-                StatusCode::NOT_FOUND,
-                "unknown_poll_office",
-                "this poll office is not in the directory".into(),
-            ),
-            ApiError::Conflict(what) => (
-                StatusCode::CONFLICT,
-                "conflict",
-                format!("{what} already exists"),
-            ),
-            ApiError::PayloadTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the body is too large".into(),
-            ),
-            ApiError::RateLimited { .. } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many attempts: retry later".into(),
-            ),
-            ApiError::Unavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the database cannot commit now: retry later".into(),
-            ),
-            ApiError::Internal => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error".into(),
-            ),
+            ApiError::AuthRequired => {
+                (StatusCode::UNAUTHORIZED, "auth_required", "an Authorization header is required".into())
+            }
+            ApiError::AuthFailed => (StatusCode::UNAUTHORIZED, "auth_failed", "authentication failed".into()),
+            ApiError::TokenExpired => {
+                (StatusCode::UNAUTHORIZED, "token_expired", "the token has expired: authenticate again".into())
+            }
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "this token may not use this endpoint".into()),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such route or resource".into()),
+            ApiError::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this path does not take this method".into())
+            }
+            ApiError::UnknownPollOffice => {
+                (StatusCode::NOT_FOUND, "unknown_poll_office", "this poll office is not in the directory".into())
+            }
+            ApiError::Conflict(what) => (StatusCode::CONFLICT, "conflict", format!("{what} already exists")),
+            ApiError::PayloadTooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is too large".into())
+            }
+            ApiError::RateLimited { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many attempts: retry later".into())
+            }
+            ApiError::Unavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database cannot commit now: retry later".into())
+            }
+            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".into()),
         };
         let mut body = json!({"code": code, "message": message});
         if let ApiError::InvalidData { errors, .. } = self {
@@ -175,9 +125,7 @@ pub async fn recover(r: Rejection) -> Result<Response, Infallible> {
         ApiError::PayloadTooLarge
     } else if r.find::<warp::reject::InvalidQuery>().is_some() {
         ApiError::invalid_field("query", "is not valid")
-    } else if r.find::<warp::reject::InvalidHeader>().is_some()
-        || r.find::<warp::reject::MissingHeader>().is_some()
-    {
+    } else if r.find::<warp::reject::InvalidHeader>().is_some() || r.find::<warp::reject::MissingHeader>().is_some() {
         ApiError::invalid_field("headers", "are not valid for this endpoint")
     } else {
         log::error!("unhandled rejection: {r:?}");

@@ -18,24 +18,20 @@ use crate::auth::tokens::{Reporter, TokenError};
 
 pub const BODY_LIMIT: usize = 16 * 1024;
 
-pub fn with_app(
-    app: Arc<App>,
-) -> impl Filter<Extract = (Arc<App>,), Error = std::convert::Infallible> + Clone {
+pub fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = std::convert::Infallible> + Clone {
     warp::any().map(move || app.clone())
 }
 
 /// The request body, refused with 413 past `limit` bytes whether or not a length was given.
 pub fn body(limit: usize) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    warp::header::optional::<u64>("content-length")
-        .and(warp::body::stream())
-        .and_then(move |length: Option<u64>, stream| async move {
+    warp::header::optional::<u64>("content-length").and(warp::body::stream()).and_then(
+        move |length: Option<u64>, stream| async move {
             if length.is_some_and(|l| l > limit as u64) {
                 return Err(warp::reject::custom(ApiError::PayloadTooLarge));
             }
-            read_limited(stream, limit)
-                .await
-                .map_err(warp::reject::custom)
-        })
+            read_limited(stream, limit).await.map_err(warp::reject::custom)
+        },
+    )
 }
 
 async fn read_limited<S, B>(stream: S, limit: usize) -> Result<Bytes, ApiError>
@@ -62,11 +58,7 @@ where
 
 /// The client's address: the peer's, or, when the peer is a trusted proxy, the right-most
 /// `X-Forwarded-For` address that is not itself a trusted proxy.
-pub fn client_addr(
-    peer: Option<SocketAddr>,
-    forwarded_for: Option<&str>,
-    trusted: &[IpNet],
-) -> IpAddr {
+pub fn client_addr(peer: Option<SocketAddr>, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
     let peer = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.ip());
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
@@ -87,11 +79,9 @@ pub fn client_addr(
 }
 
 pub fn client(app: Arc<App>) -> impl Filter<Extract = (IpAddr,), Error = Rejection> + Clone {
-    warp::addr::remote()
-        .and(warp::header::optional::<String>("x-forwarded-for"))
-        .map(move |peer: Option<SocketAddr>, xff: Option<String>| {
-            client_addr(peer, xff.as_deref(), &app.trusted_proxies)
-        })
+    warp::addr::remote().and(warp::header::optional::<String>("x-forwarded-for")).map(
+        move |peer: Option<SocketAddr>, xff: Option<String>| client_addr(peer, xff.as_deref(), &app.trusted_proxies),
+    )
 }
 
 /// What an `Authorization` header carries.
@@ -112,15 +102,10 @@ pub fn parse_authorization(header: &str) -> Option<Credentials> {
         return Some(Credentials::Bearer(rest.to_owned()));
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(rest)
-            .ok()?;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
         let text = String::from_utf8(decoded).ok()?;
         let (user, secret) = text.split_once(':')?;
-        return Some(Credentials::Basic {
-            user: user.to_owned(),
-            secret: secret.to_owned(),
-        });
+        return Some(Credentials::Basic { user: user.to_owned(), secret: secret.to_owned() });
     }
     None
 }
@@ -131,12 +116,10 @@ fn check_reporter(app: &App, header: Option<&str>) -> Result<Reporter, ApiError>
         Credentials::Basic { user, secret } => (secret, Some(user)),
         Credentials::Bearer(token) => (token, None),
     };
-    app.tokens
-        .check(&token, user.as_deref(), app.clock.now())
-        .map_err(|e| match e {
-            TokenError::Failed => ApiError::AuthFailed,
-            TokenError::Expired => ApiError::TokenExpired,
-        })
+    app.tokens.check(&token, user.as_deref(), app.clock.now()).map_err(|e| match e {
+        TokenError::Failed => ApiError::AuthFailed,
+        TokenError::Expired => ApiError::TokenExpired,
+    })
 }
 
 /// A reporter authenticated by token (Basic `elector_id:token` or Bearer).
@@ -159,9 +142,7 @@ pub fn check_admin(app: &App, header: Option<&str>) -> Result<(), ApiError> {
     }
     let header = header.ok_or(ApiError::AuthRequired)?;
     match parse_authorization(header) {
-        Some(Credentials::Bearer(t)) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => {
-            Ok(())
-        }
+        Some(Credentials::Bearer(t)) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => Ok(()),
         _ if check_reporter(app, Some(header)).is_ok() => Err(ApiError::Forbidden),
         _ => Err(ApiError::AuthFailed),
     }
@@ -190,46 +171,22 @@ mod tests {
         let proxy: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let stranger: SocketAddr = "203.0.113.9:5000".parse().unwrap();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(
-            client_addr(Some(stranger), Some("1.2.3.4"), &trusted),
-            ip("203.0.113.9")
-        );
-        assert_eq!(
-            client_addr(Some(proxy), Some("1.2.3.4"), &trusted),
-            ip("1.2.3.4")
-        );
-        assert_eq!(
-            client_addr(Some(proxy), Some("6.6.6.6, 1.2.3.4, 10.1.1.1"), &trusted),
-            ip("1.2.3.4")
-        );
-        assert_eq!(
-            client_addr(Some(proxy), Some("10.2.2.2"), &trusted),
-            ip("10.2.2.2")
-        );
-        assert_eq!(
-            client_addr(Some(proxy), Some("garbage"), &trusted),
-            ip("127.0.0.1")
-        );
+        assert_eq!(client_addr(Some(stranger), Some("1.2.3.4"), &trusted), ip("203.0.113.9"));
+        assert_eq!(client_addr(Some(proxy), Some("1.2.3.4"), &trusted), ip("1.2.3.4"));
+        assert_eq!(client_addr(Some(proxy), Some("6.6.6.6, 1.2.3.4, 10.1.1.1"), &trusted), ip("1.2.3.4"));
+        assert_eq!(client_addr(Some(proxy), Some("10.2.2.2"), &trusted), ip("10.2.2.2"));
+        assert_eq!(client_addr(Some(proxy), Some("garbage"), &trusted), ip("127.0.0.1"));
         assert_eq!(client_addr(Some(proxy), None, &trusted), ip("127.0.0.1"));
     }
 
     #[test]
     fn basic_and_bearer_headers_are_read() {
-        let basic = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode("E-1:tok:en")
-        );
+        let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("E-1:tok:en"));
         assert_eq!(
             parse_authorization(&basic),
-            Some(Credentials::Basic {
-                user: "E-1".into(),
-                secret: "tok:en".into()
-            })
+            Some(Credentials::Basic { user: "E-1".into(), secret: "tok:en".into() })
         );
-        assert_eq!(
-            parse_authorization("Bearer abc"),
-            Some(Credentials::Bearer("abc".into()))
-        );
+        assert_eq!(parse_authorization("Bearer abc"), Some(Credentials::Bearer("abc".into())));
         assert_eq!(parse_authorization("Basic !!!"), None);
         assert_eq!(parse_authorization("Token abc"), None);
         assert!(constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd"));

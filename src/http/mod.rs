@@ -46,30 +46,19 @@ fn base_url(app: Arc<App>) -> impl Filter<Extract = (String,), Error = warp::Rej
     warp::addr::remote()
         .and(warp::header::optional::<String>("host"))
         .and(warp::header::optional::<String>("x-forwarded-proto"))
-        .map(
-            move |peer: Option<SocketAddr>, host: Option<String>, proto: Option<String>| {
-                let trusted =
-                    peer.is_some_and(|p| app.trusted_proxies.iter().any(|n| n.contains(&p.ip())));
-                let scheme = match proto.as_deref() {
-                    Some("https") if trusted => "https",
-                    _ => "http",
-                };
-                let host = host.filter(|h| {
-                    h.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-                });
-                format!(
-                    "{scheme}://{}",
-                    host.unwrap_or_else(|| app.settings.server.listen.clone())
-                )
-            },
-        )
+        .map(move |peer: Option<SocketAddr>, host: Option<String>, proto: Option<String>| {
+            let trusted = peer.is_some_and(|p| app.trusted_proxies.iter().any(|n| n.contains(&p.ip())));
+            let scheme = match proto.as_deref() {
+                Some("https") if trusted => "https",
+                _ => "http",
+            };
+            let host = host.filter(|h| h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)));
+            format!("{scheme}://{}", host.unwrap_or_else(|| app.settings.server.listen.clone()))
+        })
 }
 
 /// Every route of the API, with errors rendered and requests counted.
-pub fn routes(
-    app: Arc<App>,
-) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone {
+pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone {
     let app_f = with_app(app.clone());
     let inm = warp::header::optional::<String>("if-none-match");
 
@@ -88,9 +77,7 @@ pub fn routes(
         .and(body(BODY_LIMIT))
         .and(app_f.clone())
         .and(client(app.clone()))
-        .then(|body, app, client| async move {
-            finish(reporter::authenticate(app, client, body).await)
-        });
+        .then(|body, app, client| async move { finish(reporter::authenticate(app, client, body).await) });
     let vote = warp::path!("api" / "vote")
         .and(warp::post())
         .and(body(BODY_LIMIT))
@@ -118,10 +105,7 @@ pub fn routes(
         .and(warp::query::<HashMap<String, String>>())
         .and(base_url(app.clone()))
         .then(|app, q, base| async move { finish(public::audit(app, q, base).await) });
-    let healthz = warp::path!("healthz")
-        .and(warp::get())
-        .and(app_f.clone())
-        .then(public::healthz);
+    let healthz = warp::path!("healthz").and(warp::get()).and(app_f.clone()).then(public::healthz);
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(app_f.clone())
@@ -144,16 +128,8 @@ pub fn routes(
     let metrics_app = app.clone();
     let log = warp::log::custom(move |info| {
         let status = info.status().as_u16();
-        metrics_app
-            .metrics
-            .request(route_label(info.path()), status);
-        log::debug!(
-            "{} {} {} {:.1}ms",
-            info.method(),
-            info.path(),
-            status,
-            info.elapsed().as_secs_f64() * 1e3
-        );
+        metrics_app.metrics.request(route_label(info.path()), status);
+        log::debug!("{} {} {} {:.1}ms", info.method(), info.path(), status, info.elapsed().as_secs_f64() * 1e3);
     });
 
     let api: BoxedFilter<(Response,)> = stats

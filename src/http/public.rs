@@ -21,9 +21,7 @@ use crate::store::reads;
 /// Whether an `If-None-Match` header names this ETag.
 pub fn etag_matches(if_none_match: Option<&str>, etag: &str) -> bool {
     if_none_match.is_some_and(|h| {
-        h.split(',')
-            .map(str::trim)
-            .any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag))
+        h.split(',').map(str::trim).any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag))
     })
 }
 
@@ -35,10 +33,7 @@ fn cached(r: Rendered, if_none_match: Option<&str>, max_age: u64) -> Response {
         res
     } else {
         let mut res = warp::http::Response::new(r.body).into_response();
-        res.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         res
     };
     let h = res.headers_mut();
@@ -59,30 +54,14 @@ fn public_office(app: &App, id: &str) -> Result<PollOfficeId, ApiError> {
     Ok(id)
 }
 
-pub fn stats(
-    app: Arc<App>,
-    id: String,
-    if_none_match: Option<String>,
-) -> Result<Response, ApiError> {
+pub fn stats(app: Arc<App>, id: String, if_none_match: Option<String>) -> Result<Response, ApiError> {
     let id = public_office(&app, &id)?;
-    Ok(cached(
-        app.stats.stats(id.as_str()),
-        if_none_match.as_deref(),
-        app.settings.http.public_max_age_secs,
-    ))
+    Ok(cached(app.stats.stats(id.as_str()), if_none_match.as_deref(), app.settings.http.public_max_age_secs))
 }
 
-pub fn results(
-    app: Arc<App>,
-    id: String,
-    if_none_match: Option<String>,
-) -> Result<Response, ApiError> {
+pub fn results(app: Arc<App>, id: String, if_none_match: Option<String>) -> Result<Response, ApiError> {
     let id = public_office(&app, &id)?;
-    Ok(cached(
-        app.stats.results(id.as_str()),
-        if_none_match.as_deref(),
-        app.settings.http.public_max_age_secs,
-    ))
+    Ok(cached(app.stats.results(id.as_str()), if_none_match.as_deref(), app.settings.http.public_max_age_secs))
 }
 
 pub async fn audit_head(app: Arc<App>) -> Result<Response, ApiError> {
@@ -96,18 +75,15 @@ pub async fn audit_head(app: Arc<App>) -> Result<Response, ApiError> {
 
 const AUDIT_PAGE_MAX: u32 = 1000;
 
-pub async fn audit(
-    app: Arc<App>,
-    query: HashMap<String, String>,
-    base: String,
-) -> Result<Response, ApiError> {
-    let after: i64 =
-        match query.get("after") {
-            None => 0,
-            Some(s) => s.parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                ApiError::invalid_field("after", "must be a non-negative integer")
-            })?,
-        };
+pub async fn audit(app: Arc<App>, query: HashMap<String, String>, base: String) -> Result<Response, ApiError> {
+    let after: i64 = match query.get("after") {
+        None => 0,
+        Some(s) => s
+            .parse()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| ApiError::invalid_field("after", "must be a non-negative integer"))?,
+    };
     let limit: u32 = match query.get("limit") {
         None => 100,
         Some(s) => s
@@ -116,14 +92,11 @@ pub async fn audit(
             .filter(|n| (1..=AUDIT_PAGE_MAX).contains(n))
             .ok_or_else(|| ApiError::invalid_field("limit", "must be an integer from 1 to 1000"))?,
     };
-    let rows = app
-        .read(move |c| reads::audit_page(c, Some(after), limit))
-        .await?;
+    let rows = app.read(move |c| reads::audit_page(c, Some(after), limit)).await?;
     let next = match rows.last() {
-        Some(last) if rows.len() == limit as usize => json!(format!(
-            "{base}/api/audit/?after={}&limit={limit}",
-            last.entry.seq
-        )),
+        Some(last) if rows.len() == limit as usize => {
+            json!(format!("{base}/api/audit/?after={}&limit={limit}", last.entry.seq))
+        }
         _ => json!(null),
     };
     let results: Vec<_> = rows
@@ -134,52 +107,28 @@ pub async fn audit(
             v
         })
         .collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"results": results, "next": next}),
-    ))
+    Ok(json_response(StatusCode::OK, &json!({"results": results, "next": next})))
 }
 
 pub async fn healthz(app: Arc<App>) -> Response {
-    let readable = app
-        .read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
-        .await
-        .is_ok();
+    let readable = app.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await.is_ok();
     let writable = app.metrics.last_commit_ok();
     let ok = readable && writable;
-    let s3 = if app.settings.s3_enabled() {
-        "ok"
-    } else {
-        "unconfigured"
-    };
+    let s3 = if app.settings.s3_enabled() { "ok" } else { "unconfigured" };
     let body = json!({
         "status": if ok { "ok" } else { "degraded" },
         "database": if ok { "ok" } else { "error" },
         "s3": s3,
     });
-    json_response(
-        if ok {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        &body,
-    )
+    json_response(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
 }
 
-pub fn metrics(
-    app: Arc<App>,
-    client: IpAddr,
-    authorization: Option<String>,
-) -> Result<Response, ApiError> {
+pub fn metrics(app: Arc<App>, client: IpAddr, authorization: Option<String>) -> Result<Response, ApiError> {
     if !client.is_loopback() {
         super::filters::check_admin(&app, authorization.as_deref())?;
     }
     let mut res = app.metrics.render().into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
-    );
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     Ok(res)
 }
 

@@ -32,26 +32,14 @@ fn token_office(r: &Reporter) -> Result<PollOfficeId, ApiError> {
     PollOfficeId::parse(&r.poll_office_id).map_err(|_| ApiError::Internal)
 }
 
-pub async fn authenticate(
-    app: Arc<App>,
-    client: IpAddr,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+pub async fn authenticate(app: Arc<App>, client: IpAddr, body: Bytes) -> Result<Response, ApiError> {
     let input = AuthInput::parse(&input::object(&body)?)?;
     let elector = input.elector_id.as_str().to_owned();
     if let Err(retry_after_secs) = app.limits.check(client, &elector, app.clock.now()) {
-        app.metrics
-            .rate_limited
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        app.metrics.rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Err(ApiError::RateLimited { retry_after_secs });
     }
-    if app.settings.registry.strict
-        && !app
-            .directory
-            .read()
-            .offices
-            .contains_key(input.poll_office_id.as_str())
-    {
+    if app.settings.registry.strict && !app.directory.read().offices.contains_key(input.poll_office_id.as_str()) {
         return Err(ApiError::UnknownPollOffice);
     }
     // The password is checked outside the write; if it changed before the write commits,
@@ -68,9 +56,7 @@ pub async fn authenticate(
                     }
                     (Some(h.clone()), None)
                 }
-                (Some(_), None) => {
-                    return Err(auth_failed(&app, client, &input, s.n, "password_required").await)
-                }
+                (Some(_), None) => return Err(auth_failed(&app, client, &input, s.n, "password_required").await),
                 (None, _) if s.status.is_trusted() => {
                     return Err(auth_failed(&app, client, &input, s.n, "no_password_set").await)
                 }
@@ -89,9 +75,7 @@ pub async fn authenticate(
             new_password_hash,
         });
         match app.writer.submit(op).await.map_err(write_error)? {
-            Outcome::Authenticated {
-                created, status, ..
-            } => {
+            Outcome::Authenticated { created, status, .. } => {
                 app.limits.succeeded(&elector);
                 let s3 = s3::answer(
                     &app.settings.s3,
@@ -124,23 +108,10 @@ async fn hash_opt(app: &App, password: &Option<String>) -> Option<String> {
 }
 
 /// Records a failed authentication (rate limits, metrics, audit) and returns the error.
-async fn auth_failed(
-    app: &App,
-    client: IpAddr,
-    input: &AuthInput,
-    source_n: i64,
-    reason: &'static str,
-) -> ApiError {
-    app.limits
-        .failed(client, input.elector_id.as_str(), app.clock.now());
-    app.metrics
-        .auth_failures
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let op = WriteOp::AuthFailed {
-        source_n,
-        poll_office_id: input.poll_office_id.clone(),
-        reason,
-    };
+async fn auth_failed(app: &App, client: IpAddr, input: &AuthInput, source_n: i64, reason: &'static str) -> ApiError {
+    app.limits.failed(client, input.elector_id.as_str(), app.clock.now());
+    app.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let op = WriteOp::AuthFailed { source_n, poll_office_id: input.poll_office_id.clone(), reason };
     match app.writer.submit(op).await {
         Ok(_) => ApiError::AuthFailed,
         Err(e) => write_error(e),
@@ -158,15 +129,8 @@ pub async fn vote(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Resp
     };
     match app.writer.submit(op).await.map_err(write_error)? {
         Outcome::Proposed { created, id } => {
-            let id = if app.settings.compat.numeric_vote_ids {
-                json!(id)
-            } else {
-                json!(id.to_string())
-            };
-            Ok(json_response(
-                created_or_ok(created),
-                &json!({"id": id, "index": index}),
-            ))
+            let id = if app.settings.compat.numeric_vote_ids { json!(id) } else { json!(id.to_string()) };
+            Ok(json_response(created_or_ok(created), &json!({"id": id, "index": index})))
         }
         _ => Err(ApiError::Internal),
     }
@@ -174,25 +138,12 @@ pub async fn vote(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Resp
 
 pub async fn ballot(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Response, ApiError> {
     let input = BallotInput::parse(&input::object(&body)?)?;
-    if app.settings.registry.strict
-        && !app
-            .directory
-            .read()
-            .parties
-            .contains(input.party_id.as_str())
-    {
+    if app.settings.registry.strict && !app.directory.read().parties.contains(input.party_id.as_str()) {
         return Err(ApiError::UnknownParty);
     }
-    let op = WriteOp::ProposeBallot {
-        source_n: reporter.source_n,
-        poll_office_id: token_office(&reporter)?,
-        input,
-    };
+    let op = WriteOp::ProposeBallot { source_n: reporter.source_n, poll_office_id: token_office(&reporter)?, input };
     match app.writer.submit(op).await.map_err(write_error)? {
-        Outcome::Proposed { created, .. } => Ok(json_response(
-            created_or_ok(created),
-            &json!({"status": "ok"}),
-        )),
+        Outcome::Proposed { created, .. } => Ok(json_response(created_or_ok(created), &json!({"status": "ok"}))),
         _ => Err(ApiError::Internal),
     }
 }
@@ -200,12 +151,6 @@ pub async fn ballot(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Re
 pub async fn refresh_s3(app: Arc<App>, reporter: Reporter) -> Result<Response, ApiError> {
     let office = token_office(&reporter)?;
     let elector = ElectorId::parse(&reporter.elector_id).map_err(|_| ApiError::Internal)?;
-    let body = s3::refresh_answer(
-        &app.settings.s3,
-        &office,
-        &elector,
-        s3::mint(&app.settings.s3),
-        app.clock.now(),
-    );
+    let body = s3::refresh_answer(&app.settings.s3, &office, &elector, s3::mint(&app.settings.s3), app.clock.now());
     Ok(json_response(StatusCode::OK, &body))
 }

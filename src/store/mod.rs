@@ -35,24 +35,22 @@ pub enum OpenError {
 }
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const STATEMENT_CACHE: usize = 128;
 
 /// Opens (creating if needed) the database for writing, with its pragmas and schema.
 pub fn open(path: &Path, synchronous_full: bool) -> Result<Connection, OpenError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| OpenError::Folder(dir.display().to_string(), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| OpenError::Folder(dir.display().to_string(), e))?;
     }
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // The write path uses a few dozen statements; the default cache keeps 16.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         log::warn!("journal_mode is {mode}, not wal");
     }
-    conn.pragma_update(
-        None,
-        "synchronous",
-        if synchronous_full { "FULL" } else { "NORMAL" },
-    )?;
+    conn.pragma_update(None, "synchronous", if synchronous_full { "FULL" } else { "NORMAL" })?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
@@ -68,6 +66,7 @@ pub fn open(path: &Path, synchronous_full: bool) -> Result<Connection, OpenError
 /// An in-memory database with the schema, for unit tests of SQL.
 pub fn open_in_memory() -> rusqlite::Result<Connection> {
     let conn = Connection::open_in_memory()?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
@@ -79,6 +78,7 @@ pub fn read_pool(path: &Path, size: u32) -> Result<Pool, OpenError> {
         .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .with_init(|c| {
             c.busy_timeout(BUSY_TIMEOUT)?;
+            c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             c.pragma_update(None, "query_only", "ON")
         });
     Ok(r2d2::Pool::builder()

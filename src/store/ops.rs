@@ -14,6 +14,7 @@ use crate::domain::input::{BallotInput, FieldErrors, NewSource, VoteInput};
 use crate::domain::source::{self, Status};
 use crate::domain::time::{self, Timestamp};
 use crate::domain::vote::{Age, Gender, VoteAttrs};
+use crate::import::{OfficeRow, PartyRow};
 
 /// Who performs an administrative operation, as named in the audit log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +67,14 @@ pub enum WriteOp {
     UpdateSource {
         elector_id: ElectorId,
         update: SourceUpdate,
+        actor: Actor,
+    },
+    ImportPollOffices {
+        rows: Vec<OfficeRow>,
+        actor: Actor,
+    },
+    ImportParties {
+        rows: Vec<PartyRow>,
         actor: Actor,
     },
 }
@@ -121,6 +130,10 @@ pub enum Outcome {
         vote_id: i64,
     },
     Source(SourceRecord),
+    Imported {
+        created: usize,
+        updated: usize,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -204,20 +217,11 @@ pub enum Effect {
 }
 
 /// Performs one operation on `conn` (a transaction or savepoint) at time `now`.
-pub fn apply(
-    conn: &Connection,
-    op: &WriteOp,
-    now: Timestamp,
-    effects: &mut Vec<Effect>,
-) -> Result<Outcome, OpError> {
+pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<Effect>) -> Result<Outcome, OpError> {
     let now_s = time::format(now);
     match op {
         WriteOp::Authenticate(a) => authenticate(conn, &now_s, a, effects),
-        WriteOp::AuthFailed {
-            source_n,
-            poll_office_id,
-            reason,
-        } => {
+        WriteOp::AuthFailed { source_n, poll_office_id, reason } => {
             append_audit(
                 conn,
                 &now_s,
@@ -228,48 +232,21 @@ pub fn apply(
             )?;
             Ok(Outcome::AuthFailureRecorded)
         }
-        WriteOp::ProposeVote {
-            source_n,
-            poll_office_id,
-            input,
-            batch,
-        } => propose_vote(
-            conn,
-            now,
-            &now_s,
-            *source_n,
-            poll_office_id.as_str(),
-            input,
-            *batch,
-            effects,
-        ),
-        WriteOp::ProposeBallot {
-            source_n,
-            poll_office_id,
-            input,
-        } => propose_ballot(
-            conn,
-            &now_s,
-            *source_n,
-            poll_office_id.as_str(),
-            input,
-            effects,
-        ),
-        WriteOp::Verify {
-            vote_id,
-            voter_hash,
-            attrs,
-        } => verify(conn, &now_s, *vote_id, voter_hash, *attrs, effects),
-        WriteOp::CreateSource {
-            source,
-            password_hash,
-            actor,
-        } => create_source(conn, &now_s, source, password_hash.as_deref(), *actor),
-        WriteOp::UpdateSource {
-            elector_id,
-            update,
-            actor,
-        } => update_source(conn, &now_s, elector_id, update, *actor, effects),
+        WriteOp::ProposeVote { source_n, poll_office_id, input, batch } => {
+            propose_vote(conn, now, &now_s, *source_n, poll_office_id.as_str(), input, *batch, effects)
+        }
+        WriteOp::ProposeBallot { source_n, poll_office_id, input } => {
+            propose_ballot(conn, &now_s, *source_n, poll_office_id.as_str(), input, effects)
+        }
+        WriteOp::Verify { vote_id, voter_hash, attrs } => verify(conn, &now_s, *vote_id, voter_hash, *attrs, effects),
+        WriteOp::CreateSource { source, password_hash, actor } => {
+            create_source(conn, &now_s, source, password_hash.as_deref(), *actor)
+        }
+        WriteOp::UpdateSource { elector_id, update, actor } => {
+            update_source(conn, &now_s, elector_id, update, *actor, effects)
+        }
+        WriteOp::ImportPollOffices { rows, actor } => import_poll_offices(conn, &now_s, rows, *actor),
+        WriteOp::ImportParties { rows, actor } => import_parties(conn, &now_s, rows, *actor),
     }
 }
 
@@ -296,33 +273,19 @@ pub fn append_audit(
         poll_office_id: poll_office_id.map(str::to_owned),
         detail,
     };
-    let hash = entry.hash(&prev);
+    let detail = audit::canonical(&entry.detail);
+    let hash = audit::chain_hash(&prev, &entry.canonical_with_detail(&detail));
     conn.prepare_cached(
         "INSERT INTO audit_log (seq, at, kind, actor, poll_office_id, detail, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![
-        entry.seq,
-        entry.at,
-        entry.kind,
-        entry.actor,
-        entry.poll_office_id,
-        audit::canonical(&entry.detail),
-        hash
-    ])?;
+    .execute(params![entry.seq, entry.at, entry.kind, entry.actor, entry.poll_office_id, detail, hash])?;
     Ok(())
 }
 
-fn authenticate(
-    conn: &Connection,
-    now: &str,
-    a: &AuthOp,
-    effects: &mut Vec<Effect>,
-) -> Result<Outcome, OpError> {
+fn authenticate(conn: &Connection, now: &str, a: &AuthOp, effects: &mut Vec<Effect>) -> Result<Outcome, OpError> {
     let found: Option<(i64, String, Option<String>)> = conn
         .prepare_cached("SELECT n, status, password_hash FROM sources WHERE elector_id = ?1")?
-        .query_row([a.elector_id.as_str()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .query_row([a.elector_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let office = a.poll_office_id.as_str();
     let (n, status, created, password_set) = match found {
@@ -352,10 +315,8 @@ fn authenticate(
             }
             let set = hash.is_none() && a.new_password_hash.is_some();
             if set {
-                conn.prepare_cached(
-                    "UPDATE sources SET password_hash = ?1, updated_at = ?2 WHERE n = ?3",
-                )?
-                .execute(params![a.new_password_hash, now, n])?;
+                conn.prepare_cached("UPDATE sources SET password_hash = ?1, updated_at = ?2 WHERE n = ?3")?
+                    .execute(params![a.new_password_hash, now, n])?;
             }
             (n, status, false, set)
         }
@@ -378,10 +339,7 @@ fn authenticate(
         Some(office),
         json!({"expires_at": expires_at, "revoked_tokens": revoked, "password_set": password_set}),
     )?;
-    effects.push(Effect::TokensRevoked {
-        source_n: n,
-        poll_office_id: Some(office.to_owned()),
-    });
+    effects.push(Effect::TokensRevoked { source_n: n, poll_office_id: Some(office.to_owned()) });
     effects.push(Effect::TokenIssued(TokenRow {
         token_hash: a.token_hash.clone(),
         source_n: n,
@@ -389,17 +347,12 @@ fn authenticate(
         poll_office_id: office.to_owned(),
         expires_at: a.expires_at,
     }));
-    Ok(Outcome::Authenticated {
-        created,
-        source_n: n,
-        status,
-    })
+    Ok(Outcome::Authenticated { created, source_n: n, status })
 }
 
 fn parse_status(s: &str) -> rusqlite::Result<Status> {
-    Status::parse(s).ok_or_else(|| {
-        rusqlite::Error::InvalidColumnType(0, format!("status {s}"), rusqlite::types::Type::Text)
-    })
+    Status::parse(s)
+        .ok_or_else(|| rusqlite::Error::InvalidColumnType(0, format!("status {s}"), rusqlite::types::Type::Text))
 }
 
 fn bad(field: &str, msg: &str) -> OpError {
@@ -421,9 +374,7 @@ fn office_tier(conn: &Connection, office: &str, kind: Kind) -> rusqlite::Result<
 }
 
 fn vote_attrs_from(gender: &str, age: &str, has_torn: bool) -> rusqlite::Result<VoteAttrs> {
-    let bad = |what: &str| {
-        rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
-    };
+    let bad = |what: &str| rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text);
     Ok(VoteAttrs {
         gender: Gender::parse(gender).ok_or_else(|| bad(gender))?,
         age: Age::parse(age).ok_or_else(|| bad(age))?,
@@ -443,7 +394,9 @@ fn propose_vote(
     effects: &mut Vec<Effect>,
 ) -> Result<Outcome, OpError> {
     let idx = input.index.get();
-    let existing: Option<(i64, Option<(String, String, bool)>)> = conn
+    // The vote's id, and this source's proposal for it if any.
+    type Existing = (i64, Option<(String, String, bool)>);
+    let existing: Option<Existing> = conn
         .prepare_cached(
             "SELECT v.id, p.gender, p.age, p.has_torn FROM votes v
                LEFT JOIN vote_proposals p ON p.vote_id = v.id AND p.source_n = ?3
@@ -483,14 +436,15 @@ fn propose_vote(
             (id, false)
         }
         found => {
-            let observed_at =
-                match input.observed_at {
-                    Some(t) if !time::observed_at_acceptable(t, now) => return Err(bad(
+            let observed_at = match input.observed_at {
+                Some(t) if !time::observed_at_acceptable(t, now) => {
+                    return Err(bad(
                         "observed_at",
                         "must be at most 5 minutes ahead of and 24 hours behind the server's clock",
-                    )),
-                    t => t.map(time::format),
-                };
+                    ))
+                }
+                t => t.map(time::format),
+            };
             let id = match found {
                 Some((id, None)) => id,
                 _ => {
@@ -525,32 +479,12 @@ fn propose_vote(
             if let Some(o) = &observed_at {
                 detail["observed_at"] = json!(o);
             }
-            append_audit(
-                conn,
-                now_s,
-                "vote_proposed",
-                &source::actor(source_n),
-                Some(office),
-                detail,
-            )?;
+            append_audit(conn, now_s, "vote_proposed", &source::actor(source_n), Some(office), detail)?;
             (id, true)
         }
     };
-    let (trusted_after, counted) = office_tier(conn, office, Kind::Vote)?;
-    if trusted_after != trusted_before {
-        recompute_office(conn, office, Kind::Vote, effects)?;
-    } else {
-        effects.push(Effect::Vote(recompute_vote(conn, vote_id, trusted_after)?));
-    }
-    effects.push(Effect::OfficeSources {
-        poll_office_id: office.to_owned(),
-        kind: Kind::Vote,
-        counted,
-    });
-    Ok(Outcome::Proposed {
-        created,
-        id: vote_id,
-    })
+    settle(conn, office, Kind::Vote, trusted_before, created, vote_id, effects)?;
+    Ok(Outcome::Proposed { created, id: vote_id })
 }
 
 fn propose_ballot(
@@ -569,9 +503,7 @@ fn propose_ballot(
                LEFT JOIN ballot_proposals p ON p.ballot_id = b.id AND p.source_n = ?3
               WHERE b.poll_office_id = ?1 AND b.idx = ?2",
         )?
-        .query_row(params![office, idx, source_n], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(params![office, idx, source_n], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (trusted_before, _) = office_tier(conn, office, Kind::Ballot)?;
     let (ballot_id, created) = match existing {
@@ -597,8 +529,10 @@ fn propose_ballot(
             let id = match found {
                 Some((id, None)) => id,
                 _ => {
-                    conn.prepare_cached("INSERT INTO ballots (poll_office_id, idx, first_reported_at) VALUES (?1, ?2, ?3)")?
-                        .execute(params![office, idx, now_s])?;
+                    conn.prepare_cached(
+                        "INSERT INTO ballots (poll_office_id, idx, first_reported_at) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![office, idx, now_s])?;
                     conn.last_insert_rowid()
                 }
             };
@@ -622,25 +556,37 @@ fn propose_ballot(
             (id, true)
         }
     };
-    let (trusted_after, counted) = office_tier(conn, office, Kind::Ballot)?;
-    if trusted_after != trusted_before {
-        recompute_office(conn, office, Kind::Ballot, effects)?;
-    } else {
-        effects.push(Effect::Ballot(recompute_ballot(
-            conn,
-            ballot_id,
-            trusted_after,
-        )?));
+    settle(conn, office, Kind::Ballot, trusted_before, created, ballot_id, effects)?;
+    Ok(Outcome::Proposed { created, id: ballot_id })
+}
+
+/// After a proposal: a source new to the office may change its tier (then the whole
+/// office is re-weighed) and its count of sources; otherwise only this vote or ballot
+/// changes.
+fn settle(
+    conn: &Connection,
+    office: &str,
+    kind: Kind,
+    trusted_before: bool,
+    new_proposal: bool,
+    id: i64,
+    effects: &mut Vec<Effect>,
+) -> rusqlite::Result<()> {
+    let mut trusted = trusted_before;
+    if new_proposal {
+        let (trusted_after, counted) = office_tier(conn, office, kind)?;
+        effects.push(Effect::OfficeSources { poll_office_id: office.to_owned(), kind, counted });
+        if trusted_after != trusted_before {
+            recompute_office(conn, office, kind, effects)?;
+            return Ok(());
+        }
+        trusted = trusted_after;
     }
-    effects.push(Effect::OfficeSources {
-        poll_office_id: office.to_owned(),
-        kind: Kind::Ballot,
-        counted,
+    effects.push(match kind {
+        Kind::Vote => Effect::Vote(recompute_vote(conn, id, trusted)?),
+        Kind::Ballot => Effect::Ballot(recompute_ballot(conn, id, trusted)?),
     });
-    Ok(Outcome::Proposed {
-        created,
-        id: ballot_id,
-    })
+    Ok(())
 }
 
 fn verify(
@@ -678,11 +624,35 @@ fn verify(
 
 /// Recomputes a vote's accepted values from its proposals and verification, stores them
 /// and returns the vote's new state.
-pub fn recompute_vote(
-    conn: &Connection,
-    vote_id: i64,
-    office_trusted: bool,
-) -> rusqlite::Result<VoteRow> {
+pub fn recompute_vote(conn: &Connection, vote_id: i64, office_trusted: bool) -> rusqlite::Result<VoteRow> {
+    type Stored = (Option<String>, Option<String>, Option<bool>, bool, Option<String>);
+    let (poll_office_id, idx, first_reported_at, live, stored, verification): (
+        String,
+        u32,
+        String,
+        bool,
+        Stored,
+        Option<VoteAttrs>,
+    ) = conn
+        .prepare_cached(
+            "SELECT v.poll_office_id, v.idx, v.first_reported_at, v.live, v.gender, v.age, v.has_torn, v.disputed,
+                    v.observed_at, vv.gender, vv.age, vv.has_torn
+               FROM votes v LEFT JOIN vote_verifications vv ON vv.vote_id = v.id WHERE v.id = ?1",
+        )?
+        .query_row([vote_id], |r| {
+            let verification = match r.get::<_, Option<String>>(9)? {
+                Some(g) => Some(vote_attrs_from(&g, &r.get::<_, String>(10)?, r.get(11)?)?),
+                None => None,
+            };
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                (r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?),
+                verification,
+            ))
+        })?;
     let mut counted = Vec::new();
     let mut observed_at: Option<String> = None;
     {
@@ -696,11 +666,7 @@ pub fn recompute_vote(
             if !crosscheck::counts(office_trusted, status.is_trusted()) {
                 continue;
             }
-            counted.push(vote_attrs_from(
-                &r.get::<_, String>(0)?,
-                &r.get::<_, String>(1)?,
-                r.get(2)?,
-            )?);
+            counted.push(vote_attrs_from(&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, r.get(2)?)?);
             if let Some(o) = r.get::<_, Option<String>>(3)? {
                 if observed_at.as_ref().is_none_or(|cur| o < *cur) {
                     observed_at = Some(o);
@@ -708,32 +674,20 @@ pub fn recompute_vote(
             }
         }
     }
-    let verification = conn
-        .prepare_cached("SELECT gender, age, has_torn FROM vote_verifications WHERE vote_id = ?1")?
-        .query_row([vote_id], |r| {
-            vote_attrs_from(&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, r.get(2)?)
-        })
-        .optional()?;
     let decision = crosscheck::decide_vote(&counted, verification);
-    conn.prepare_cached(
-        "UPDATE votes SET counted = ?1, gender = ?2, age = ?3, has_torn = ?4, disputed = ?5, observed_at = ?6 WHERE id = ?7",
-    )?
-    .execute(params![
-        decision.is_some(),
-        decision.map(|d| d.accepted.gender.as_str()),
-        decision.map(|d| d.accepted.age.as_str()),
+    let new: Stored = (
+        decision.map(|d| d.accepted.gender.as_str().to_owned()),
+        decision.map(|d| d.accepted.age.as_str().to_owned()),
         decision.map(|d| d.accepted.has_torn),
         decision.is_some_and(|d| d.disputed),
-        observed_at,
-        vote_id
-    ])?;
-    let (poll_office_id, idx, first_reported_at, live) = conn
-        .prepare_cached(
-            "SELECT poll_office_id, idx, first_reported_at, live FROM votes WHERE id = ?1",
+        observed_at.clone(),
+    );
+    if new != stored {
+        conn.prepare_cached(
+            "UPDATE votes SET counted = ?1, gender = ?2, age = ?3, has_torn = ?4, disputed = ?5, observed_at = ?6 WHERE id = ?7",
         )?
-        .query_row([vote_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?;
+        .execute(params![decision.is_some(), new.0, new.1, new.2, new.3, new.4, vote_id])?;
+    }
     Ok(VoteRow {
         id: vote_id,
         poll_office_id,
@@ -747,11 +701,10 @@ pub fn recompute_vote(
 }
 
 /// Recomputes a ballot's accepted party from its proposals, stores it and returns it.
-pub fn recompute_ballot(
-    conn: &Connection,
-    ballot_id: i64,
-    office_trusted: bool,
-) -> rusqlite::Result<BallotRow> {
+pub fn recompute_ballot(conn: &Connection, ballot_id: i64, office_trusted: bool) -> rusqlite::Result<BallotRow> {
+    let (poll_office_id, idx, stored): (String, u32, (bool, Option<String>, bool)) = conn
+        .prepare_cached("SELECT poll_office_id, idx, counted, party_id, disputed FROM ballots WHERE id = ?1")?
+        .query_row([ballot_id], |r| Ok((r.get(0)?, r.get(1)?, (r.get(2)?, r.get(3)?, r.get(4)?))))?;
     let mut parties: Vec<String> = Vec::new();
     {
         let mut stmt = conn.prepare_cached(
@@ -767,42 +720,27 @@ pub fn recompute_ballot(
     }
     let refs: Vec<&str> = parties.iter().map(String::as_str).collect();
     let decision = crosscheck::decide_ballot(&refs);
-    conn.prepare_cached(
-        "UPDATE ballots SET counted = ?1, party_id = ?2, disputed = ?3 WHERE id = ?4",
-    )?
-    .execute(params![
+    let new = (
         decision.is_some(),
-        decision.as_ref().and_then(|d| d.party.as_deref()),
+        decision.as_ref().and_then(|d| d.party.clone()),
         decision.as_ref().is_some_and(|d| d.disputed),
-        ballot_id
-    ])?;
-    let (poll_office_id, idx) = conn
-        .prepare_cached("SELECT poll_office_id, idx FROM ballots WHERE id = ?1")?
-        .query_row([ballot_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(BallotRow {
-        id: ballot_id,
-        poll_office_id,
-        idx,
-        decision,
-    })
+    );
+    if new != stored {
+        conn.prepare_cached("UPDATE ballots SET counted = ?1, party_id = ?2, disputed = ?3 WHERE id = ?4")?
+            .execute(params![new.0, new.1, new.2, ballot_id])?;
+    }
+    Ok(BallotRow { id: ballot_id, poll_office_id, idx, decision })
 }
 
 /// Re-weighs every vote or ballot of an office (its tier changed).
-fn recompute_office(
-    conn: &Connection,
-    office: &str,
-    kind: Kind,
-    effects: &mut Vec<Effect>,
-) -> rusqlite::Result<u32> {
+fn recompute_office(conn: &Connection, office: &str, kind: Kind, effects: &mut Vec<Effect>) -> rusqlite::Result<u32> {
     let (trusted, counted) = office_tier(conn, office, kind)?;
     let sql = match kind {
         Kind::Vote => "SELECT id FROM votes WHERE poll_office_id = ?1 ORDER BY idx",
         Kind::Ballot => "SELECT id FROM ballots WHERE poll_office_id = ?1 ORDER BY idx",
     };
-    let ids: Vec<i64> = conn
-        .prepare_cached(sql)?
-        .query_map([office], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let ids: Vec<i64> =
+        conn.prepare_cached(sql)?.query_map([office], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
     for id in ids {
         effects.push(match kind {
             Kind::Vote => Effect::Vote(recompute_vote(conn, id, trusted)?),
@@ -867,38 +805,28 @@ fn update_source(
     let old_status = parse_status(&old_status)?;
     let mut detail = json!({"source": source::actor(n)});
     if let Some(name) = &u.full_name {
-        conn.prepare_cached("UPDATE sources SET full_name = ?1 WHERE n = ?2")?
-            .execute(params![name, n])?;
+        conn.prepare_cached("UPDATE sources SET full_name = ?1 WHERE n = ?2")?.execute(params![name, n])?;
         detail["full_name_changed"] = json!(true);
     }
     if let Some(org) = &u.official_org {
-        conn.prepare_cached("UPDATE sources SET official_org = ?1 WHERE n = ?2")?
-            .execute(params![org, n])?;
+        conn.prepare_cached("UPDATE sources SET official_org = ?1 WHERE n = ?2")?.execute(params![org, n])?;
         detail["official_org_changed"] = json!(true);
     }
     if let Some(hash) = &u.password_hash {
-        conn.prepare_cached("UPDATE sources SET password_hash = ?1 WHERE n = ?2")?
-            .execute(params![hash, n])?;
+        conn.prepare_cached("UPDATE sources SET password_hash = ?1 WHERE n = ?2")?.execute(params![hash, n])?;
         let revoked = conn
-            .prepare_cached(
-                "UPDATE tokens SET revoked_at = ?1 WHERE source_n = ?2 AND revoked_at IS NULL",
-            )?
+            .prepare_cached("UPDATE tokens SET revoked_at = ?1 WHERE source_n = ?2 AND revoked_at IS NULL")?
             .execute(params![now, n])?;
         detail["password_reset"] = json!(true);
         detail["revoked_tokens"] = json!(revoked);
-        effects.push(Effect::TokensRevoked {
-            source_n: n,
-            poll_office_id: None,
-        });
+        effects.push(Effect::TokensRevoked { source_n: n, poll_office_id: None });
     }
     let status_changed = u.status.is_some_and(|s| s != old_status);
     if let Some(status) = u.status.filter(|_| status_changed) {
-        conn.prepare_cached("UPDATE sources SET status = ?1 WHERE n = ?2")?
-            .execute(params![status.as_str(), n])?;
+        conn.prepare_cached("UPDATE sources SET status = ?1 WHERE n = ?2")?.execute(params![status.as_str(), n])?;
         detail["status"] = json!({"old": old_status.as_str(), "new": status.as_str()});
     }
-    conn.prepare_cached("UPDATE sources SET updated_at = ?1 WHERE n = ?2")?
-        .execute(params![now, n])?;
+    conn.prepare_cached("UPDATE sources SET updated_at = ?1 WHERE n = ?2")?.execute(params![now, n])?;
     append_audit(conn, now, "source_updated", actor.as_str(), None, detail)?;
     if status_changed {
         let places: Vec<(String, String)> = conn
@@ -906,20 +834,73 @@ fn update_source(
             .query_map([n], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
         for (office, kind) in places {
-            let kind = if kind == "vote" {
-                Kind::Vote
-            } else {
-                Kind::Ballot
-            };
+            let kind = if kind == "vote" { Kind::Vote } else { Kind::Ballot };
             let counted = recompute_office(conn, &office, kind, effects)?;
-            effects.push(Effect::OfficeSources {
-                poll_office_id: office,
-                kind,
-                counted,
-            });
+            effects.push(Effect::OfficeSources { poll_office_id: office, kind, counted });
         }
     }
     Ok(Outcome::Source(load_source(conn, n)?))
+}
+
+fn count(conn: &Connection, table: &str) -> rusqlite::Result<usize> {
+    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+}
+
+fn import_poll_offices(conn: &Connection, now: &str, rows: &[OfficeRow], actor: Actor) -> Result<Outcome, OpError> {
+    let before = count(conn, "poll_offices")?;
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO poll_offices (identifier, name, country, state, region, city, county, district, voters_count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (identifier) DO UPDATE SET name = excluded.name, country = excluded.country, state = excluded.state,
+            region = excluded.region, city = excluded.city, county = excluded.county, district = excluded.district,
+            voters_count = excluded.voters_count",
+    )?;
+    for r in rows {
+        stmt.execute(params![
+            r.identifier.as_str(),
+            r.name,
+            r.country,
+            r.state,
+            r.region,
+            r.city,
+            r.county,
+            r.district,
+            r.voters_count
+        ])?;
+    }
+    let created = count(conn, "poll_offices")? - before;
+    let updated = rows.len() - created;
+    append_audit(
+        conn,
+        now,
+        "import",
+        actor.as_str(),
+        None,
+        json!({"table": "poll_offices", "created": created, "updated": updated}),
+    )?;
+    Ok(Outcome::Imported { created, updated })
+}
+
+fn import_parties(conn: &Connection, now: &str, rows: &[PartyRow], actor: Actor) -> Result<Outcome, OpError> {
+    let before = count(conn, "parties")?;
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO parties (identifier, party_name, candidate_name) VALUES (?1, ?2, ?3)
+         ON CONFLICT (identifier) DO UPDATE SET party_name = excluded.party_name, candidate_name = excluded.candidate_name",
+    )?;
+    for r in rows {
+        stmt.execute(params![r.identifier.as_str(), r.party_name, r.candidate_name])?;
+    }
+    let created = count(conn, "parties")? - before;
+    let updated = rows.len() - created;
+    append_audit(
+        conn,
+        now,
+        "import",
+        actor.as_str(),
+        None,
+        json!({"table": "parties", "created": created, "updated": updated}),
+    )?;
+    Ok(Outcome::Imported { created, updated })
 }
 
 pub fn load_source(conn: &Connection, n: i64) -> rusqlite::Result<SourceRecord> {
@@ -960,11 +941,7 @@ mod tests {
         };
         match apply(
             conn,
-            &WriteOp::CreateSource {
-                source: s,
-                password_hash: None,
-                actor: Actor::Admin,
-            },
+            &WriteOp::CreateSource { source: s, password_hash: None, actor: Actor::Admin },
             now(),
             &mut vec![],
         ) {
@@ -980,11 +957,7 @@ mod tests {
             poll_office_id: PollOfficeId::parse("PO-1").unwrap(),
             input: VoteInput {
                 index: Index::new(idx).unwrap(),
-                attrs: VoteAttrs {
-                    gender,
-                    age: Age::Less30,
-                    has_torn: false,
-                },
+                attrs: VoteAttrs { gender, age: Age::Less30, has_torn: false },
                 observed_at: None,
             },
             batch: false,
@@ -993,17 +966,7 @@ mod tests {
     }
 
     fn last_vote_effect(effects: &[Effect]) -> &VoteRow {
-        effects
-            .iter()
-            .rev()
-            .find_map(|e| {
-                if let Effect::Vote(v) = e {
-                    Some(v)
-                } else {
-                    None
-                }
-            })
-            .unwrap()
+        effects.iter().rev().find_map(|e| if let Effect::Vote(v) = e { Some(v) } else { None }).unwrap()
     }
 
     #[test]
@@ -1013,9 +976,7 @@ mod tests {
         let (o1, _) = vote(&conn, a, 1, Gender::Male);
         let (o2, e2) = vote(&conn, a, 1, Gender::Male);
         let (o3, _) = vote(&conn, a, 1, Gender::Female);
-        let Outcome::Proposed { created: true, id } = o1 else {
-            panic!()
-        };
+        let Outcome::Proposed { created: true, id } = o1 else { panic!() };
         assert_eq!(o2, Outcome::Proposed { created: false, id });
         assert!(e2.is_empty());
         assert_eq!(o3, Outcome::Proposed { created: false, id });
@@ -1034,12 +995,8 @@ mod tests {
         let conn = crate::store::open_in_memory().unwrap();
         let a = source(&conn, "A", Status::Unverified);
         let b = source(&conn, "B", Status::Unverified);
-        let (Outcome::Proposed { id: id1, .. }, _) = vote(&conn, a, 5, Gender::Male) else {
-            panic!()
-        };
-        let (Outcome::Proposed { id: id2, created }, e) = vote(&conn, b, 5, Gender::Female) else {
-            panic!()
-        };
+        let (Outcome::Proposed { id: id1, .. }, _) = vote(&conn, a, 5, Gender::Male) else { panic!() };
+        let (Outcome::Proposed { id: id2, created }, e) = vote(&conn, b, 5, Gender::Female) else { panic!() };
         assert_eq!(id1, id2);
         assert!(created);
         let row = last_vote_effect(&e);
@@ -1058,65 +1015,29 @@ mod tests {
         vote(&conn, a, 2, Gender::Male);
         let (_, e) = vote(&conn, t, 1, Gender::Female);
         // Both votes were re-weighed: 1 now follows the official, 2 has no counted proposal.
-        let rows: Vec<&VoteRow> = e
-            .iter()
-            .filter_map(|e| {
-                if let Effect::Vote(v) = e {
-                    Some(v)
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let rows: Vec<&VoteRow> =
+            e.iter().filter_map(|e| if let Effect::Vote(v) = e { Some(v) } else { None }).collect();
         assert_eq!(rows.len(), 2);
-        assert_eq!(
-            rows[0].decision.unwrap().accepted.gender,
-            Decided::Value(Gender::Female)
-        );
+        assert_eq!(rows[0].decision.unwrap().accepted.gender, Decided::Value(Gender::Female));
         assert!(!rows[0].decision.unwrap().disputed);
         assert_eq!(rows[1].decision, None);
-        assert!(e.contains(&Effect::OfficeSources {
-            poll_office_id: "PO-1".into(),
-            kind: Kind::Vote,
-            counted: 1
-        }));
+        assert!(e.contains(&Effect::OfficeSources { poll_office_id: "PO-1".into(), kind: Kind::Vote, counted: 1 }));
     }
 
     #[test]
     fn a_verification_is_refused_twice_for_a_vote_or_a_voter() {
         let conn = crate::store::open_in_memory().unwrap();
         let a = source(&conn, "A", Status::Unverified);
-        let (Outcome::Proposed { id: v1, .. }, _) = vote(&conn, a, 1, Gender::Male) else {
-            panic!()
-        };
-        let (Outcome::Proposed { id: v2, .. }, _) = vote(&conn, a, 2, Gender::Male) else {
-            panic!()
-        };
-        let attrs = VoteAttrs {
-            gender: Gender::Female,
-            age: Age::Less30,
-            has_torn: false,
-        };
-        let op = |vote_id, h: &str| WriteOp::Verify {
-            vote_id,
-            voter_hash: h.into(),
-            attrs,
-        };
+        let (Outcome::Proposed { id: v1, .. }, _) = vote(&conn, a, 1, Gender::Male) else { panic!() };
+        let (Outcome::Proposed { id: v2, .. }, _) = vote(&conn, a, 2, Gender::Male) else { panic!() };
+        let attrs = VoteAttrs { gender: Gender::Female, age: Age::Less30, has_torn: false };
+        let op = |vote_id, h: &str| WriteOp::Verify { vote_id, voter_hash: h.into(), attrs };
         let mut e = vec![];
         apply(&conn, &op(v1, "h1"), now(), &mut e).unwrap();
         assert!(last_vote_effect(&e).verified);
         assert!(last_vote_effect(&e).decision.unwrap().disputed);
-        assert!(matches!(
-            apply(&conn, &op(v1, "h2"), now(), &mut vec![]),
-            Err(OpError::AlreadyVerified)
-        ));
-        assert!(matches!(
-            apply(&conn, &op(v2, "h1"), now(), &mut vec![]),
-            Err(OpError::AlreadyVerified)
-        ));
-        assert!(matches!(
-            apply(&conn, &op(999, "h3"), now(), &mut vec![]),
-            Err(OpError::NotFound)
-        ));
+        assert!(matches!(apply(&conn, &op(v1, "h2"), now(), &mut vec![]), Err(OpError::AlreadyVerified)));
+        assert!(matches!(apply(&conn, &op(v2, "h1"), now(), &mut vec![]), Err(OpError::AlreadyVerified)));
+        assert!(matches!(apply(&conn, &op(999, "h3"), now(), &mut vec![]), Err(OpError::NotFound)));
     }
 }

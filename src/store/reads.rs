@@ -53,8 +53,7 @@ pub fn all_effects(conn: &Connection) -> rusqlite::Result<Vec<Effect>> {
             observed_at: r.get(10)?,
         }));
     }
-    let mut stmt =
-        conn.prepare("SELECT id, poll_office_id, idx, counted, party_id, disputed FROM ballots")?;
+    let mut stmt = conn.prepare("SELECT id, poll_office_id, idx, counted, party_id, disputed FROM ballots")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         let counted: bool = r.get(3)?;
@@ -63,12 +62,7 @@ pub fn all_effects(conn: &Connection) -> rusqlite::Result<Vec<Effect>> {
             poll_office_id: r.get(1)?,
             idx: r.get(2)?,
             decision: counted
-                .then(|| {
-                    Ok::<_, rusqlite::Error>(BallotDecision {
-                        party: r.get(4)?,
-                        disputed: r.get(5)?,
-                    })
-                })
+                .then(|| Ok::<_, rusqlite::Error>(BallotDecision { party: r.get(4)?, disputed: r.get(5)? }))
                 .transpose()?,
         }));
     }
@@ -81,11 +75,7 @@ pub fn all_effects(conn: &Connection) -> rusqlite::Result<Vec<Effect>> {
         let kind: String = r.get(1)?;
         effects.push(Effect::OfficeSources {
             poll_office_id: r.get(0)?,
-            kind: if kind == "vote" {
-                Kind::Vote
-            } else {
-                Kind::Ballot
-            },
+            kind: if kind == "vote" { Kind::Vote } else { Kind::Ballot },
             counted: crosscheck::counted_sources(r.get(2)?, r.get(3)?),
         });
     }
@@ -165,11 +155,7 @@ pub fn audit_head(conn: &Connection) -> rusqlite::Result<Option<AuditRow>> {
 
 /// Up to `limit` entries after `after` (in order), or the last one when `after` is `None`
 /// and `limit` is 1.
-pub fn audit_page(
-    conn: &Connection,
-    after: Option<i64>,
-    limit: u32,
-) -> rusqlite::Result<Vec<AuditRow>> {
+pub fn audit_page(conn: &Connection, after: Option<i64>, limit: u32) -> rusqlite::Result<Vec<AuditRow>> {
     let sql = match after {
         Some(_) => "SELECT seq, at, kind, actor, poll_office_id, detail, hash FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         None => "SELECT seq, at, kind, actor, poll_office_id, detail, hash FROM audit_log WHERE ?1 IS NULL ORDER BY seq DESC LIMIT ?2",
@@ -196,15 +182,10 @@ pub fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
 
 /// The first broken entry of the whole audit chain, if any.
 pub fn audit_first_break(conn: &Connection) -> rusqlite::Result<Option<i64>> {
-    let mut stmt = conn.prepare(
-        "SELECT seq, at, kind, actor, poll_office_id, detail, hash FROM audit_log ORDER BY seq",
-    )?;
-    let rows: Vec<AuditRow> = stmt
-        .query_map([], audit_row)?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(audit::first_break(
-        rows.iter().map(|r| (&r.entry, r.hash.as_str())),
-    ))
+    let mut stmt =
+        conn.prepare("SELECT seq, at, kind, actor, poll_office_id, detail, hash FROM audit_log ORDER BY seq")?;
+    let rows: Vec<AuditRow> = stmt.query_map([], audit_row)?.collect::<rusqlite::Result<_>>()?;
+    Ok(audit::first_break(rows.iter().map(|r| (&r.entry, r.hash.as_str()))))
 }
 
 pub fn count_verifications(conn: &Connection) -> rusqlite::Result<i64> {

@@ -59,10 +59,7 @@ impl Writer {
 
     /// Performs one operation and waits for its commit.
     pub async fn submit(&self, op: WriteOp) -> Result<Outcome, WriteError> {
-        self.submit_all(vec![op])
-            .await
-            .pop()
-            .unwrap_or(Err(WriteError::Unavailable))
+        self.submit_all(vec![op]).await.pop().unwrap_or(Err(WriteError::Unavailable))
     }
 
     /// Performs several operations in order, in the same commit, each in its own savepoint.
@@ -72,9 +69,7 @@ impl Writer {
         if self.sender.send(Job { ops, reply }).await.is_err() {
             return (0..n).map(|_| Err(WriteError::Unavailable)).collect();
         }
-        answer
-            .await
-            .unwrap_or_else(|_| (0..n).map(|_| Err(WriteError::Unavailable)).collect())
+        answer.await.unwrap_or_else(|_| (0..n).map(|_| Err(WriteError::Unavailable)).collect())
     }
 }
 
@@ -110,43 +105,48 @@ fn run(
                 metrics.commit_failed();
                 log::error!("commit of {ops} writes failed: {e}");
                 for job in jobs {
-                    let _ = job.reply.send(
-                        job.ops
-                            .iter()
-                            .map(|_| Err(WriteError::Unavailable))
-                            .collect(),
-                    );
+                    let _ = job.reply.send(job.ops.iter().map(|_| Err(WriteError::Unavailable)).collect());
                 }
             }
         }
     }
 }
 
+/// Applies one operation in its own transaction on a connection of this process (the
+/// CLI's path: same operation, same audit chain, no writer thread).
+pub fn apply_now(conn: &mut Connection, op: &WriteOp, now: crate::domain::time::Timestamp) -> Result<Outcome, OpError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let outcome = apply(&tx, op, now, &mut Vec::new())?;
+    tx.commit()?;
+    Ok(outcome)
+}
+
 type Answers = Vec<Vec<Result<Outcome, WriteError>>>;
 
-fn commit(
-    conn: &mut Connection,
-    jobs: &[Job],
-    clock: &dyn Clock,
-) -> rusqlite::Result<(Answers, Vec<Effect>)> {
+fn commit(conn: &mut Connection, jobs: &[Job], clock: &dyn Clock) -> rusqlite::Result<(Answers, Vec<Effect>)> {
     let now = clock.now();
-    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut answers = Vec::with_capacity(jobs.len());
     let mut effects = Vec::new();
     for job in jobs {
         let mut job_answers = Vec::with_capacity(job.ops.len());
         for op in &job.ops {
-            let sp = tx.savepoint()?;
+            // Savepoints through cached statements: rusqlite's own parse SQL each time.
+            tx.prepare_cached("SAVEPOINT op")?.execute([])?;
             let mut op_effects = Vec::new();
-            match apply(&sp, op, now, &mut op_effects) {
+            match apply(&tx, op, now, &mut op_effects) {
                 Ok(outcome) => {
-                    sp.commit()?;
+                    tx.prepare_cached("RELEASE op")?.execute([])?;
                     effects.append(&mut op_effects);
                     job_answers.push(Ok(outcome));
                 }
                 // A database error poisons the whole transaction (it may be an I/O fault).
                 Err(OpError::Sql(e)) => return Err(e),
-                Err(e) => job_answers.push(Err(WriteError::Op(e))),
+                Err(e) => {
+                    tx.prepare_cached("ROLLBACK TO op")?.execute([])?;
+                    tx.prepare_cached("RELEASE op")?.execute([])?;
+                    job_answers.push(Err(WriteError::Op(e)));
+                }
             }
         }
         answers.push(job_answers);

@@ -9,20 +9,9 @@ use crate::helpers::*;
 
 async fn busy_app() -> TestApp {
     let app = TestApp::spawn().await;
-    let a = app
-        .login(
-            "02-12-069-0080-16-000700",
-            "CM-CE-000001",
-            Some("S3cret-Pw"),
-        )
-        .await;
+    let a = app.login("02-12-069-0080-16-000700", "CM-CE-000001", Some("S3cret-Pw")).await;
     let b = app.reporter("VOTER-LIKE-ID-9", "CM-CE-000001").await;
-    app.authenticate_with(
-        "02-12-069-0080-16-000700",
-        "CM-CE-000001",
-        Some("Guess-123"),
-    )
-    .await;
+    app.authenticate_with("02-12-069-0080-16-000700", "CM-CE-000001", Some("Guess-123")).await;
     for i in 1..=5 {
         app.vote(&a, i, "female", "less_60", i % 2 == 0).await;
         app.vote(&b, i, "male", "less_60", false).await;
@@ -30,11 +19,7 @@ async fn busy_app() -> TestApp {
     app.vote(&a, 1, "male", "less_30", false).await;
     app.ballot(&a, 1, "PB").await;
     app.ballot(&a, 1, "PA").await;
-    app.admin_patch(
-        "/api/sources/VOTER-LIKE-ID-9/",
-        json!({"status": "independent"}),
-    )
-    .await;
+    app.admin_patch("/api/sources/VOTER-LIKE-ID-9/", json!({"status": "independent"})).await;
     app
 }
 
@@ -63,19 +48,11 @@ async fn the_head_and_pages_expose_a_verifiable_chain_without_personal_data() {
         let mut entry = e.clone();
         entry.as_object_mut().unwrap().remove("hash");
         let canonical = ufrecs::domain::audit::canonical(&entry);
-        assert_eq!(
-            ufrecs::domain::audit::chain_hash(&prev, &canonical),
-            e["hash"].as_str().unwrap()
-        );
+        assert_eq!(ufrecs::domain::audit::chain_hash(&prev, &canonical), e["hash"].as_str().unwrap());
         prev = e["hash"].as_str().unwrap().to_owned();
     }
     let text = serde_json::to_string(&all).unwrap();
-    for private in [
-        "02-12-069-0080-16-000700",
-        "VOTER-LIKE-ID-9",
-        "S3cret-Pw",
-        "Guess-123",
-    ] {
+    for private in ["02-12-069-0080-16-000700", "VOTER-LIKE-ID-9", "S3cret-Pw", "Guess-123"] {
         assert!(!text.contains(private), "{private} in the audit log");
     }
     let kinds: Vec<&str> = all.iter().map(|e| e["kind"].as_str().unwrap()).collect();
@@ -95,12 +72,8 @@ async fn the_head_and_pages_expose_a_verifiable_chain_without_personal_data() {
 
 /// The Python block that follows the "Verifying the audit chain" heading of the doc.
 fn documented_verifier() -> String {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/integrators.md"))
-        .unwrap();
-    let section = doc
-        .split("## Verifying the audit chain")
-        .nth(1)
-        .expect("the doc has the section");
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/integrators.md")).unwrap();
+    let section = doc.split("## Verifying the audit chain").nth(1).expect("the doc has the section");
     let code = section.split("```python\n").nth(1).expect("a python block");
     code.split("```").next().unwrap().to_owned()
 }
@@ -110,42 +83,37 @@ async fn the_documented_python_verifier_accepts_the_chain_and_finds_a_rewrite() 
     let app = busy_app().await;
     let script = app.dir.path().join("verify.py");
     std::fs::write(&script, documented_verifier()).unwrap();
-    let run = |db: &std::path::Path| {
-        Command::new("python3")
-            .arg(&script)
-            .arg(db)
-            .output()
-            .unwrap()
-    };
+    let run = |db: &std::path::Path| Command::new("python3").arg(&script).arg(db).output().unwrap();
     let ok = run(&app.db_path());
     let head = app.get("/api/audit/head/").await.body;
     let stdout = String::from_utf8_lossy(&ok.stdout);
-    assert!(
-        ok.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    assert!(
-        stdout.contains(head["hash"].as_str().unwrap()),
-        "prints the head: {stdout}"
-    );
+    assert!(ok.status.success(), "{stdout} {}", String::from_utf8_lossy(&ok.stderr));
+    assert!(stdout.contains(head["hash"].as_str().unwrap()), "prints the head: {stdout}");
     // Rewrite history in a copy: the verifier names the entry.
     let copy = app.dir.path().join("copy.sqlite3");
-    app.db()
-        .execute(&format!("VACUUM INTO '{}'", copy.display()), [])
-        .unwrap();
+    app.db().execute(&format!("VACUUM INTO '{}'", copy.display()), []).unwrap();
     let c = rusqlite::Connection::open(&copy).unwrap();
-    c.execute(
-        "UPDATE audit_log SET detail = '{\"reason\":\"none\"}' WHERE seq = 5",
-        [],
-    )
-    .unwrap();
+    c.execute("UPDATE audit_log SET detail = '{\"reason\":\"none\"}' WHERE seq = 5", []).unwrap();
     drop(c);
     let bad = run(&copy);
     assert!(!bad.status.success());
-    assert!(
-        String::from_utf8_lossy(&bad.stdout).contains("seq 5"),
-        "{}",
-        String::from_utf8_lossy(&bad.stdout)
-    );
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("seq 5"), "{}", String::from_utf8_lossy(&bad.stdout));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_example_queries_run_against_a_real_database() {
+    let app = busy_app().await;
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/integrators.md")).unwrap();
+    let sql = doc.split("```sql\n").nth(1).expect("a sql block").split("```").next().unwrap();
+    let db = app.db();
+    let mut ran = 0;
+    for statement in sql.split(';').map(str::trim).filter(|s| s.lines().any(|l| !l.trim_start().starts_with("--"))) {
+        let mut stmt = db.prepare(statement).unwrap_or_else(|e| panic!("{statement}: {e}"));
+        let mut rows = stmt.query([]).unwrap();
+        while rows.next().unwrap().is_some() {}
+        ran += 1;
+    }
+    assert_eq!(ran, 5);
+    let votes: i64 = db.query_row(sql.split(';').next().unwrap(), [], |r| r.get(0)).unwrap();
+    assert_eq!(votes, app.stats("CM-CE-000001").await["totals"]["votes"].as_i64().unwrap());
 }

@@ -11,30 +11,14 @@ async fn an_unknown_elector_becomes_an_unverified_source_and_a_known_one_gets_20
     assert_eq!(first.status, 201);
     let b = &first.body;
     assert_eq!(b["poll_office_id"], "PO-001");
-    assert_eq!(
-        b["source"],
-        json!({"elector_id": "02-12-069-0080-16-000700", "status": "unverified"})
-    );
+    assert_eq!(b["source"], json!({"elector_id": "02-12-069-0080-16-000700", "status": "unverified"}));
     assert!(first.token.len() >= 22, "at least 128 bits");
     assert!(b["expires_at"].as_str().unwrap().ends_with('Z'));
     let s3 = &b["s3"];
-    assert_eq!(
-        s3["base_path"],
-        "s3://ufrecs-media/PO-001/source-02-12-069-0080-16-000700/"
-    );
-    assert_eq!(
-        s3["credentials"]["prefix"],
-        "PO-001/source-02-12-069-0080-16-000700/"
-    );
+    assert_eq!(s3["base_path"], "s3://ufrecs-media/PO-001/source-02-12-069-0080-16-000700/");
+    assert_eq!(s3["credentials"]["prefix"], "PO-001/source-02-12-069-0080-16-000700/");
     assert_eq!(s3["error"], "unconfigured");
-    for k in [
-        "access_key",
-        "secret_key",
-        "session_token",
-        "accessKeyId",
-        "secretAccessKey",
-        "sessionToken",
-    ] {
+    for k in ["access_key", "secret_key", "session_token", "accessKeyId", "secretAccessKey", "sessionToken"] {
         assert_eq!(s3["credentials"][k], "", "{k}");
     }
     for k in ["expiration", "bucket", "region", "endpoint"] {
@@ -52,14 +36,8 @@ async fn tokens_are_stored_only_as_hashes() {
     let dump = app.fingerprint();
     assert!(!dump.contains(&s.token));
     assert!(!dump.contains("secret-pw"));
-    let hashes: i64 = app
-        .db()
-        .query_row(
-            "SELECT COUNT(*) FROM tokens WHERE length(token_hash) = 64",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let hashes: i64 =
+        app.db().query_row("SELECT COUNT(*) FROM tokens WHERE length(token_hash) = 64", [], |r| r.get(0)).unwrap();
     assert_eq!(hashes, 1);
 }
 
@@ -71,48 +49,25 @@ async fn the_first_password_sticks_and_is_then_always_required() {
     let r = app.authenticate_with("E-1", "PO-1", None).await;
     assert_eq!((r.status.as_u16(), r.code()), (401, "auth_failed"));
     let r = app.authenticate_with("E-1", "PO-1", Some("")).await;
-    assert_eq!(
-        (r.status.as_u16(), r.code()),
-        (401, "auth_failed"),
-        "empty is absent"
-    );
+    assert_eq!((r.status.as_u16(), r.code()), (401, "auth_failed"), "empty is absent");
     let r = app.authenticate_with("E-1", "PO-1", Some("other")).await;
     assert_eq!((r.status.as_u16(), r.code()), (401, "auth_failed"));
     assert_eq!(app.login("E-1", "PO-1", Some("first-pw")).await.status, 200);
-    let hash: String = app
-        .db()
-        .query_row("SELECT password_hash FROM sources", [], |r| r.get(0))
-        .unwrap();
+    let hash: String = app.db().query_row("SELECT password_hash FROM sources", [], |r| r.get(0)).unwrap();
     assert!(hash.starts_with("$argon2id$"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trusted_source_without_a_password_cannot_be_taken_over() {
     let app = TestApp::spawn().await;
-    let r = app
-        .admin_post(
-            "/api/reporters/",
-            json!({"elector_id": "OFF-1", "type": "official"}),
-        )
-        .await;
+    let r = app.admin_post("/api/reporters/", json!({"elector_id": "OFF-1", "type": "official"})).await;
     assert_eq!(r.status, 201);
-    let r = app
-        .authenticate_with("OFF-1", "PO-1", Some("attacker"))
-        .await;
+    let r = app.authenticate_with("OFF-1", "PO-1", Some("attacker")).await;
     assert_eq!((r.status.as_u16(), r.code()), (401, "auth_failed"));
     let r = app.authenticate_with("OFF-1", "PO-1", None).await;
     assert_eq!((r.status.as_u16(), r.code()), (401, "auth_failed"));
-    app.admin_patch(
-        "/api/sources/OFF-1/",
-        json!({"password": "set-by-operator"}),
-    )
-    .await;
-    assert_eq!(
-        app.login("OFF-1", "PO-1", Some("set-by-operator"))
-            .await
-            .status,
-        200
-    );
+    app.admin_patch("/api/sources/OFF-1/", json!({"password": "set-by-operator"})).await;
+    assert_eq!(app.login("OFF-1", "PO-1", Some("set-by-operator")).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,21 +78,9 @@ async fn authenticating_again_rotates_that_offices_token_only() {
     let new = app.login("E-1", "PO-1", None).await;
     let r = app.vote(&old, 1, "male", "less_30", false).await;
     assert_eq!((r.status.as_u16(), r.code()), (401, "auth_failed"));
-    assert_eq!(
-        app.vote(&new, 1, "male", "less_30", false).await.status,
-        201
-    );
-    assert_eq!(
-        app.vote(&other_office, 1, "male", "less_30", false)
-            .await
-            .status,
-        201
-    );
-    assert_eq!(
-        app.stats("PO-2").await["totals"]["votes"],
-        1,
-        "the token's office is where it votes"
-    );
+    assert_eq!(app.vote(&new, 1, "male", "less_30", false).await.status, 201);
+    assert_eq!(app.vote(&other_office, 1, "male", "less_30", false).await.status, 201);
+    assert_eq!(app.stats("PO-2").await["totals"]["votes"], 1, "the token's office is where it votes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,9 +88,7 @@ async fn a_password_reset_revokes_every_token_of_the_source() {
     let app = TestApp::spawn().await;
     let a = app.login("E-1", "PO-1", None).await;
     let b = app.login("E-1", "PO-2", None).await;
-    let r = app
-        .admin_patch("/api/sources/E-1/", json!({"password": "new-pw"}))
-        .await;
+    let r = app.admin_patch("/api/sources/E-1/", json!({"password": "new-pw"})).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["source"]["has_password"], true);
     for s in [&a, &b] {
@@ -176,28 +117,14 @@ async fn repeated_failures_lock_an_elector_out_without_flooding_the_audit_log() 
         assert_eq!(r.status, 401);
     }
     let audited = || -> i64 {
-        app.db()
-            .query_row(
-                "SELECT COUNT(*) FROM audit_log WHERE kind = 'auth_failed'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap()
+        app.db().query_row("SELECT COUNT(*) FROM audit_log WHERE kind = 'auth_failed'", [], |r| r.get(0)).unwrap()
     };
     assert_eq!(audited(), 5);
     let r = app.authenticate_with("E-1", "PO-1", Some("right")).await;
-    assert_eq!(
-        (r.status.as_u16(), r.code()),
-        (429, "rate_limited"),
-        "even the right password waits"
-    );
+    assert_eq!((r.status.as_u16(), r.code()), (429, "rate_limited"), "even the right password waits");
     assert_eq!(r.headers["retry-after"], "60");
     assert_eq!(audited(), 5, "429s are not audited");
-    assert_eq!(
-        app.login("E-2", "PO-1", None).await.status,
-        201,
-        "others are not locked out"
-    );
+    assert_eq!(app.login("E-2", "PO-1", None).await.status, 201, "others are not locked out");
     app.advance(61);
     assert_eq!(app.login("E-1", "PO-1", Some("right")).await.status, 200);
     assert!(app.metric("ufrecs_rate_limited_total").await >= 1);
@@ -214,10 +141,7 @@ async fn failures_are_limited_per_client_address_behind_a_trusted_proxy() {
             .client
             .post(app.url("/api/authenticate/"))
             .header("x-forwarded-for", xff)
-            .body(
-                json!({"elector_id": elector, "poll_office_id": "PO-1", "password": "bad"})
-                    .to_string(),
-            );
+            .body(json!({"elector_id": elector, "poll_office_id": "PO-1", "password": "bad"}).to_string());
         app.send(req)
     };
     for i in 0..3 {
@@ -226,11 +150,7 @@ async fn failures_are_limited_per_client_address_behind_a_trusted_proxy() {
     let r = attempt("E-0".into(), "198.51.100.7").await;
     assert_eq!((r.status.as_u16(), r.code()), (429, "rate_limited"));
     assert!(r.headers.contains_key("retry-after"));
-    assert_eq!(
-        attempt("E-0".into(), "198.51.100.8").await.status,
-        401,
-        "another client behind the proxy"
-    );
+    assert_eq!(attempt("E-0".into(), "198.51.100.8").await.status, 401, "another client behind the proxy");
     // Successes are never limited by address.
     assert_eq!(app.login("E-9", "PO-1", None).await.status, 201);
 }
@@ -248,10 +168,7 @@ async fn forwarded_addresses_from_untrusted_peers_are_ignored() {
             .client
             .post(app.url("/api/authenticate/"))
             .header("x-forwarded-for", xff)
-            .body(
-                json!({"elector_id": "E-1", "poll_office_id": "PO-1", "password": "bad"})
-                    .to_string(),
-            );
+            .body(json!({"elector_id": "E-1", "poll_office_id": "PO-1", "password": "bad"}).to_string());
         assert_eq!(app.send(req).await.status, 401);
     }
     let req = app
@@ -275,9 +192,7 @@ async fn the_refresh_endpoint_answers_the_s3_off_shape_on_get_and_post() {
         app.client.get(app.url("/api/refresh-s3-credentials/")),
         app.client.post(app.url("/api/refresh-s3-credentials")),
     ] {
-        let r = app
-            .send(req.basic_auth(&a.elector_id, Some(&a.token)))
-            .await;
+        let r = app.send(req.basic_auth(&a.elector_id, Some(&a.token))).await;
         assert_eq!(r.status, 200);
         assert_eq!(r.body["secretAccessKey"], "");
         assert_eq!(r.body["bucket"], "ufrecs-media");

@@ -32,25 +32,11 @@ async fn bad_identifiers_are_refused_before_anything_is_stored() {
             let mut body = json!({"elector_id": "E-2", "poll_office_id": "PO-1"});
             body[field] = id.clone();
             let r = app.post("/api/authenticate/", None, body).await;
-            assert_eq!(
-                (r.status.as_u16(), r.code()),
-                (400, "invalid_data"),
-                "{field} = {id}"
-            );
+            assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_data"), "{field} = {id}");
             assert!(r.body["errors"][field].is_string(), "{}", r.body);
         }
-        let r = app
-            .post(
-                "/api/votingpaperresult/",
-                Some(&a),
-                json!({"index": 2, "party_id": id}),
-            )
-            .await;
-        assert_eq!(
-            (r.status.as_u16(), r.code()),
-            (400, "invalid_data"),
-            "party_id = {id}"
-        );
+        let r = app.post("/api/votingpaperresult/", Some(&a), json!({"index": 2, "party_id": id})).await;
+        assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_data"), "party_id = {id}");
         assert!(r.body["errors"]["party_id"].is_string());
     }
     for path in [
@@ -59,11 +45,7 @@ async fn bad_identifiers_are_refused_before_anything_is_stored() {
         &format!("/api/pollofficesstats/{}/", long_id()),
     ] {
         let r = app.get(path).await;
-        assert_eq!(
-            (r.status.as_u16(), r.code()),
-            (400, "invalid_data"),
-            "{path}"
-        );
+        assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_data"), "{path}");
     }
     assert_eq!(app.fingerprint(), before);
 }
@@ -94,11 +76,7 @@ async fn bad_vote_fields_name_the_field_and_store_nothing() {
         let mut body = ok.clone();
         body[field] = value.clone();
         let r = app.post("/api/vote/", Some(&a), body).await;
-        assert_eq!(
-            (r.status.as_u16(), r.code()),
-            (400, "invalid_data"),
-            "{field} = {value}"
-        );
+        assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_data"), "{field} = {value}");
         assert!(r.body["errors"][field].is_string(), "{field}: {}", r.body);
         assert!(r.body["message"].is_string());
     }
@@ -109,11 +87,7 @@ async fn bad_vote_fields_name_the_field_and_store_nothing() {
         assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_data"));
         assert_eq!(r.body["errors"][missing], "is required");
     }
-    for (field, value) in [
-        ("index", json!(0)),
-        ("index", json!("1")),
-        ("party_id", json!(null)),
-    ] {
+    for (field, value) in [("index", json!(0)), ("index", json!("1")), ("party_id", json!(null))] {
         let mut body = json!({"index": 3, "party_id": "PA"});
         body[field] = value;
         let r = app.post("/api/votingpaperresult/", Some(&a), body).await;
@@ -128,12 +102,8 @@ async fn an_observed_at_far_from_the_server_clock_is_refused_when_first_stored()
     let a = app.reporter("E-1", "PO-1").await;
     let before = app.fingerprint();
     let now = app.now();
-    for t in [
-        now + chrono::Duration::minutes(6),
-        now - chrono::Duration::hours(25),
-    ] {
-        let body =
-            json!({"index": 5, "gender": "male", "age": "less_30", "observed_at": t.to_rfc3339()});
+    for t in [now + chrono::Duration::minutes(6), now - chrono::Duration::hours(25)] {
+        let body = json!({"index": 5, "gender": "male", "age": "less_30", "observed_at": t.to_rfc3339()});
         let r = app.post("/api/vote/", Some(&a), body).await;
         assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_data"));
         assert!(r.body["errors"]["observed_at"].is_string());
@@ -141,16 +111,9 @@ async fn an_observed_at_far_from_the_server_clock_is_refused_when_first_stored()
     assert_eq!(app.fingerprint(), before);
     let t = (now - chrono::Duration::hours(1)).to_rfc3339();
     let body = json!({"index": 5, "gender": "male", "age": "less_30", "observed_at": t});
-    assert_eq!(
-        app.post("/api/vote/", Some(&a), body.clone()).await.status,
-        201
-    );
+    assert_eq!(app.post("/api/vote/", Some(&a), body.clone()).await.status, 201);
     app.advance(2 * 24 * 3600);
-    assert_eq!(
-        app.post("/api/vote/", Some(&a), body).await.status,
-        200,
-        "a resend is not checked again"
-    );
+    assert_eq!(app.post("/api/vote/", Some(&a), body).await.status, 200, "a resend is not checked again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,29 +122,13 @@ async fn a_body_that_is_not_json_is_invalid_json() {
     let before = app.fingerprint();
     for raw in ["{", "index=1&gender=male", "", "nul", "\u{0}"] {
         let r = app.post_raw("/api/vote/", Some(&a), raw.to_owned()).await;
-        assert_eq!(
-            (r.status.as_u16(), r.code()),
-            (400, "invalid_json"),
-            "{raw:?}"
-        );
-        let r = app
-            .post_raw("/api/authenticate/", None, raw.to_owned())
-            .await;
-        assert_eq!(
-            (r.status.as_u16(), r.code()),
-            (400, "invalid_json"),
-            "{raw:?}"
-        );
+        assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_json"), "{raw:?}");
+        let r = app.post_raw("/api/authenticate/", None, raw.to_owned()).await;
+        assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_json"), "{raw:?}");
     }
     for not_object in ["[1]", "3", "\"x\"", "null"] {
-        let r = app
-            .post_raw("/api/vote/", Some(&a), not_object.to_owned())
-            .await;
-        assert_eq!(
-            (r.status.as_u16(), r.code()),
-            (400, "invalid_data"),
-            "{not_object}"
-        );
+        let r = app.post_raw("/api/vote/", Some(&a), not_object.to_owned()).await;
+        assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_data"), "{not_object}");
     }
     assert_eq!(app.fingerprint(), before);
 }
@@ -190,18 +137,12 @@ async fn a_body_that_is_not_json_is_invalid_json() {
 async fn an_oversized_body_is_413_before_authentication_chunked_or_not() {
     let (app, a) = setup().await;
     let before = app.fingerprint();
-    let big = format!(
-        "{{\"index\": 2, \"gender\": \"male\", \"age\": \"less_30\", \"pad\": \"{}\"}}",
-        "x".repeat(17 * 1024)
-    );
+    let big =
+        format!("{{\"index\": 2, \"gender\": \"male\", \"age\": \"less_30\", \"pad\": \"{}\"}}", "x".repeat(17 * 1024));
     let r = app.post_raw("/api/vote/", Some(&a), big.clone()).await;
     assert_eq!((r.status.as_u16(), r.code()), (413, "payload_too_large"));
     let r = app.post_raw("/api/vote/", None, big.clone()).await;
-    assert_eq!(
-        (r.status.as_u16(), r.code()),
-        (413, "payload_too_large"),
-        "size is checked before authentication"
-    );
+    assert_eq!((r.status.as_u16(), r.code()), (413, "payload_too_large"), "size is checked before authentication");
     let r = app.post_raw("/api/authenticate/", None, big.clone()).await;
     assert_eq!(r.status, 413);
     // Chunked, with no Content-Length.
@@ -260,11 +201,7 @@ async fn missing_wrong_and_foreign_tokens_are_refused_without_an_audit_entry() {
     let r = vote(app.client.post(&url).basic_auth("E-1", Some("not-a-token"))).await;
     assert_eq!((r.status.as_u16(), r.code()), (401, "auth_failed"));
     let r = vote(app.client.post(&url).basic_auth("E-1", Some(&b.token))).await;
-    assert_eq!(
-        (r.status.as_u16(), r.code()),
-        (401, "auth_failed"),
-        "another source's token"
-    );
+    assert_eq!((r.status.as_u16(), r.code()), (401, "auth_failed"), "another source's token");
     let r = vote(app.client.post(&url).bearer_auth("nope")).await;
     assert_eq!((r.status.as_u16(), r.code()), (401, "auth_failed"));
     let r = vote(app.client.post(&url).header("authorization", "Digest abc")).await;
@@ -281,20 +218,13 @@ async fn missing_wrong_and_foreign_tokens_are_refused_without_an_audit_entry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_and_wrong_methods_get_json_errors() {
     let (app, _) = setup().await;
-    for path in [
-        "/nope",
-        "/api/",
-        "/api/vote/extra",
-        "/api/pollofficesstats/PO-1/x",
-    ] {
+    for path in ["/nope", "/api/", "/api/vote/extra", "/api/pollofficesstats/PO-1/x"] {
         let r = app.get(path).await;
         assert_eq!((r.status.as_u16(), r.code()), (404, "not_found"), "{path}");
     }
     let r = app.get("/api/vote/").await;
     assert_eq!((r.status.as_u16(), r.code()), (405, "method_not_allowed"));
-    let r = app
-        .send(app.client.delete(app.url("/api/pollofficesstats/PO-1/")))
-        .await;
+    let r = app.send(app.client.delete(app.url("/api/pollofficesstats/PO-1/"))).await;
     assert_eq!((r.status.as_u16(), r.code()), (405, "method_not_allowed"));
     let r = app.send(app.client.put(app.url("/api/authenticate"))).await;
     assert_eq!((r.status.as_u16(), r.code()), (405, "method_not_allowed"));

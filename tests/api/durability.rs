@@ -15,24 +15,9 @@ async fn stats_results_and_tokens_are_identical_after_a_restart() {
     let b = app.reporter("E-2", "PO-1").await;
     let official = app.official("OFF-1", "PO-2").await;
     for i in 1..=12 {
-        app.vote(
-            &a,
-            i,
-            if i % 3 == 0 { "female" } else { "male" },
-            "less_30",
-            i % 4 == 0,
-        )
-        .await;
-        app.vote(
-            &b,
-            i,
-            "male",
-            if i % 2 == 0 { "more_60" } else { "less_30" },
-            false,
-        )
-        .await;
-        app.ballot(&a, i, if i % 2 == 0 { "PA" } else { "PB" })
-            .await;
+        app.vote(&a, i, if i % 3 == 0 { "female" } else { "male" }, "less_30", i % 4 == 0).await;
+        app.vote(&b, i, "male", if i % 2 == 0 { "more_60" } else { "less_30" }, false).await;
+        app.ballot(&a, i, if i % 2 == 0 { "PA" } else { "PB" }).await;
         app.vote(&official, i, "female", "less_60", true).await;
     }
     app.ballot(&b, 1, "PC").await;
@@ -41,12 +26,7 @@ async fn stats_results_and_tokens_are_identical_after_a_restart() {
     for o in offices {
         let s = app.get(&format!("/api/pollofficesstats/{o}/")).await;
         let r = app.get(&format!("/api/pollofficeresults/{o}/")).await;
-        before.push((
-            s.body,
-            s.headers["etag"].clone(),
-            r.body,
-            r.headers["etag"].clone(),
-        ));
+        before.push((s.body, s.headers["etag"].clone(), r.body, r.headers["etag"].clone()));
     }
     let head = app.get("/api/audit/head/").await.body;
     app.restart().await;
@@ -60,17 +40,8 @@ async fn stats_results_and_tokens_are_identical_after_a_restart() {
         );
     }
     assert_eq!(app.get("/api/audit/head/").await.body, head);
-    assert_eq!(
-        app.vote(&a, 1, "male", "less_30", false).await.status,
-        200,
-        "the token survived"
-    );
-    assert_eq!(
-        app.vote(&official, 13, "female", "less_60", true)
-            .await
-            .status,
-        201
-    );
+    assert_eq!(app.vote(&a, 1, "male", "less_30", false).await.status, 200, "the token survived");
+    assert_eq!(app.vote(&official, 13, "female", "less_60", true).await.status, 201);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,9 +80,7 @@ async fn every_acknowledged_write_survives_a_kill_during_a_write_load() {
         .prepare("SELECT COUNT(*) FROM vote_proposals p JOIN sources s ON s.n = p.source_n WHERE s.elector_id = ?1 AND p.idx = ?2")
         .unwrap();
     for (elector, index) in &acked {
-        let n: i64 = stmt
-            .query_row(rusqlite::params![elector, index], |r| r.get(0))
-            .unwrap();
+        let n: i64 = stmt.query_row(rusqlite::params![elector, index], |r| r.get(0)).unwrap();
         assert_eq!(n, 1, "acknowledged vote {elector}/{index} lost");
     }
     drop(stmt);
@@ -120,27 +89,16 @@ async fn every_acknowledged_write_survives_a_kill_during_a_write_load() {
     let app = remote(&server.base);
     let (_, stats) = app.get("/api/pollofficesstats/PO-K/").await;
     let max_acked = acked.iter().map(|(_, i)| *i).max().unwrap();
-    assert!(
-        stats["totals"]["votes"].as_i64().unwrap() >= max_acked,
-        "{stats}"
-    );
+    assert!(stats["totals"]["votes"].as_i64().unwrap() >= max_acked, "{stats}");
     let stored: i64 = open_read_only(&dir.path().join("ufrecs.sqlite3"))
-        .query_row("SELECT COUNT(*) FROM votes WHERE counted = 1", [], |r| {
-            r.get(0)
-        })
+        .query_row("SELECT COUNT(*) FROM votes WHERE counted = 1", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(
-        stats["totals"]["votes"], stored,
-        "memory rebuilt from the tables"
-    );
+    assert_eq!(stats["totals"]["votes"], stored, "memory rebuilt from the tables");
     server.kill();
 }
 
 fn set_file_size_limit(pid: i32, bytes: u64) {
-    let limit = libc::rlimit {
-        rlim_cur: bytes,
-        rlim_max: libc::RLIM_INFINITY,
-    };
+    let limit = libc::rlimit { rlim_cur: bytes, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: prlimit with a valid pid and a pointer to a live rlimit.
     let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
     assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
@@ -168,21 +126,13 @@ async fn a_failed_commit_answers_503_to_every_request_in_it_and_changes_nothing(
     let (status, health) = app.get("/healthz").await;
     assert_eq!((status, health["status"].as_str()), (503, Some("degraded")));
     assert_eq!(fingerprint(&db), before, "nothing stored changed");
-    assert_eq!(
-        app.get("/api/pollofficesstats/PO-F/").await.1,
-        stats_before,
-        "nothing in memory changed"
-    );
+    assert_eq!(app.get("/api/pollofficesstats/PO-F/").await.1, stats_before, "nothing in memory changed");
 
     set_file_size_limit(server.pid(), libc::RLIM_INFINITY);
     assert_eq!(app.vote(&s, 2).await.unwrap().0, 201);
     assert_eq!(app.get("/healthz").await.0, 200);
     let (_, stats) = app.get("/api/pollofficesstats/PO-F/").await;
     assert_eq!(stats["totals"]["votes"], 2);
-    assert_eq!(
-        app.vote(&s, 1).await.unwrap().0,
-        200,
-        "the earlier vote is intact"
-    );
+    assert_eq!(app.vote(&s, 1).await.unwrap().0, 200, "the earlier vote is intact");
     server.kill();
 }

@@ -63,23 +63,15 @@ impl TestApp {
         let mut settings = test_settings(dir.path());
         configure(&mut settings);
         let clock = ManualClock::new(chrono::Utc::now());
-        let mut app = TestApp {
-            base: String::new(),
-            client: reqwest::Client::new(),
-            dir,
-            clock,
-            settings,
-            running: None,
-        };
+        let mut app =
+            TestApp { base: String::new(), client: reqwest::Client::new(), dir, clock, settings, running: None };
         app.start().await;
         app
     }
 
     async fn start(&mut self) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = app::start(self.settings.clone(), self.clock.clone(), listener)
-            .await
-            .unwrap();
+        let running = app::start(self.settings.clone(), self.clock.clone(), listener).await.unwrap();
         self.base = format!("http://{}", running.addr);
         self.running = Some(running);
     }
@@ -101,16 +93,8 @@ impl TestApp {
         let status = res.status();
         let headers = res.headers().clone();
         let bytes = res.bytes().await.unwrap();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+        Reply { status, headers, body }
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -118,17 +102,9 @@ impl TestApp {
     }
 
     /// POSTs raw bytes (with curl's form content type, as the apps' tools do).
-    pub async fn post_raw(
-        &self,
-        path: &str,
-        auth: Option<&Session>,
-        body: impl Into<reqwest::Body>,
-    ) -> Reply {
-        let mut req = self
-            .client
-            .post(self.url(path))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
+    pub async fn post_raw(&self, path: &str, auth: Option<&Session>, body: impl Into<reqwest::Body>) -> Reply {
+        let mut req =
+            self.client.post(self.url(path)).header("content-type", "application/x-www-form-urlencoded").body(body);
         if let Some(s) = auth {
             req = req.basic_auth(&s.elector_id, Some(&s.token));
         }
@@ -139,12 +115,7 @@ impl TestApp {
         self.post_raw(path, auth, body.to_string()).await
     }
 
-    pub async fn authenticate_with(
-        &self,
-        elector_id: &str,
-        office: &str,
-        password: Option<&str>,
-    ) -> Reply {
+    pub async fn authenticate_with(&self, elector_id: &str, office: &str, password: Option<&str>) -> Reply {
         let mut body = json!({"elector_id": elector_id, "poll_office_id": office});
         if let Some(p) = password {
             body["password"] = json!(p);
@@ -154,12 +125,7 @@ impl TestApp {
 
     pub async fn login(&self, elector_id: &str, office: &str, password: Option<&str>) -> Session {
         let r = self.authenticate_with(elector_id, office, password).await;
-        assert!(
-            r.status.is_success(),
-            "authenticate {elector_id}: {} {}",
-            r.status,
-            r.body
-        );
+        assert!(r.status.is_success(), "authenticate {elector_id}: {} {}", r.status, r.body);
         Session {
             elector_id: elector_id.into(),
             token: r.body["token"].as_str().unwrap().into(),
@@ -186,48 +152,20 @@ impl TestApp {
     }
 
     pub async fn admin_post(&self, path: &str, body: Value) -> Reply {
-        self.send(
-            self.client
-                .post(self.url(path))
-                .bearer_auth(ADMIN)
-                .body(body.to_string()),
-        )
-        .await
+        self.send(self.client.post(self.url(path)).bearer_auth(ADMIN).body(body.to_string())).await
     }
 
     pub async fn admin_patch(&self, path: &str, body: Value) -> Reply {
-        self.send(
-            self.client
-                .patch(self.url(path))
-                .bearer_auth(ADMIN)
-                .body(body.to_string()),
-        )
-        .await
+        self.send(self.client.patch(self.url(path)).bearer_auth(ADMIN).body(body.to_string())).await
     }
 
-    pub async fn vote(
-        &self,
-        s: &Session,
-        index: i64,
-        gender: &str,
-        age: &str,
-        has_torn: bool,
-    ) -> Reply {
-        self.post(
-            "/api/vote/",
-            Some(s),
-            json!({"index": index, "gender": gender, "age": age, "has_torn": has_torn}),
-        )
-        .await
+    pub async fn vote(&self, s: &Session, index: i64, gender: &str, age: &str, has_torn: bool) -> Reply {
+        self.post("/api/vote/", Some(s), json!({"index": index, "gender": gender, "age": age, "has_torn": has_torn}))
+            .await
     }
 
     pub async fn ballot(&self, s: &Session, index: i64, party: &str) -> Reply {
-        self.post(
-            "/api/votingpaperresult/",
-            Some(s),
-            json!({"index": index, "party_id": party}),
-        )
-        .await
+        self.post("/api/votingpaperresult/", Some(s), json!({"index": index, "party_id": party})).await
     }
 
     pub async fn stats(&self, office: &str) -> Value {
@@ -243,15 +181,7 @@ impl TestApp {
     }
 
     pub async fn metric(&self, name: &str) -> u64 {
-        let text = self
-            .client
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = self.client.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
         metric_value(&text, name)
     }
 
@@ -285,8 +215,7 @@ pub fn metric_value(text: &str, name: &str) -> u64 {
 }
 
 pub fn open_read_only(path: &Path) -> rusqlite::Connection {
-    let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .unwrap();
+    let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     c.busy_timeout(Duration::from_secs(10)).unwrap();
     c
 }
@@ -309,9 +238,7 @@ pub fn fingerprint(path: &Path) -> String {
     let c = open_read_only(path);
     let mut out = String::new();
     for t in TABLES {
-        let mut stmt = c
-            .prepare(&format!("SELECT * FROM {t} ORDER BY 1, 2"))
-            .unwrap();
+        let mut stmt = c.prepare(&format!("SELECT * FROM {t} ORDER BY 1, 2")).unwrap();
         let n = stmt.column_count();
         let mut rows = stmt.query([]).unwrap();
         while let Some(r) = rows.next().unwrap() {
@@ -352,10 +279,7 @@ impl Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ufrecs"))
             .arg("serve")
             .current_dir(dir)
-            .env(
-                "UFRECS_CONFIG",
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("ufrecs.toml"),
-            )
+            .env("UFRECS_CONFIG", Path::new(env!("CARGO_MANIFEST_DIR")).join("ufrecs.toml"))
             .env("UFRECS_SERVER_LISTEN", "127.0.0.1:0")
             .env("UFRECS_DATABASE_PATH", dir.join("ufrecs.sqlite3"))
             .env("UFRECS_AUTH_SECRET_FILE", dir.join("secret"))
@@ -368,14 +292,9 @@ impl Process {
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        Process {
-            base: format!("http://{addr}"),
-            child,
-        }
+        let addr =
+            line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Process { base: format!("http://{addr}"), child }
     }
 
     pub fn pid(&self) -> i32 {
@@ -397,10 +316,7 @@ impl Drop for Process {
 
 /// A `TestApp`-like client for a `Process`.
 pub fn remote(base: &str) -> RemoteApp {
-    RemoteApp {
-        base: base.into(),
-        client: reqwest::Client::new(),
-    }
+    RemoteApp { base: base.into(), client: reqwest::Client::new() }
 }
 
 pub struct RemoteApp {
@@ -419,12 +335,7 @@ impl RemoteApp {
             .unwrap();
         let status = res.status().as_u16();
         let body: Value = res.json().await.unwrap();
-        Session {
-            elector_id: elector_id.into(),
-            token: body["token"].as_str().unwrap().into(),
-            status,
-            body,
-        }
+        Session { elector_id: elector_id.into(), token: body["token"].as_str().unwrap().into(), status, body }
     }
 
     pub async fn vote(&self, s: &Session, index: i64) -> Result<(u16, Value), reqwest::Error> {
@@ -445,15 +356,7 @@ impl RemoteApp {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let res = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        (
-            res.status().as_u16(),
-            res.json().await.unwrap_or(Value::Null),
-        )
+        let res = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
     }
 }

@@ -21,32 +21,10 @@ const SOURCES: usize = 4;
 
 #[derive(Clone, Debug)]
 enum Step {
-    Vote {
-        source: usize,
-        office: usize,
-        index: i64,
-        male: bool,
-        age: usize,
-        torn: bool,
-    },
-    Ballot {
-        source: usize,
-        office: usize,
-        index: i64,
-        party: usize,
-    },
-    Status {
-        source: usize,
-        trusted: bool,
-    },
-    Verify {
-        office: usize,
-        index: i64,
-        voter: u8,
-        male: bool,
-        age: usize,
-        torn: bool,
-    },
+    Vote { source: usize, office: usize, index: i64, male: bool, age: usize, torn: bool },
+    Ballot { source: usize, office: usize, index: i64, party: usize },
+    Status { source: usize, trusted: bool },
+    Verify { office: usize, index: i64, voter: u8, male: bool, age: usize, torn: bool },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -62,11 +40,7 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn attrs(male: bool, age: usize, torn: bool) -> VoteAttrs {
-    VoteAttrs {
-        gender: if male { Gender::Male } else { Gender::Female },
-        age: Age::ALL[age],
-        has_torn: torn,
-    }
+    VoteAttrs { gender: if male { Gender::Male } else { Gender::Female }, age: Age::ALL[age], has_torn: torn }
 }
 
 fn elector(source: usize) -> String {
@@ -75,14 +49,7 @@ fn elector(source: usize) -> String {
 
 fn to_op(conn: &Connection, step: &Step) -> Option<WriteOp> {
     Some(match step {
-        Step::Vote {
-            source,
-            office,
-            index,
-            male,
-            age,
-            torn,
-        } => WriteOp::ProposeVote {
+        Step::Vote { source, office, index, male, age, torn } => WriteOp::ProposeVote {
             source_n: *source as i64 + 1,
             poll_office_id: PollOfficeId::parse(OFFICES[*office]).unwrap(),
             input: VoteInput {
@@ -92,12 +59,7 @@ fn to_op(conn: &Connection, step: &Step) -> Option<WriteOp> {
             },
             batch: false,
         },
-        Step::Ballot {
-            source,
-            office,
-            index,
-            party,
-        } => WriteOp::ProposeBallot {
+        Step::Ballot { source, office, index, party } => WriteOp::ProposeBallot {
             source_n: *source as i64 + 1,
             poll_office_id: PollOfficeId::parse(OFFICES[*office]).unwrap(),
             input: BallotInput {
@@ -108,23 +70,12 @@ fn to_op(conn: &Connection, step: &Step) -> Option<WriteOp> {
         Step::Status { source, trusted } => WriteOp::UpdateSource {
             elector_id: ElectorId::parse(&elector(*source)).unwrap(),
             update: SourceUpdate {
-                status: Some(if *trusted {
-                    Status::Official
-                } else {
-                    Status::Unverified
-                }),
+                status: Some(if *trusted { Status::Official } else { Status::Unverified }),
                 ..SourceUpdate::default()
             },
             actor: Actor::Cli,
         },
-        Step::Verify {
-            office,
-            index,
-            voter,
-            male,
-            age,
-            torn,
-        } => {
+        Step::Verify { office, index, voter, male, age, torn } => {
             let vote_id: i64 = conn
                 .query_row(
                     "SELECT id FROM votes WHERE poll_office_id = ?1 AND idx = ?2",
@@ -132,11 +83,7 @@ fn to_op(conn: &Connection, step: &Step) -> Option<WriteOp> {
                     |r| r.get(0),
                 )
                 .ok()?;
-            WriteOp::Verify {
-                vote_id,
-                voter_hash: format!("voter-{voter}"),
-                attrs: attrs(*male, *age, *torn),
-            }
+            WriteOp::Verify { vote_id, voter_hash: format!("voter-{voter}"), attrs: attrs(*male, *age, *torn) }
         }
     })
 }
@@ -144,11 +91,7 @@ fn to_op(conn: &Connection, step: &Step) -> Option<WriteOp> {
 /// The value with the highest weight, or None on a tie.
 fn winner<T: Clone + Ord>(weights: &BTreeMap<T, f64>) -> Option<T> {
     let best = weights.values().cloned().fold(f64::MIN, f64::max);
-    let top: Vec<&T> = weights
-        .iter()
-        .filter(|(_, w)| **w == best)
-        .map(|(v, _)| v)
-        .collect();
+    let top: Vec<&T> = weights.iter().filter(|(_, w)| **w == best).map(|(v, _)| v).collect();
     (top.len() == 1).then(|| top[0].clone())
 }
 
@@ -157,9 +100,7 @@ fn brute_force(conn: &Connection) -> BTreeMap<String, (Value, Value)> {
     let trusted: HashMap<i64, bool> = conn
         .prepare("SELECT n, status FROM sources")
         .unwrap()
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get::<_, String>(1)? != "unverified"))
-        })
+        .query_map([], |r| Ok((r.get(0)?, r.get::<_, String>(1)? != "unverified")))
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -193,11 +134,8 @@ fn brute_force(conn: &Connection) -> BTreeMap<String, (Value, Value)> {
         .map(Result::unwrap)
         .collect();
 
-    let offices: BTreeSet<String> = props
-        .iter()
-        .map(|p| p.0.clone())
-        .chain(ballots.iter().map(|b| b.0.clone()))
-        .collect();
+    let offices: BTreeSet<String> =
+        props.iter().map(|p| p.0.clone()).chain(ballots.iter().map(|b| b.0.clone())).collect();
     let mut out = BTreeMap::new();
     for office in offices {
         // Votes.
@@ -209,10 +147,7 @@ fn brute_force(conn: &Connection) -> BTreeMap<String, (Value, Value)> {
             by_index.entry(p.1).or_default().push(p);
         }
         let mut t: BTreeMap<&str, i64> = BTreeMap::new();
-        for k in [
-            "votes", "male", "female", "less_30", "less_60", "more_60", "has_torn", "verified",
-            "disputed",
-        ] {
+        for k in ["votes", "male", "female", "less_30", "less_60", "more_60", "has_torn", "verified", "disputed"] {
             t.insert(k, 0);
         }
         let mut sources = BTreeSet::new();
@@ -241,11 +176,8 @@ fn brute_force(conn: &Connection) -> BTreeMap<String, (Value, Value)> {
             let gender = winner(&g).unwrap_or_else(|| "undecided".into());
             let age = winner(&a).unwrap_or_else(|| "undecided".into());
             let torn = winner(&h).unwrap_or(false);
-            let unanimous = counted
-                .iter()
-                .all(|p| (&p.3, &p.4, p.5) == (&counted[0].3, &counted[0].4, counted[0].5));
-            let differs =
-                verification.is_some_and(|(vg, va, vt)| *vg != gender || *va != age || *vt != torn);
+            let unanimous = counted.iter().all(|p| (&p.3, &p.4, p.5) == (&counted[0].3, &counted[0].4, counted[0].5));
+            let differs = verification.is_some_and(|(vg, va, vt)| *vg != gender || *va != age || *vt != torn);
             *t.get_mut("votes").unwrap() += 1;
             if let Some(n) = t.get_mut(gender.as_str()) {
                 *n += 1;
@@ -270,11 +202,7 @@ fn brute_force(conn: &Connection) -> BTreeMap<String, (Value, Value)> {
         let mut sources = BTreeSet::new();
         for b in here.iter().filter(|b| counts(b.2)) {
             sources.insert(b.2);
-            *by_index
-                .entry(b.1)
-                .or_default()
-                .entry(b.3.clone())
-                .or_default() += 1.0;
+            *by_index.entry(b.1).or_default().entry(b.3.clone()).or_default() += 1.0;
         }
         let mut parties: BTreeMap<String, i64> = BTreeMap::new();
         let mut undecided = 0;
@@ -309,28 +237,15 @@ fn run(steps: &[Step]) {
     for s in 0..SOURCES {
         let source = NewSource {
             elector_id: ElectorId::parse(&elector(s)).unwrap(),
-            status: if s == 0 {
-                Status::Official
-            } else {
-                Status::Unverified
-            },
+            status: if s == 0 { Status::Official } else { Status::Unverified },
             full_name: None,
             official_org: None,
             email: None,
             phone_number: None,
             password: None,
         };
-        apply(
-            &conn,
-            &WriteOp::CreateSource {
-                source,
-                password_hash: None,
-                actor: Actor::Cli,
-            },
-            now,
-            &mut vec![],
-        )
-        .unwrap();
+        apply(&conn, &WriteOp::CreateSource { source, password_hash: None, actor: Actor::Cli }, now, &mut vec![])
+            .unwrap();
     }
     for step in steps {
         let Some(op) = to_op(&conn, step) else {
@@ -350,16 +265,8 @@ fn run(steps: &[Step]) {
     let rebuilt = Stats::new();
     rebuilt.apply(&reads::all_effects(&conn).unwrap());
     let live = live.snapshot();
-    assert_eq!(
-        live,
-        rebuilt.snapshot(),
-        "memory differs from a rebuild from the tables"
-    );
-    assert_eq!(
-        live,
-        brute_force(&conn),
-        "the tables differ from a recount by the rules"
-    );
+    assert_eq!(live, rebuilt.snapshot(), "memory differs from a rebuild from the tables");
+    assert_eq!(live, brute_force(&conn), "the tables differ from a recount by the rules");
     assert_eq!(reads::audit_first_break(&conn).unwrap(), None);
 }
 
@@ -386,12 +293,7 @@ fn a_fixed_busy_sequence_holds_too() {
                 age: k % 3,
                 torn: k % 5 == 0,
             },
-            4 => Step::Ballot {
-                source: k % SOURCES,
-                office: k % 3,
-                index: i % 6 + 1,
-                party: k % 3,
-            },
+            4 => Step::Ballot { source: k % SOURCES, office: k % 3, index: i % 6 + 1, party: k % 3 },
             5 => Step::Verify {
                 office: k % 3,
                 index: i % 9 + 1,
@@ -400,10 +302,7 @@ fn a_fixed_busy_sequence_holds_too() {
                 age: k % 3,
                 torn: false,
             },
-            _ => Step::Status {
-                source: (k / 7) % SOURCES,
-                trusted: k % 2 == 0,
-            },
+            _ => Step::Status { source: (k / 7) % SOURCES, trusted: k % 2 == 0 },
         });
     }
     run(&steps);

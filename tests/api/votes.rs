@@ -12,10 +12,7 @@ async fn a_vote_is_created_once_and_a_resend_changes_nothing() {
     let first = app.vote(&a, 1, "male", "less_30", false).await;
     assert_eq!(first.status, 201);
     assert_eq!(first.body["index"], 1);
-    let id = first.body["id"]
-        .as_str()
-        .expect("the vote id is a string")
-        .to_owned();
+    let id = first.body["id"].as_str().expect("the vote id is a string").to_owned();
     assert!(id.bytes().all(|b| b.is_ascii_digit()));
     let before = app.fingerprint();
     let again = app.vote(&a, 1, "male", "less_30", false).await;
@@ -38,14 +35,8 @@ async fn a_correction_replaces_the_proposal_and_keeps_the_old_value_in_the_audit
     assert_eq!(s["totals"]["male"], 0);
     assert_eq!(s["totals"]["has_torn"], 1);
     assert_eq!(s["last_vote"]["gender"], "female");
-    let detail: String = app
-        .db()
-        .query_row(
-            "SELECT detail FROM audit_log WHERE kind = 'vote_corrected'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let detail: String =
+        app.db().query_row("SELECT detail FROM audit_log WHERE kind = 'vote_corrected'", [], |r| r.get(0)).unwrap();
     let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
     assert_eq!(detail["old"]["gender"], "male");
     assert_eq!(detail["new"]["gender"], "female");
@@ -84,17 +75,9 @@ async fn a_tie_is_undecided_and_disputed() {
     assert_eq!(s["totals"]["has_torn"], 0, "a has_torn tie is false");
     assert_eq!(s["totals"]["disputed"], 1);
     assert_eq!(s["last_vote"]["gender"], "undecided");
-    let (gender, disputed): (String, bool) = app
-        .db()
-        .query_row("SELECT gender, disputed FROM votes", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
-    assert_eq!(
-        (gender.as_str(), disputed),
-        ("undecided", true),
-        "accepted values are persisted"
-    );
+    let (gender, disputed): (String, bool) =
+        app.db().query_row("SELECT gender, disputed FROM votes", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!((gender.as_str(), disputed), ("undecided", true), "accepted values are persisted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,10 +91,7 @@ async fn invented_sources_cannot_outvote_a_trusted_reporter() {
     }
     app.vote(&official, 1, "male", "less_30", false).await;
     let s = app.stats("PO-1").await;
-    assert_eq!(
-        s["totals"]["votes"], 1,
-        "only the trusted source's votes count here"
-    );
+    assert_eq!(s["totals"]["votes"], 1, "only the trusted source's votes count here");
     assert_eq!(s["totals"]["male"], 1);
     assert_eq!(s["totals"]["female"], 0);
     assert_eq!(s["totals"]["disputed"], 0);
@@ -123,11 +103,7 @@ async fn invented_sources_cannot_outvote_a_trusted_reporter() {
     // Uncounted proposals are kept.
     let stored: i64 = app
         .db()
-        .query_row(
-            "SELECT COUNT(*) FROM vote_proposals WHERE poll_office_id = 'PO-1'",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT COUNT(*) FROM vote_proposals WHERE poll_office_id = 'PO-1'", [], |r| r.get(0))
         .unwrap();
     assert_eq!(stored, 11);
 }
@@ -144,23 +120,17 @@ async fn a_status_change_reweighs_the_offices_at_once() {
     app.ballot(&b, 1, "PB").await;
     assert_eq!(app.stats("PO-1").await["totals"]["votes"], 2);
     assert_eq!(app.results("PO-1").await["undecided_ballots"], 1);
-    let r = app
-        .admin_patch("/api/sources/E-1/", json!({"status": "independent"}))
-        .await;
+    let r = app.admin_patch("/api/sources/E-1/", json!({"status": "independent"})).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let s = app.stats("PO-1").await;
     assert_eq!(s["totals"]["votes"], 1, "only E-1 counts now");
     assert_eq!(s["totals"]["male"], 1);
     assert_eq!(s["totals"]["disputed"], 0);
     let res = app.results("PO-1").await;
-    assert_eq!(
-        res["results"],
-        json!([{"party_id": "PA", "ballots": 1, "share": 1.0}])
-    );
+    assert_eq!(res["results"], json!([{"party_id": "PA", "ballots": 1, "share": 1.0}]));
     assert_eq!(res["sources"], 1);
     // And back.
-    app.admin_patch("/api/sources/E-1/", json!({"status": "unverified"}))
-        .await;
+    app.admin_patch("/api/sources/E-1/", json!({"status": "unverified"})).await;
     assert_eq!(app.stats("PO-1").await["totals"]["votes"], 2);
 }
 
@@ -181,10 +151,7 @@ async fn results_count_accepted_parties_with_unrounded_shares() {
     assert_eq!(r["last_paper"], json!({"index": 3, "party_id": "PA"}));
     assert_eq!(r["results"][0]["party_id"], "PA");
     assert_eq!(r["results"][0]["share"].as_f64().unwrap(), 2.0 / 3.0);
-    assert_eq!(
-        r["results"][1],
-        json!({"party_id": "PC", "ballots": 1, "share": 1.0 / 3.0})
-    );
+    assert_eq!(r["results"][1], json!({"party_id": "PC", "ballots": 1, "share": 1.0 / 3.0}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,23 +175,11 @@ async fn public_bodies_carry_an_etag_and_answer_304_until_they_change() {
     let first = app.get("/api/pollofficesstats/PO-1").await;
     let etag = first.headers["etag"].to_str().unwrap().to_owned();
     assert_eq!(first.headers["cache-control"], "public, max-age=1");
-    let cached = app
-        .send(
-            app.client
-                .get(app.url("/api/pollofficesstats/PO-1/"))
-                .header("if-none-match", &etag),
-        )
-        .await;
+    let cached = app.send(app.client.get(app.url("/api/pollofficesstats/PO-1/")).header("if-none-match", &etag)).await;
     assert_eq!(cached.status, 304);
     assert_eq!(cached.body, serde_json::Value::Null);
     app.vote(&a, 2, "male", "less_30", false).await;
-    let changed = app
-        .send(
-            app.client
-                .get(app.url("/api/pollofficesstats/PO-1/"))
-                .header("if-none-match", &etag),
-        )
-        .await;
+    let changed = app.send(app.client.get(app.url("/api/pollofficesstats/PO-1/")).header("if-none-match", &etag)).await;
     assert_eq!(changed.status, 200);
     assert_ne!(changed.headers["etag"].to_str().unwrap(), etag);
     let results = app.get("/api/pollofficeresults/PO-1/").await;
@@ -242,17 +197,19 @@ async fn numeric_vote_ids_are_served_as_numbers_when_configured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_strict_registry_refuses_unknown_offices_and_parties() {
     let app = TestApp::spawn_with(|s| s.registry.strict = true).await;
-    {
-        // The directory import is an operator command; here the rows are written directly
-        // before a restart loads them.
-        let c = rusqlite::Connection::open(app.db_path()).unwrap();
-        c.execute("INSERT INTO poll_offices (identifier, name, voters_count) VALUES ('PO-1', 'École Publique', 300)", [])
+    let csv = app.dir.path().join("offices.csv");
+    std::fs::write(&csv, "name,identifier,voters_count\nÉcole Publique Yaoundé,PO-1,300\n").unwrap();
+    let parties = app.dir.path().join("parties.csv");
+    std::fs::write(&parties, "identifier,party_name\nPA,Parti Alpha\n").unwrap();
+    for (what, file) in [("poll-offices", &csv), ("parties", &parties)] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ufrecs"))
+            .args(["import", what])
+            .arg(file)
+            .env("UFRECS_CONFIG", concat!(env!("CARGO_MANIFEST_DIR"), "/ufrecs.toml"))
+            .env("UFRECS_DATABASE_PATH", app.db_path())
+            .output()
             .unwrap();
-        c.execute(
-            "INSERT INTO parties (identifier, party_name) VALUES ('PA', 'Parti Alpha')",
-            [],
-        )
-        .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let mut app = app;
     app.restart().await;

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs everything the dev mode and the tests need on a fresh Debian machine, then
+# builds. Idempotent: run it as often as you like; it only installs what is missing.
+#   ./setup-dev-mode.sh            everything (release build for ./run-dev-mode too)
+#   ./setup-dev-mode.sh --tests    only what ./run-test needs
+set -euo pipefail
+cd "$(dirname "$0")"
+
+tests_only=false
+[ "${1:-}" = "--tests" ] && tests_only=true
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# Debian packages: curl and python3 for the scripts and tests, sqlite3 for operators and
+# integrators, wrk for the benchmark.
+packages=()
+for tool in curl:curl python3:python3 sqlite3:sqlite3 wrk:wrk; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || packages+=("${tool##*:}")
+done
+if [ ${#packages[@]} -gt 0 ]; then
+  say "installing ${packages[*]}"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is missing: install the Rust toolchain (rustup, Rust 1.85 or newer) first." >&2
+  exit 1
+fi
+
+say "building (test profile)"
+cargo build --locked --tests --quiet
+if ! $tests_only; then
+  say "building (release)"
+  cargo build --locked --release --quiet
+fi
+
+mkdir -p .dev
+date -u +%FT%TZ > .dev/setup-done
+say "setup done"
