@@ -338,10 +338,6 @@ impl Settings {
     pub fn synchronous_full(&self) -> bool {
         self.database.synchronous == "full"
     }
-
-    pub fn s3_enabled(&self) -> bool {
-        !self.s3.endpoint.is_empty()
-    }
 }
 
 #[cfg(test)]

@@ -87,6 +87,11 @@ pub fn refresh_answer(
     v
 }
 
+/// What `/healthz` reports of S3: "unconfigured" until credentials can be minted.
+pub fn health(_s3: &config::S3) -> &'static str {
+    "unconfigured"
+}
+
 /// Credentials for a reporter; until STS is wired, always "unconfigured".
 pub fn mint(_s3: &config::S3) -> Result<Minted, String> {
     Err("unconfigured".into())

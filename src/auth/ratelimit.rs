@@ -47,20 +47,29 @@ impl RateLimits {
         }
     }
 
-    /// `Err(retry_after_secs)` when this address or this `elector_id` may not try now.
-    pub fn check(&self, addr: IpAddr, elector_id: &str, now: Timestamp) -> Result<(), u64> {
-        if let Some(failures) = self.addresses.lock().get_mut(&addr) {
-            prune(failures, now - Duration::minutes(1));
-            if failures.len() >= self.per_address_per_min {
-                return Err(secs_until(failures[0] + Duration::minutes(1), now));
-            }
+    /// `Err(retry_after_secs)` while this `elector_id` is locked out: it may not try at all.
+    pub fn check_elector(&self, elector_id: &str, now: Timestamp) -> Result<(), u64> {
+        match self.electors.lock().get(elector_id).and_then(|e| e.locked_until) {
+            Some(until) if until > now => Err(secs_until(until, now)),
+            _ => Ok(()),
         }
-        if let Some(e) = self.electors.lock().get(elector_id) {
-            if let Some(until) = e.locked_until.filter(|u| *u > now) {
-                return Err(secs_until(until, now));
+    }
+
+    /// `Err(retry_after_secs)` while this address is over its failures for the minute. It
+    /// refuses that address's next failures, never its successes: many reporters share a
+    /// carrier's address, and one of them guessing must not lock out the others.
+    pub fn check_address(&self, addr: IpAddr, now: Timestamp) -> Result<(), u64> {
+        match self.addresses.lock().get_mut(&addr) {
+            Some(failures) => {
+                prune(failures, now - Duration::minutes(1));
+                if failures.len() >= self.per_address_per_min {
+                    Err(secs_until(failures[0] + Duration::minutes(1), now))
+                } else {
+                    Ok(())
+                }
             }
+            None => Ok(()),
         }
-        Ok(())
     }
 
     pub fn failed(&self, addr: IpAddr, elector_id: &str, now: Timestamp) {
@@ -124,24 +133,24 @@ mod tests {
         for _ in 0..4 {
             r.failed(A, "E", now);
         }
-        assert_eq!(r.check(A, "E", now), Ok(()));
+        assert_eq!(r.check_elector("E", now), Ok(()));
         r.failed(A, "E", now);
-        assert_eq!(r.check(B, "E", now), Err(60));
-        assert_eq!(r.check(A, "F", now), Ok(()));
+        assert_eq!(r.check_elector("E", now), Err(60));
+        assert_eq!(r.check_elector("F", now), Ok(()));
         let later = now + Duration::seconds(61);
-        assert_eq!(r.check(A, "E", later), Ok(()));
+        assert_eq!(r.check_elector("E", later), Ok(()));
         r.failed(A, "E", later);
-        assert_eq!(r.check(A, "E", later), Err(120));
+        assert_eq!(r.check_elector("E", later), Err(120));
         let mut t = later;
         for expected in [240, 480, 900, 900] {
-            t += Duration::seconds(r.check(A, "E", t).unwrap_err() as i64);
+            t += Duration::seconds(r.check_elector("E", t).unwrap_err() as i64);
             r.failed(A, "E", t);
-            assert_eq!(r.check(A, "E", t), Err(expected));
+            assert_eq!(r.check_elector("E", t), Err(expected));
         }
         // Quiet for more than 10 minutes after the lock-out: one failure is just one again.
         t += Duration::seconds(900 + 601);
         r.failed(A, "E", t);
-        assert_eq!(r.check(A, "E", t), Ok(()));
+        assert_eq!(r.check_elector("E", t), Ok(()));
     }
 
     #[test]
@@ -151,13 +160,13 @@ mod tests {
         for i in 0..3 {
             r.failed(A, &format!("E{i}"), now);
         }
-        assert_eq!(r.check(A, "X", now), Err(60));
-        assert_eq!(r.check(B, "X", now), Ok(()));
-        assert_eq!(r.check(A, "X", now + Duration::seconds(60)), Ok(()));
+        assert_eq!(r.check_address(A, now), Err(60));
+        assert_eq!(r.check_address(B, now), Ok(()));
+        assert_eq!(r.check_address(A, now + Duration::seconds(60)), Ok(()));
         let r = RateLimits::new(1000, 2);
         r.failed(A, "E", now);
         r.succeeded("E");
         r.failed(A, "E", now);
-        assert_eq!(r.check(A, "E", now), Ok(()));
+        assert_eq!(r.check_elector("E", now), Ok(()));
     }
 }

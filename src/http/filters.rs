@@ -148,7 +148,18 @@ pub fn check_admin(app: &App, header: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
-/// The admin API: 404 while no admin token is configured.
+/// The admin API exists only while an admin token is configured (404 otherwise); this
+/// runs before the body is read, `admin` after it.
+pub fn admin_enabled(app: Arc<App>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::any()
+        .and_then(move || {
+            let on = !app.settings.auth.admin_token.is_empty();
+            std::future::ready(if on { Ok(()) } else { Err(warp::reject::custom(ApiError::NotFound)) })
+        })
+        .untuple_one()
+}
+
+/// The admin token (401 without or with a wrong one, 403 for a reporter's token).
 pub fn admin(app: Arc<App>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization")
         .and_then(move |h: Option<String>| {

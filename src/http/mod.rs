@@ -114,14 +114,16 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         .map(|app, client, auth| finish(public::metrics(app, client, auth)));
     let reporters = warp::path!("api" / "reporters")
         .and(warp::post())
-        .and(filters::admin(app.clone()))
+        .and(filters::admin_enabled(app.clone()))
         .and(body(BODY_LIMIT))
+        .and(filters::admin(app.clone()))
         .and(app_f.clone())
         .then(|body, app| async move { finish(admin::create_reporter(app, body).await) });
     let sources = warp::path!("api" / "sources" / String)
         .and(warp::patch())
-        .and(filters::admin(app.clone()))
+        .and(filters::admin_enabled(app.clone()))
         .and(body(BODY_LIMIT))
+        .and(filters::admin(app.clone()))
         .and(app_f.clone())
         .then(|id, body, app| async move { finish(admin::update_source(app, id, body).await) });
 

@@ -92,9 +92,12 @@ pub async fn audit(app: Arc<App>, query: HashMap<String, String>, base: String) 
             .filter(|n| (1..=AUDIT_PAGE_MAX).contains(n))
             .ok_or_else(|| ApiError::invalid_field("limit", "must be an integer from 1 to 1000"))?,
     };
-    let rows = app.read(move |c| reads::audit_page(c, Some(after), limit)).await?;
+    // One row more than asked says whether there is a next page.
+    let mut rows = app.read(move |c| reads::audit_page(c, Some(after), limit + 1)).await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
     let next = match rows.last() {
-        Some(last) if rows.len() == limit as usize => {
+        Some(last) if more => {
             json!(format!("{base}/api/audit/?after={}&limit={limit}", last.entry.seq))
         }
         _ => json!(null),
@@ -114,7 +117,7 @@ pub async fn healthz(app: Arc<App>) -> Response {
     let readable = app.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await.is_ok();
     let writable = app.metrics.last_commit_ok();
     let ok = readable && writable;
-    let s3 = if app.settings.s3_enabled() { "ok" } else { "unconfigured" };
+    let s3 = crate::s3::health(&app.settings.s3);
     let body = json!({
         "status": if ok { "ok" } else { "degraded" },
         "database": if ok { "ok" } else { "error" },

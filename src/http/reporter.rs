@@ -35,9 +35,8 @@ fn token_office(r: &Reporter) -> Result<PollOfficeId, ApiError> {
 pub async fn authenticate(app: Arc<App>, client: IpAddr, body: Bytes) -> Result<Response, ApiError> {
     let input = AuthInput::parse(&input::object(&body)?)?;
     let elector = input.elector_id.as_str().to_owned();
-    if let Err(retry_after_secs) = app.limits.check(client, &elector, app.clock.now()) {
-        app.metrics.rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return Err(ApiError::RateLimited { retry_after_secs });
+    if let Err(retry_after_secs) = app.limits.check_elector(&elector, app.clock.now()) {
+        return Err(rate_limited(&app, retry_after_secs));
     }
     if app.settings.registry.strict && !app.directory.read().offices.contains_key(input.poll_office_id.as_str()) {
         return Err(ApiError::UnknownPollOffice);
@@ -107,8 +106,17 @@ async fn hash_opt(app: &App, password: &Option<String>) -> Option<String> {
     }
 }
 
-/// Records a failed authentication (rate limits, metrics, audit) and returns the error.
+fn rate_limited(app: &App, retry_after_secs: u64) -> ApiError {
+    app.metrics.rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ApiError::RateLimited { retry_after_secs }
+}
+
+/// Records a failed authentication (rate limits, metrics, audit) and returns the error;
+/// past the address's limit, the failure is refused with 429 instead, and not audited.
 async fn auth_failed(app: &App, client: IpAddr, input: &AuthInput, source_n: i64, reason: &'static str) -> ApiError {
+    if let Err(retry_after_secs) = app.limits.check_address(client, app.clock.now()) {
+        return rate_limited(app, retry_after_secs);
+    }
     app.limits.failed(client, input.elector_id.as_str(), app.clock.now());
     app.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let op = WriteOp::AuthFailed { source_n, poll_office_id: input.poll_office_id.clone(), reason };

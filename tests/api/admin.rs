@@ -59,6 +59,16 @@ async fn admin_endpoints_want_the_admin_token_and_refuse_reporters() {
     assert_eq!((r.status.as_u16(), r.code()), (403, "forbidden"));
     let r = app.send(app.client.post(&url).bearer_auth(&reporter.token).body(body)).await;
     assert_eq!((r.status.as_u16(), r.code()), (403, "forbidden"));
+    // Size first, then authentication, then the body.
+    let big = "x".repeat(17 * 1024);
+    let r = app.send(app.client.post(&url).body(big.clone())).await;
+    assert_eq!((r.status.as_u16(), r.code()), (413, "payload_too_large"));
+    let r = app.send(app.client.patch(app.url("/api/sources/E-1/")).body(big)).await;
+    assert_eq!((r.status.as_u16(), r.code()), (413, "payload_too_large"));
+    let r = app.send(app.client.post(&url).body("not json")).await;
+    assert_eq!((r.status.as_u16(), r.code()), (401, "auth_required"));
+    let r = app.send(app.client.post(&url).bearer_auth(ADMIN).body("not json")).await;
+    assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_json"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

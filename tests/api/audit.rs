@@ -41,6 +41,11 @@ async fn the_head_and_pages_expose_a_verifiable_chain_without_personal_data() {
         next = page["next"].as_str().map(str::to_owned);
     }
     assert_eq!(all.len() as i64, n);
+    let whole = app.get("/api/audit/?after=0&limit=1000").await.body;
+    assert_eq!(whole["results"].as_array().unwrap().len() as i64, n);
+    assert_eq!(whole["next"], Value::Null, "no link past the last entry");
+    let exact = app.get(&format!("/api/audit/?after=0&limit={n}")).await.body;
+    assert_eq!(exact["next"], Value::Null, "a full last page has no next either");
     assert_eq!(all.last().unwrap()["hash"], head["hash"]);
     let mut prev = "0".repeat(64);
     for (i, e) in all.iter().enumerate() {

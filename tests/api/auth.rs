@@ -131,28 +131,32 @@ async fn repeated_failures_lock_an_elector_out_without_flooding_the_audit_log() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failures_are_limited_per_client_address_behind_a_trusted_proxy() {
+async fn failures_are_limited_per_client_address_behind_a_trusted_proxy_but_successes_never_are() {
     let app = TestApp::spawn_with(|s| s.auth.failed_per_address_per_min = 3).await;
-    for i in 0..3 {
+    for i in 0..4 {
         app.login(&format!("E-{i}"), "PO-1", Some("pw")).await;
     }
-    let attempt = |elector: String, xff: &'static str| {
+    let attempt = |elector: &str, password: &str, xff: &str| {
         let req = app
             .client
             .post(app.url("/api/authenticate/"))
             .header("x-forwarded-for", xff)
-            .body(json!({"elector_id": elector, "poll_office_id": "PO-1", "password": "bad"}).to_string());
+            .body(json!({"elector_id": elector, "poll_office_id": "PO-1", "password": password}).to_string());
         app.send(req)
     };
+    let audited = || -> i64 {
+        app.db().query_row("SELECT COUNT(*) FROM audit_log WHERE kind = 'auth_failed'", [], |r| r.get(0)).unwrap()
+    };
     for i in 0..3 {
-        assert_eq!(attempt(format!("E-{i}"), "198.51.100.7").await.status, 401);
+        assert_eq!(attempt(&format!("E-{i}"), "bad", "198.51.100.7").await.status, 401);
     }
-    let r = attempt("E-0".into(), "198.51.100.7").await;
+    let r = attempt("E-3", "bad", "198.51.100.7").await;
     assert_eq!((r.status.as_u16(), r.code()), (429, "rate_limited"));
     assert!(r.headers.contains_key("retry-after"));
-    assert_eq!(attempt("E-0".into(), "198.51.100.8").await.status, 401, "another client behind the proxy");
-    // Successes are never limited by address.
-    assert_eq!(app.login("E-9", "PO-1", None).await.status, 201);
+    assert_eq!(audited(), 3, "refused failures are not audited");
+    assert_eq!(attempt("E-3", "pw", "198.51.100.7").await.status, 200, "a reporter sharing the address still gets in");
+    assert_eq!(attempt("E-NEW", "", "198.51.100.7").await.status, 201);
+    assert_eq!(attempt("E-3", "bad", "198.51.100.8").await.status, 401, "another client behind the proxy");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,25 +167,19 @@ async fn forwarded_addresses_from_untrusted_peers_are_ignored() {
     })
     .await;
     app.login("E-1", "PO-1", Some("pw")).await;
-    for xff in ["198.51.100.1", "198.51.100.2"] {
+    let attempt = |password: &str, xff: &str| {
         let req = app
             .client
             .post(app.url("/api/authenticate/"))
             .header("x-forwarded-for", xff)
-            .body(json!({"elector_id": "E-1", "poll_office_id": "PO-1", "password": "bad"}).to_string());
-        assert_eq!(app.send(req).await.status, 401);
-    }
-    let req = app
-        .client
-        .post(app.url("/api/authenticate/"))
-        .header("x-forwarded-for", "198.51.100.3")
-        .body(json!({"elector_id": "E-2", "poll_office_id": "PO-1"}).to_string());
-    let r = app.send(req).await;
-    assert_eq!(
-        (r.status.as_u16(), r.code()),
-        (429, "rate_limited"),
-        "both failures were counted against the real peer"
-    );
+            .body(json!({"elector_id": "E-1", "poll_office_id": "PO-1", "password": password}).to_string());
+        app.send(req)
+    };
+    assert_eq!(attempt("bad", "198.51.100.1").await.status, 401);
+    assert_eq!(attempt("bad", "198.51.100.2").await.status, 401);
+    let r = attempt("bad", "198.51.100.3").await;
+    assert_eq!((r.status.as_u16(), r.code()), (429, "rate_limited"), "all failures counted against the real peer");
+    assert_eq!(attempt("pw", "198.51.100.3").await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
