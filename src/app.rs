@@ -37,6 +37,8 @@ pub struct App {
     pub trusted_proxies: Vec<IpNet>,
     /// The hashing secret (voters' keyed hashes).
     pub secret: Vec<u8>,
+    /// `Cache-Control` of the public GETs, built once.
+    pub public_cache_control: warp::http::HeaderValue,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +134,11 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
     };
     let (writer, handle) = Writer::start(conn, clock.clone(), metrics.clone(), sink);
     let app = App {
+        public_cache_control: warp::http::HeaderValue::from_str(&format!(
+            "public, max-age={}",
+            settings.http.public_max_age_secs
+        ))
+        .expect("digits are a valid header"),
         limits: RateLimits::new(settings.auth.failed_per_address_per_min, settings.auth.failures_before_lockout),
         trusted_proxies: settings.trusted_proxies(),
         settings: Arc::new(settings),

@@ -13,23 +13,25 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use warp::http::HeaderValue;
 
 use crate::domain::crosscheck::{BallotDecision, VoteDecision};
 use crate::domain::vote::{Age, Decided, Gender};
 use crate::store::ops::{Effect, Kind};
 
-/// A response body rendered once per change, with its ETag.
+/// A response body rendered once per change, with its ETag (a header value ready to send).
 #[derive(Clone, Debug)]
 pub struct Rendered {
     pub body: Bytes,
-    pub etag: String,
+    pub etag: HeaderValue,
 }
 
 impl Rendered {
     fn of(value: &Value) -> Self {
         let body = serde_json::to_vec(value).expect("a JSON value serialises");
         let digest = Sha256::digest(&body);
-        Rendered { etag: format!("\"{}\"", &hex::encode(digest)[..20]), body: Bytes::from(body) }
+        let etag = format!("\"{}\"", &hex::encode(digest)[..20]);
+        Rendered { etag: HeaderValue::from_str(&etag).expect("hex is a valid header"), body: Bytes::from(body) }
     }
 }
 

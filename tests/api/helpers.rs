@@ -276,6 +276,11 @@ pub struct Process {
 
 impl Process {
     pub fn spawn(dir: &Path) -> Process {
+        Self::spawn_with(dir, "warn", Stdio::inherit())
+    }
+
+    /// With a log level and where the log (standard error) goes.
+    pub fn spawn_with(dir: &Path, log: &str, stderr: Stdio) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ufrecs"))
             .arg("serve")
             .current_dir(dir)
@@ -284,9 +289,9 @@ impl Process {
             .env("UFRECS_DATABASE_PATH", dir.join("ufrecs.sqlite3"))
             .env("UFRECS_AUTH_SECRET_FILE", dir.join("secret"))
             .env("UFRECS_AUTH_ADMIN_TOKEN", ADMIN)
-            .env("UFRECS_LOG", "warn")
+            .env("UFRECS_LOG", log)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();

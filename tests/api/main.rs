@@ -11,4 +11,5 @@ mod bad_input;
 mod concurrency;
 mod durability;
 mod property;
+mod startup;
 mod votes;
