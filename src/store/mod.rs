@@ -87,3 +87,31 @@ pub fn read_pool(path: &Path, size: u32) -> Result<Pool, OpenError> {
         .connection_timeout(Duration::from_secs(5))
         .build(manager)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_is_opened_in_wal_mode_with_its_pragmas_and_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/ufrecs.sqlite3");
+        let conn = open(&path, true).unwrap();
+        let get = |p: &str| -> String {
+            conn.query_row(&format!("PRAGMA {p}"), [], |r| r.get::<_, rusqlite::types::Value>(0))
+                .map(|v| format!("{v:?}"))
+                .unwrap()
+        };
+        assert_eq!(get("journal_mode"), "Text(\"wal\")");
+        assert_eq!(get("foreign_keys"), "Integer(1)");
+        assert_eq!(get("synchronous"), "Integer(2)", "FULL");
+        assert_eq!(get("user_version"), format!("Integer({SCHEMA_VERSION})"));
+        drop(conn);
+        let conn = open(&path, false).unwrap();
+        let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        assert_eq!(sync, 1, "NORMAL");
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        drop(conn);
+        assert!(matches!(open(&path, true), Err(OpenError::TooNew(_))));
+    }
+}

@@ -50,3 +50,33 @@ async fn eight_reporters_posting_the_same_forty_indexes_at_once_get_one_id_per_i
     let rows: i64 = app.db().query_row("SELECT COUNT(*) FROM vote_proposals", [], |r| r.get(0)).unwrap();
     assert_eq!(rows, 320);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_refused_inside_a_shared_commit_fails_alone() {
+    let app = TestApp::spawn().await;
+    let a = app.reporter("E-1", "PO-1").await;
+    let too_old = (app.now() - chrono::Duration::days(2)).to_rfc3339();
+    let app = &app;
+    let a = &a;
+    let too_old = &too_old;
+    let replies = join_all((1..=60i64).map(|index| async move {
+        // Every third vote carries an observed_at the writer refuses when storing it.
+        let mut body = serde_json::json!({"index": index, "gender": "male", "age": "less_30"});
+        if index % 3 == 0 {
+            body["observed_at"] = serde_json::json!(too_old);
+        }
+        (index, app.post("/api/vote/", Some(a), body).await)
+    }))
+    .await;
+    for (index, r) in replies {
+        if index % 3 == 0 {
+            assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_data"), "{index}");
+        } else {
+            assert_eq!(r.status, 201, "{index}: {}", r.body);
+        }
+    }
+    assert_eq!(app.stats("PO-1").await["totals"]["votes"], 40);
+    let stored: i64 = app.db().query_row("SELECT COUNT(*) FROM votes", [], |r| r.get(0)).unwrap();
+    assert_eq!(stored, 40, "the refused votes left no row behind");
+    assert!(app.metric("ufrecs_commits_total").await < app.metric("ufrecs_writes_total").await);
+}
