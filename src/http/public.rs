@@ -90,7 +90,7 @@ pub async fn audit(app: Arc<App>, query: HashMap<String, String>, base: String) 
             .ok_or_else(|| ApiError::invalid_field("limit", "must be an integer from 1 to 1000"))?,
     };
     // One row more than asked says whether there is a next page.
-    let mut rows = app.read(move |c| reads::audit_page(c, Some(after), limit + 1)).await?;
+    let mut rows = app.read(move |c| reads::audit_page(c, after, limit + 1)).await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let next = match rows.last() {

@@ -149,18 +149,18 @@ pub struct AuditRow {
     pub hash: String,
 }
 
+const AUDIT_COLUMNS: &str = "seq, at, kind, actor, poll_office_id, detail, hash";
+
 pub fn audit_head(conn: &Connection) -> rusqlite::Result<Option<AuditRow>> {
-    Ok(audit_page(conn, None, 1)?.pop())
+    conn.prepare_cached(&format!("SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT 1"))?
+        .query_row([], audit_row)
+        .optional()
 }
 
-/// Up to `limit` entries after `after` (in order), or the last one when `after` is `None`
-/// and `limit` is 1.
-pub fn audit_page(conn: &Connection, after: Option<i64>, limit: u32) -> rusqlite::Result<Vec<AuditRow>> {
-    let sql = match after {
-        Some(_) => "SELECT seq, at, kind, actor, poll_office_id, detail, hash FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        None => "SELECT seq, at, kind, actor, poll_office_id, detail, hash FROM audit_log WHERE ?1 IS NULL ORDER BY seq DESC LIMIT ?2",
-    };
-    let mut stmt = conn.prepare_cached(sql)?;
+/// Up to `limit` entries after `after`, in order.
+pub fn audit_page(conn: &Connection, after: i64, limit: u32) -> rusqlite::Result<Vec<AuditRow>> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"))?;
     let rows = stmt.query_map(params![after, limit], audit_row)?;
     rows.collect()
 }

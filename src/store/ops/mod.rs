@@ -1,0 +1,408 @@
+//! Write operations as data, and `apply`, the one function that performs them inside a
+//! transaction. Every operation that changes what is accepted recomputes it at once, in
+//! the same transaction (section 6), appends its audit entry to the chain, and reports the
+//! rows it touched as `Effect`s, which the in-memory aggregates take in after the commit.
+//! `apply` is used by the server's writer thread and by the CLI alike.
+
+mod audit;
+mod auth;
+mod directory;
+mod proposals;
+mod sources;
+
+use rusqlite::Connection;
+use serde_json::json;
+
+use crate::domain::crosscheck::{BallotDecision, VoteDecision};
+use crate::domain::ids::{ElectorId, PollOfficeId};
+use crate::domain::input::{BallotInput, FieldErrors, NewSource, VoteInput};
+use crate::domain::source::{self, Status};
+use crate::domain::time::{self, Timestamp};
+use crate::domain::vote::{Age, Gender, VoteAttrs};
+use crate::import::{OfficeRow, PartyRow};
+
+/// Who performs an administrative operation, as named in the audit log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Actor {
+    Admin,
+    Cli,
+}
+
+impl Actor {
+    fn as_str(self) -> &'static str {
+        match self {
+            Actor::Admin => "admin",
+            Actor::Cli => "cli",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum WriteOp {
+    /// A successful authentication (the password, if any, was checked by the caller).
+    Authenticate(AuthOp),
+    /// A failed authentication of a known source, for the audit log.
+    AuthFailed {
+        source_n: i64,
+        poll_office_id: PollOfficeId,
+        reason: &'static str,
+    },
+    ProposeVote {
+        source_n: i64,
+        poll_office_id: PollOfficeId,
+        input: VoteInput,
+        batch: bool,
+    },
+    ProposeBallot {
+        source_n: i64,
+        poll_office_id: PollOfficeId,
+        input: BallotInput,
+    },
+    /// A voter's verification, keyed by the HMAC of their `elector_id`.
+    Verify {
+        vote_id: i64,
+        voter_hash: String,
+        attrs: VoteAttrs,
+    },
+    CreateSource {
+        source: NewSource,
+        password_hash: Option<String>,
+        actor: Actor,
+    },
+    UpdateSource {
+        elector_id: ElectorId,
+        update: SourceUpdate,
+        actor: Actor,
+    },
+    ImportPollOffices {
+        rows: Vec<OfficeRow>,
+        actor: Actor,
+    },
+    ImportParties {
+        rows: Vec<PartyRow>,
+        actor: Actor,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct AuthOp {
+    pub elector_id: ElectorId,
+    pub poll_office_id: PollOfficeId,
+    pub token_hash: String,
+    pub expires_at: Timestamp,
+    /// The password hash the caller checked the password against (`None`: the source
+    /// had none, or did not exist). If it changed since, the caller must check again.
+    pub checked_hash: Option<String>,
+    /// A hash to set: the first password an opportunistic source authenticates with.
+    pub new_password_hash: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SourceUpdate {
+    pub status: Option<Status>,
+    pub password_hash: Option<String>,
+    pub full_name: Option<String>,
+    pub official_org: Option<String>,
+}
+
+/// A source as the admin API shows it (never its password hash).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceRecord {
+    pub n: i64,
+    pub elector_id: String,
+    pub status: Status,
+    pub full_name: Option<String>,
+    pub official_org: Option<String>,
+    pub has_password: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Authenticated {
+        created: bool,
+        source_n: i64,
+        status: Status,
+    },
+    /// The source's password changed between the caller's check and the write.
+    CheckAgain,
+    AuthFailureRecorded,
+    /// A vote or ballot proposal: `created` the first time this source proposed it.
+    Proposed {
+        created: bool,
+        id: i64,
+    },
+    Verified {
+        vote_id: i64,
+    },
+    Source(SourceRecord),
+    Imported {
+        created: usize,
+        updated: usize,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error("invalid data")]
+    Invalid(FieldErrors),
+    #[error("already exists")]
+    Conflict,
+    #[error("not found")]
+    NotFound,
+    #[error("already verified")]
+    AlreadyVerified,
+    /// A database failure: the whole transaction is abandoned.
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// A vote's state after a write, as the aggregates need it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VoteRow {
+    pub id: i64,
+    pub poll_office_id: String,
+    pub idx: u32,
+    pub first_reported_at: String,
+    pub live: bool,
+    /// `None` when no proposal counts.
+    pub decision: Option<VoteDecision>,
+    pub verified: bool,
+    pub observed_at: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BallotRow {
+    pub id: i64,
+    pub poll_office_id: String,
+    pub idx: u32,
+    pub decision: Option<BallotDecision>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Vote,
+    Ballot,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Vote => "vote",
+            Kind::Ballot => "ballot",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenRow {
+    pub token_hash: String,
+    pub source_n: i64,
+    pub elector_id: String,
+    pub poll_office_id: String,
+    pub expires_at: Timestamp,
+}
+
+/// What a committed write changed, for the in-memory state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    Vote(VoteRow),
+    Ballot(BallotRow),
+    /// The number of sources whose proposals of this kind count at this office.
+    OfficeSources {
+        poll_office_id: String,
+        kind: Kind,
+        counted: u32,
+    },
+    /// Revokes a source's tokens: for one office, or all of them.
+    TokensRevoked {
+        source_n: i64,
+        poll_office_id: Option<String>,
+    },
+    TokenIssued(TokenRow),
+}
+
+/// Performs one operation on `conn` (a transaction or savepoint) at time `now`.
+pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<Effect>) -> Result<Outcome, OpError> {
+    let now_s = time::format(now);
+    match op {
+        WriteOp::Authenticate(a) => authenticate(conn, &now_s, a, effects),
+        WriteOp::AuthFailed { source_n, poll_office_id, reason } => {
+            append_audit(
+                conn,
+                &now_s,
+                "auth_failed",
+                &source::actor(*source_n),
+                Some(poll_office_id.as_str()),
+                json!({ "reason": reason }),
+            )?;
+            Ok(Outcome::AuthFailureRecorded)
+        }
+        WriteOp::ProposeVote { source_n, poll_office_id, input, batch } => {
+            propose_vote(conn, now, &now_s, *source_n, poll_office_id.as_str(), input, *batch, effects)
+        }
+        WriteOp::ProposeBallot { source_n, poll_office_id, input } => {
+            propose_ballot(conn, &now_s, *source_n, poll_office_id.as_str(), input, effects)
+        }
+        WriteOp::Verify { vote_id, voter_hash, attrs } => verify(conn, &now_s, *vote_id, voter_hash, *attrs, effects),
+        WriteOp::CreateSource { source, password_hash, actor } => {
+            create_source(conn, &now_s, source, password_hash.as_deref(), *actor)
+        }
+        WriteOp::UpdateSource { elector_id, update, actor } => {
+            update_source(conn, &now_s, elector_id, update, *actor, effects)
+        }
+        WriteOp::ImportPollOffices { rows, actor } => import_poll_offices(conn, &now_s, rows, *actor),
+        WriteOp::ImportParties { rows, actor } => import_parties(conn, &now_s, rows, *actor),
+    }
+}
+
+/// Appends one entry to the audit chain. The head is read here, inside the transaction,
+/// so another process writing the same file cannot fork the chain.
+fn parse_status(s: &str) -> rusqlite::Result<Status> {
+    Status::parse(s)
+        .ok_or_else(|| rusqlite::Error::InvalidColumnType(0, format!("status {s}"), rusqlite::types::Type::Text))
+}
+
+fn bad(field: &str, msg: &str) -> OpError {
+    OpError::Invalid(FieldErrors::from([(field.to_owned(), msg.to_owned())]))
+}
+
+/// An office's trust tier for one kind, and how many sources count there.
+fn vote_attrs_from(gender: &str, age: &str, has_torn: bool) -> rusqlite::Result<VoteAttrs> {
+    let bad = |what: &str| rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text);
+    Ok(VoteAttrs {
+        gender: Gender::parse(gender).ok_or_else(|| bad(gender))?,
+        age: Age::parse(age).ok_or_else(|| bad(age))?,
+        has_torn,
+    })
+}
+
+pub use audit::append_audit;
+use auth::authenticate;
+use directory::{import_parties, import_poll_offices};
+use proposals::{propose_ballot, propose_vote, recompute_office, verify};
+pub use proposals::{recompute_ballot, recompute_vote};
+pub use sources::load_source;
+use sources::{create_source, update_source};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::Index;
+    use crate::domain::vote::Decided;
+
+    fn now() -> Timestamp {
+        time::parse("2025-08-15T14:00:00Z").unwrap()
+    }
+
+    fn source(conn: &Connection, id: &str, status: Status) -> i64 {
+        let s = NewSource {
+            elector_id: ElectorId::parse(id).unwrap(),
+            status,
+            full_name: None,
+            official_org: None,
+            email: None,
+            phone_number: None,
+            password: None,
+        };
+        match apply(
+            conn,
+            &WriteOp::CreateSource { source: s, password_hash: None, actor: Actor::Admin },
+            now(),
+            &mut vec![],
+        ) {
+            Ok(Outcome::Source(r)) => r.n,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn vote(conn: &Connection, n: i64, idx: i64, gender: Gender) -> (Outcome, Vec<Effect>) {
+        let mut effects = vec![];
+        let op = WriteOp::ProposeVote {
+            source_n: n,
+            poll_office_id: PollOfficeId::parse("PO-1").unwrap(),
+            input: VoteInput {
+                index: Index::new(idx).unwrap(),
+                attrs: VoteAttrs { gender, age: Age::Less30, has_torn: false },
+                observed_at: None,
+            },
+            batch: false,
+        };
+        (apply(conn, &op, now(), &mut effects).unwrap(), effects)
+    }
+
+    fn last_vote_effect(effects: &[Effect]) -> &VoteRow {
+        effects.iter().rev().find_map(|e| if let Effect::Vote(v) = e { Some(v) } else { None }).unwrap()
+    }
+
+    #[test]
+    fn a_resend_changes_nothing_and_a_correction_is_audited() {
+        let conn = crate::store::open_in_memory().unwrap();
+        let a = source(&conn, "A", Status::Unverified);
+        let (o1, _) = vote(&conn, a, 1, Gender::Male);
+        let (o2, e2) = vote(&conn, a, 1, Gender::Male);
+        let (o3, _) = vote(&conn, a, 1, Gender::Female);
+        let Outcome::Proposed { created: true, id } = o1 else { panic!() };
+        assert_eq!(o2, Outcome::Proposed { created: false, id });
+        assert!(e2.is_empty());
+        assert_eq!(o3, Outcome::Proposed { created: false, id });
+        let kinds: Vec<String> = conn
+            .prepare("SELECT kind FROM audit_log ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(kinds, ["source_created", "vote_proposed", "vote_corrected"]);
+    }
+
+    #[test]
+    fn two_sources_share_the_vote_id_and_a_tie_is_undecided() {
+        let conn = crate::store::open_in_memory().unwrap();
+        let a = source(&conn, "A", Status::Unverified);
+        let b = source(&conn, "B", Status::Unverified);
+        let (Outcome::Proposed { id: id1, .. }, _) = vote(&conn, a, 5, Gender::Male) else { panic!() };
+        let (Outcome::Proposed { id: id2, created }, e) = vote(&conn, b, 5, Gender::Female) else { panic!() };
+        assert_eq!(id1, id2);
+        assert!(created);
+        let row = last_vote_effect(&e);
+        assert_eq!(row.decision.unwrap().accepted.gender, Decided::Undecided);
+        assert!(row.decision.unwrap().disputed);
+    }
+
+    #[test]
+    fn a_trusted_source_arriving_silences_the_opportunistic_ones_at_that_office() {
+        let conn = crate::store::open_in_memory().unwrap();
+        let a = source(&conn, "A", Status::Unverified);
+        let b = source(&conn, "B", Status::Unverified);
+        let t = source(&conn, "T", Status::Official);
+        vote(&conn, a, 1, Gender::Male);
+        vote(&conn, b, 1, Gender::Male);
+        vote(&conn, a, 2, Gender::Male);
+        let (_, e) = vote(&conn, t, 1, Gender::Female);
+        // Both votes were re-weighed: 1 now follows the official, 2 has no counted proposal.
+        let rows: Vec<&VoteRow> =
+            e.iter().filter_map(|e| if let Effect::Vote(v) = e { Some(v) } else { None }).collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].decision.unwrap().accepted.gender, Decided::Value(Gender::Female));
+        assert!(!rows[0].decision.unwrap().disputed);
+        assert_eq!(rows[1].decision, None);
+        assert!(e.contains(&Effect::OfficeSources { poll_office_id: "PO-1".into(), kind: Kind::Vote, counted: 1 }));
+    }
+
+    #[test]
+    fn a_verification_is_refused_twice_for_a_vote_or_a_voter() {
+        let conn = crate::store::open_in_memory().unwrap();
+        let a = source(&conn, "A", Status::Unverified);
+        let (Outcome::Proposed { id: v1, .. }, _) = vote(&conn, a, 1, Gender::Male) else { panic!() };
+        let (Outcome::Proposed { id: v2, .. }, _) = vote(&conn, a, 2, Gender::Male) else { panic!() };
+        let attrs = VoteAttrs { gender: Gender::Female, age: Age::Less30, has_torn: false };
+        let op = |vote_id, h: &str| WriteOp::Verify { vote_id, voter_hash: h.into(), attrs };
+        let mut e = vec![];
+        apply(&conn, &op(v1, "h1"), now(), &mut e).unwrap();
+        assert!(last_vote_effect(&e).verified);
+        assert!(last_vote_effect(&e).decision.unwrap().disputed);
+        assert!(matches!(apply(&conn, &op(v1, "h2"), now(), &mut vec![]), Err(OpError::AlreadyVerified)));
+        assert!(matches!(apply(&conn, &op(v2, "h1"), now(), &mut vec![]), Err(OpError::AlreadyVerified)));
+        assert!(matches!(apply(&conn, &op(999, "h3"), now(), &mut vec![]), Err(OpError::NotFound)));
+    }
+}

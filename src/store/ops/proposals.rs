@@ -1,0 +1,394 @@
+//! Vote and ballot proposals, voters' verifications, and the recomputation of accepted
+//! values with the office's trust tier (spec section 6), in the write's transaction.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::json;
+
+use super::*;
+use crate::domain::crosscheck;
+
+pub(super) fn office_tier(conn: &Connection, office: &str, kind: Kind) -> rusqlite::Result<(bool, u32)> {
+    conn.prepare_cached(
+        "SELECT COALESCE(SUM(s.status <> 'unverified'), 0), COUNT(*)
+           FROM office_sources o JOIN sources s ON s.n = o.source_n
+          WHERE o.poll_office_id = ?1 AND o.kind = ?2",
+    )?
+    .query_row(params![office, kind.as_str()], |r| {
+        let trusted: u32 = r.get(0)?;
+        let all: u32 = r.get(1)?;
+        Ok((trusted > 0, crosscheck::counted_sources(trusted, all)))
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn propose_vote(
+    conn: &Connection,
+    now: Timestamp,
+    now_s: &str,
+    source_n: i64,
+    office: &str,
+    input: &VoteInput,
+    batch: bool,
+    effects: &mut Vec<Effect>,
+) -> Result<Outcome, OpError> {
+    let idx = input.index.get();
+    // The vote's id, and this source's proposal for it if any.
+    type Existing = (i64, Option<(String, String, bool)>);
+    let existing: Option<Existing> = conn
+        .prepare_cached(
+            "SELECT v.id, p.gender, p.age, p.has_torn FROM votes v
+               LEFT JOIN vote_proposals p ON p.vote_id = v.id AND p.source_n = ?3
+              WHERE v.poll_office_id = ?1 AND v.idx = ?2",
+        )?
+        .query_row(params![office, idx, source_n], |r| {
+            let gender: Option<String> = r.get(1)?;
+            Ok((
+                r.get(0)?,
+                match gender {
+                    Some(g) => Some((g, r.get(2)?, r.get(3)?)),
+                    None => None,
+                },
+            ))
+        })
+        .optional()?;
+    let new = input.attrs;
+    let (trusted_before, _) = office_tier(conn, office, Kind::Vote)?;
+    let (vote_id, created) = match existing {
+        Some((id, Some((g, a, t)))) => {
+            let old = vote_attrs_from(&g, &a, t)?;
+            if old == new {
+                return Ok(Outcome::Proposed { created: false, id });
+            }
+            conn.prepare_cached(
+                "UPDATE vote_proposals SET gender = ?1, age = ?2, has_torn = ?3, updated_at = ?4 WHERE vote_id = ?5 AND source_n = ?6",
+            )?
+            .execute(params![new.gender.as_str(), new.age.as_str(), new.has_torn, now_s, id, source_n])?;
+            append_audit(
+                conn,
+                now_s,
+                "vote_corrected",
+                &source::actor(source_n),
+                Some(office),
+                json!({"vote_id": id.to_string(), "index": idx, "old": old.to_json(), "new": new.to_json()}),
+            )?;
+            (id, false)
+        }
+        found => {
+            let observed_at = match input.observed_at {
+                Some(t) if !time::observed_at_acceptable(t, now) => {
+                    return Err(bad(
+                        "observed_at",
+                        "must be at most 5 minutes ahead of and 24 hours behind the server's clock",
+                    ))
+                }
+                t => t.map(time::format),
+            };
+            let id = match found {
+                Some((id, None)) => id,
+                _ => {
+                    conn.prepare_cached(
+                        "INSERT INTO votes (poll_office_id, idx, first_reported_at, live) VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![office, idx, now_s, !batch])?;
+                    conn.last_insert_rowid()
+                }
+            };
+            conn.prepare_cached(
+                "INSERT INTO vote_proposals (vote_id, source_n, poll_office_id, idx, gender, age, has_torn, observed_at, batch, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+            )?
+            .execute(params![
+                id,
+                source_n,
+                office,
+                idx,
+                new.gender.as_str(),
+                new.age.as_str(),
+                new.has_torn,
+                observed_at,
+                batch,
+                now_s
+            ])?;
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO office_sources (poll_office_id, kind, source_n, first_at) VALUES (?1, 'vote', ?2, ?3)",
+            )?
+            .execute(params![office, source_n, now_s])?;
+            let mut detail = json!({"vote_id": id.to_string(), "index": idx, "new": new.to_json()});
+            if let Some(o) = &observed_at {
+                detail["observed_at"] = json!(o);
+            }
+            append_audit(conn, now_s, "vote_proposed", &source::actor(source_n), Some(office), detail)?;
+            (id, true)
+        }
+    };
+    settle(conn, office, Kind::Vote, trusted_before, created, vote_id, effects)?;
+    Ok(Outcome::Proposed { created, id: vote_id })
+}
+
+pub(super) fn propose_ballot(
+    conn: &Connection,
+    now_s: &str,
+    source_n: i64,
+    office: &str,
+    input: &BallotInput,
+    effects: &mut Vec<Effect>,
+) -> Result<Outcome, OpError> {
+    let idx = input.index.get();
+    let party = input.party_id.as_str();
+    let existing: Option<(i64, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT b.id, p.party_id FROM ballots b
+               LEFT JOIN ballot_proposals p ON p.ballot_id = b.id AND p.source_n = ?3
+              WHERE b.poll_office_id = ?1 AND b.idx = ?2",
+        )?
+        .query_row(params![office, idx, source_n], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (trusted_before, _) = office_tier(conn, office, Kind::Ballot)?;
+    let (ballot_id, created) = match existing {
+        Some((id, Some(old))) => {
+            if old == party {
+                return Ok(Outcome::Proposed { created: false, id });
+            }
+            conn.prepare_cached(
+                "UPDATE ballot_proposals SET party_id = ?1, updated_at = ?2 WHERE ballot_id = ?3 AND source_n = ?4",
+            )?
+            .execute(params![party, now_s, id, source_n])?;
+            append_audit(
+                conn,
+                now_s,
+                "ballot_corrected",
+                &source::actor(source_n),
+                Some(office),
+                json!({"index": idx, "old": {"party_id": old}, "new": {"party_id": party}}),
+            )?;
+            (id, false)
+        }
+        found => {
+            let id = match found {
+                Some((id, None)) => id,
+                _ => {
+                    conn.prepare_cached(
+                        "INSERT INTO ballots (poll_office_id, idx, first_reported_at) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![office, idx, now_s])?;
+                    conn.last_insert_rowid()
+                }
+            };
+            conn.prepare_cached(
+                "INSERT INTO ballot_proposals (ballot_id, source_n, poll_office_id, idx, party_id, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            )?
+            .execute(params![id, source_n, office, idx, party, now_s])?;
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO office_sources (poll_office_id, kind, source_n, first_at) VALUES (?1, 'ballot', ?2, ?3)",
+            )?
+            .execute(params![office, source_n, now_s])?;
+            append_audit(
+                conn,
+                now_s,
+                "ballot_proposed",
+                &source::actor(source_n),
+                Some(office),
+                json!({"index": idx, "new": {"party_id": party}}),
+            )?;
+            (id, true)
+        }
+    };
+    settle(conn, office, Kind::Ballot, trusted_before, created, ballot_id, effects)?;
+    Ok(Outcome::Proposed { created, id: ballot_id })
+}
+
+/// After a proposal: a source new to the office may change its tier (then the whole
+/// office is re-weighed) and its count of sources; otherwise only this vote or ballot
+/// changes.
+pub(super) fn settle(
+    conn: &Connection,
+    office: &str,
+    kind: Kind,
+    trusted_before: bool,
+    new_proposal: bool,
+    id: i64,
+    effects: &mut Vec<Effect>,
+) -> rusqlite::Result<()> {
+    let mut trusted = trusted_before;
+    if new_proposal {
+        let (trusted_after, counted) = office_tier(conn, office, kind)?;
+        effects.push(Effect::OfficeSources { poll_office_id: office.to_owned(), kind, counted });
+        if trusted_after != trusted_before {
+            recompute_office(conn, office, kind, effects)?;
+            return Ok(());
+        }
+        trusted = trusted_after;
+    }
+    effects.push(match kind {
+        Kind::Vote => Effect::Vote(recompute_vote(conn, id, trusted)?),
+        Kind::Ballot => Effect::Ballot(recompute_ballot(conn, id, trusted)?),
+    });
+    Ok(())
+}
+
+pub(super) fn verify(
+    conn: &Connection,
+    now_s: &str,
+    vote_id: i64,
+    voter_hash: &str,
+    attrs: VoteAttrs,
+    effects: &mut Vec<Effect>,
+) -> Result<Outcome, OpError> {
+    let vote: Option<(String, u32)> = conn
+        .prepare_cached("SELECT poll_office_id, idx FROM votes WHERE id = ?1")?
+        .query_row([vote_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (office, idx) = vote.ok_or(OpError::NotFound)?;
+    let taken: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM vote_verifications WHERE vote_id = ?1 OR voter_hash = ?2)")?
+        .query_row(params![vote_id, voter_hash], |r| r.get(0))?;
+    if taken {
+        return Err(OpError::AlreadyVerified);
+    }
+    conn.prepare_cached(
+        "INSERT INTO vote_verifications (vote_id, voter_hash, gender, age, has_torn, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![vote_id, voter_hash, attrs.gender.as_str(), attrs.age.as_str(), attrs.has_torn, now_s])?;
+    let mut detail = attrs.to_json();
+    detail["vote_id"] = json!(vote_id.to_string());
+    detail["index"] = json!(idx);
+    detail["voter"] = json!(voter_hash);
+    append_audit(conn, now_s, "vote_verified", "voter", Some(&office), detail)?;
+    let (trusted, _) = office_tier(conn, &office, Kind::Vote)?;
+    effects.push(Effect::Vote(recompute_vote(conn, vote_id, trusted)?));
+    Ok(Outcome::Verified { vote_id })
+}
+
+/// Recomputes a vote's accepted values from its proposals and verification, stores them
+/// and returns the vote's new state.
+pub fn recompute_vote(conn: &Connection, vote_id: i64, office_trusted: bool) -> rusqlite::Result<VoteRow> {
+    type Stored = (Option<String>, Option<String>, Option<bool>, bool, Option<String>);
+    let (poll_office_id, idx, first_reported_at, live, stored, verification): (
+        String,
+        u32,
+        String,
+        bool,
+        Stored,
+        Option<VoteAttrs>,
+    ) = conn
+        .prepare_cached(
+            "SELECT v.poll_office_id, v.idx, v.first_reported_at, v.live, v.gender, v.age, v.has_torn, v.disputed,
+                    v.observed_at, vv.gender, vv.age, vv.has_torn
+               FROM votes v LEFT JOIN vote_verifications vv ON vv.vote_id = v.id WHERE v.id = ?1",
+        )?
+        .query_row([vote_id], |r| {
+            let verification = match r.get::<_, Option<String>>(9)? {
+                Some(g) => Some(vote_attrs_from(&g, &r.get::<_, String>(10)?, r.get(11)?)?),
+                None => None,
+            };
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                (r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?),
+                verification,
+            ))
+        })?;
+    let mut counted = Vec::new();
+    let mut observed_at: Option<String> = None;
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT p.gender, p.age, p.has_torn, p.observed_at, s.status
+               FROM vote_proposals p JOIN sources s ON s.n = p.source_n WHERE p.vote_id = ?1",
+        )?;
+        let mut rows = stmt.query([vote_id])?;
+        while let Some(r) = rows.next()? {
+            let status = parse_status(&r.get::<_, String>(4)?)?;
+            if !crosscheck::counts(office_trusted, status.is_trusted()) {
+                continue;
+            }
+            counted.push(vote_attrs_from(&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, r.get(2)?)?);
+            if let Some(o) = r.get::<_, Option<String>>(3)? {
+                if observed_at.as_ref().is_none_or(|cur| o < *cur) {
+                    observed_at = Some(o);
+                }
+            }
+        }
+    }
+    let decision = crosscheck::decide_vote(&counted, verification);
+    let new: Stored = (
+        decision.map(|d| d.accepted.gender.as_str().to_owned()),
+        decision.map(|d| d.accepted.age.as_str().to_owned()),
+        decision.map(|d| d.accepted.has_torn),
+        decision.is_some_and(|d| d.disputed),
+        observed_at.clone(),
+    );
+    if new != stored {
+        conn.prepare_cached(
+            "UPDATE votes SET counted = ?1, gender = ?2, age = ?3, has_torn = ?4, disputed = ?5, observed_at = ?6 WHERE id = ?7",
+        )?
+        .execute(params![decision.is_some(), new.0, new.1, new.2, new.3, new.4, vote_id])?;
+    }
+    Ok(VoteRow {
+        id: vote_id,
+        poll_office_id,
+        idx,
+        first_reported_at,
+        live,
+        decision,
+        verified: verification.is_some(),
+        observed_at,
+    })
+}
+
+/// Recomputes a ballot's accepted party from its proposals, stores it and returns it.
+pub fn recompute_ballot(conn: &Connection, ballot_id: i64, office_trusted: bool) -> rusqlite::Result<BallotRow> {
+    let (poll_office_id, idx, stored): (String, u32, (bool, Option<String>, bool)) = conn
+        .prepare_cached("SELECT poll_office_id, idx, counted, party_id, disputed FROM ballots WHERE id = ?1")?
+        .query_row([ballot_id], |r| Ok((r.get(0)?, r.get(1)?, (r.get(2)?, r.get(3)?, r.get(4)?))))?;
+    let mut parties: Vec<String> = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT p.party_id, s.status FROM ballot_proposals p JOIN sources s ON s.n = p.source_n WHERE p.ballot_id = ?1",
+        )?;
+        let mut rows = stmt.query([ballot_id])?;
+        while let Some(r) = rows.next()? {
+            let status = parse_status(&r.get::<_, String>(1)?)?;
+            if crosscheck::counts(office_trusted, status.is_trusted()) {
+                parties.push(r.get(0)?);
+            }
+        }
+    }
+    let refs: Vec<&str> = parties.iter().map(String::as_str).collect();
+    let decision = crosscheck::decide_ballot(&refs);
+    let new = (
+        decision.is_some(),
+        decision.as_ref().and_then(|d| d.party.clone()),
+        decision.as_ref().is_some_and(|d| d.disputed),
+    );
+    if new != stored {
+        conn.prepare_cached("UPDATE ballots SET counted = ?1, party_id = ?2, disputed = ?3 WHERE id = ?4")?
+            .execute(params![new.0, new.1, new.2, ballot_id])?;
+    }
+    Ok(BallotRow { id: ballot_id, poll_office_id, idx, decision })
+}
+
+/// Re-weighs every vote or ballot of an office (its tier changed).
+pub(super) fn recompute_office(
+    conn: &Connection,
+    office: &str,
+    kind: Kind,
+    effects: &mut Vec<Effect>,
+) -> rusqlite::Result<u32> {
+    let (trusted, counted) = office_tier(conn, office, kind)?;
+    let sql = match kind {
+        Kind::Vote => "SELECT id FROM votes WHERE poll_office_id = ?1 ORDER BY idx",
+        Kind::Ballot => "SELECT id FROM ballots WHERE poll_office_id = ?1 ORDER BY idx",
+    };
+    let ids: Vec<i64> =
+        conn.prepare_cached(sql)?.query_map([office], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    for id in ids {
+        effects.push(match kind {
+            Kind::Vote => Effect::Vote(recompute_vote(conn, id, trusted)?),
+            Kind::Ballot => Effect::Ballot(recompute_ballot(conn, id, trusted)?),
+        });
+    }
+    Ok(counted)
+}
