@@ -37,6 +37,8 @@ pub struct App {
     pub trusted_proxies: Vec<IpNet>,
     /// The hashing secret (voters' keyed hashes).
     pub secret: Vec<u8>,
+    /// Mints reporters' S3 credentials.
+    pub s3: crate::s3::Service,
     /// `Cache-Control` of the public GETs, built once.
     pub public_cache_control: warp::http::HeaderValue,
 }
@@ -139,6 +141,7 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
             settings.http.public_max_age_secs
         ))
         .expect("digits are a valid header"),
+        s3: crate::s3::Service::new(&settings.s3, metrics.clone()),
         limits: RateLimits::new(settings.auth.failed_per_address_per_min, settings.auth.failures_before_lockout),
         trusted_proxies: settings.trusted_proxies(),
         settings: Arc::new(settings),

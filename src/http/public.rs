@@ -114,7 +114,7 @@ pub async fn healthz(app: Arc<App>) -> Response {
     let readable = app.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await.is_ok();
     let writable = app.metrics.last_commit_ok();
     let ok = readable && writable;
-    let s3 = crate::s3::health(&app.settings.s3);
+    let s3 = app.s3.health().await;
     let body = json!({
         "status": if ok { "ok" } else { "degraded" },
         "database": if ok { "ok" } else { "error" },

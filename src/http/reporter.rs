@@ -74,15 +74,10 @@ pub async fn authenticate(app: Arc<App>, client: IpAddr, body: Bytes) -> Result<
             new_password_hash,
         });
         match app.writer.submit(op).await.map_err(write_error)? {
-            Outcome::Authenticated { created, status, .. } => {
+            Outcome::Authenticated { created, status, source_n } => {
                 app.limits.succeeded(&elector);
-                let s3 = s3::answer(
-                    &app.settings.s3,
-                    &input.poll_office_id,
-                    &input.elector_id,
-                    s3::mint(&app.settings.s3),
-                    now,
-                );
+                let minted = credentials(&app, source_n, &input.poll_office_id, &input.elector_id).await;
+                let s3 = s3::answer(&app.settings.s3, &input.poll_office_id, &input.elector_id, minted, now);
                 let body = json!({
                     "token": token,
                     "poll_office_id": input.poll_office_id.as_str(),
@@ -159,6 +154,19 @@ pub async fn ballot(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Re
 pub async fn refresh_s3(app: Arc<App>, reporter: Reporter) -> Result<Response, ApiError> {
     let office = token_office(&reporter)?;
     let elector = ElectorId::parse(&reporter.elector_id).map_err(|_| ApiError::Internal)?;
-    let body = s3::refresh_answer(&app.settings.s3, &office, &elector, s3::mint(&app.settings.s3), app.clock.now());
+    let minted = credentials(&app, reporter.source_n, &office, &elector).await;
+    let body = s3::refresh_answer(&app.settings.s3, &office, &elector, minted, app.clock.now());
     Ok(json_response(StatusCode::OK, &body))
+}
+
+/// S3 credentials for a reporter, from the cache or freshly minted (then audited).
+async fn credentials(app: &App, source_n: i64, office: &PollOfficeId, elector: &ElectorId) -> Result<s3::Minted, String> {
+    let (minted, fresh) = app.s3.credentials(source_n, office, elector, app.clock.now()).await?;
+    if fresh {
+        let op = WriteOp::CredentialsMinted { source_n, poll_office_id: office.clone(), expiration: minted.expiration };
+        if let Err(e) = app.writer.submit(op).await {
+            log::error!("could not audit minted credentials: {e}");
+        }
+    }
+    Ok(minted)
 }

@@ -74,6 +74,12 @@ pub enum WriteOp {
         update: SourceUpdate,
         actor: Actor,
     },
+    /// S3 credentials minted for a source at an office (the secrets are not recorded).
+    CredentialsMinted {
+        source_n: i64,
+        poll_office_id: PollOfficeId,
+        expiration: Timestamp,
+    },
     ImportPollOffices {
         rows: Vec<OfficeRow>,
         actor: Actor,
@@ -125,7 +131,8 @@ pub enum Outcome {
     },
     /// The source's password changed between the caller's check and the write.
     CheckAgain,
-    AuthFailureRecorded,
+    /// An event written to the audit log only.
+    Recorded,
     /// A vote or ballot proposal: `created` the first time this source proposed it.
     Proposed {
         created: bool,
@@ -235,7 +242,7 @@ pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<
                 Some(poll_office_id.as_str()),
                 json!({ "reason": reason }),
             )?;
-            Ok(Outcome::AuthFailureRecorded)
+            Ok(Outcome::Recorded)
         }
         WriteOp::ProposeVote { source_n, poll_office_id, input, batch } => {
             propose_vote(conn, now, &now_s, *source_n, poll_office_id.as_str(), input, *batch, effects)
@@ -249,6 +256,17 @@ pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<
         }
         WriteOp::UpdateSource { elector_id, update, actor } => {
             update_source(conn, &now_s, elector_id, update, *actor, effects)
+        }
+        WriteOp::CredentialsMinted { source_n, poll_office_id, expiration } => {
+            append_audit(
+                conn,
+                &now_s,
+                "credentials_minted",
+                &source::actor(*source_n),
+                Some(poll_office_id.as_str()),
+                json!({"expiration": time::format(*expiration)}),
+            )?;
+            Ok(Outcome::Recorded)
         }
         WriteOp::ImportPollOffices { rows, actor } => import_poll_offices(conn, &now_s, rows, *actor),
         WriteOp::ImportParties { rows, actor } => import_parties(conn, &now_s, rows, *actor),
