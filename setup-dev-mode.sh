@@ -25,6 +25,22 @@ if [ ${#packages[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
+# Python tools in a venv inside the repository (git ignores it): moto, the local S3/STS
+# service of the dev mode and the tests, and boto3 to set it up.
+if ! python3 -m venv --help >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
+fi
+python_tools="moto[server]==5.2.5 boto3==1.44.8"
+if [ ! -x .venv/bin/moto_server ] || [ "$(cat .venv/.tools 2>/dev/null)" != "$python_tools" ]; then
+  say "installing $python_tools into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check $python_tools
+  echo "$python_tools" > .venv/.tools
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is missing: install the Rust toolchain (rustup, Rust 1.85 or newer) first." >&2
   exit 1

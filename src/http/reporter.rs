@@ -160,7 +160,12 @@ pub async fn refresh_s3(app: Arc<App>, reporter: Reporter) -> Result<Response, A
 }
 
 /// S3 credentials for a reporter, from the cache or freshly minted (then audited).
-async fn credentials(app: &App, source_n: i64, office: &PollOfficeId, elector: &ElectorId) -> Result<s3::Minted, String> {
+async fn credentials(
+    app: &App,
+    source_n: i64,
+    office: &PollOfficeId,
+    elector: &ElectorId,
+) -> Result<s3::Minted, String> {
     let (minted, fresh) = app.s3.credentials(source_n, office, elector, app.clock.now()).await?;
     if fresh {
         let op = WriteOp::CredentialsMinted { source_n, poll_office_id: office.clone(), expiration: minted.expiration };

@@ -113,7 +113,10 @@ impl Service {
     pub fn new(settings: &config::S3, metrics: Arc<Metrics>) -> Self {
         Service {
             settings: settings.clone(),
-            http: reqwest::Client::builder().connect_timeout(Duration::from_secs(1)).build().expect("a TLS client builds"),
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .build()
+                .expect("a TLS client builds"),
             cache: Mutex::default(),
             health: Mutex::default(),
             metrics,
@@ -126,12 +129,20 @@ impl Service {
 
     /// Credentials for a source at an office: from the cache, or freshly minted (then
     /// `fresh` is true). `Err` holds what reporters are told in `s3.error`.
-    pub async fn credentials(&self, source_n: i64, office: &PollOfficeId, elector: &ElectorId, now: Timestamp) -> Result<(Minted, bool), String> {
+    pub async fn credentials(
+        &self,
+        source_n: i64,
+        office: &PollOfficeId,
+        elector: &ElectorId,
+        now: Timestamp,
+    ) -> Result<(Minted, bool), String> {
         if !self.enabled() {
             return Err("unconfigured".into());
         }
         let key = (source_n, office.as_str().to_owned());
-        if let Some(c) = self.cache.lock().get(&key).filter(|c| c.expiration - chrono::Duration::seconds(CACHE_MARGIN_SECS) > now) {
+        if let Some(c) =
+            self.cache.lock().get(&key).filter(|c| c.expiration - chrono::Duration::seconds(CACHE_MARGIN_SECS) > now)
+        {
             return Ok((c.clone(), false));
         }
         let prefix = key_prefix(&self.settings, office, elector);

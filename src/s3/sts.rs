@@ -58,18 +58,30 @@ pub struct Request<'a> {
     pub duration_secs: u64,
 }
 
-/// The form body of an AssumeRole call.
+/// What AWS clients leave unencoded in a query string: the RFC 3986 unreserved set.
+const UNRESERVED: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// The form body of an AssumeRole call, encoded as AWS's own clients encode it (`%20`,
+/// `%2A`; not the HTML form's `+` and bare `*`), since services may re-encode the form to
+/// check the signature.
 pub fn form(r: &Request<'_>) -> String {
-    let mut f = form_urlencoded::Serializer::new(String::new());
-    f.append_pair("Action", "AssumeRole");
-    f.append_pair("Version", "2011-06-15");
-    f.append_pair("DurationSeconds", &r.duration_secs.to_string());
-    f.append_pair("Policy", r.policy);
-    f.append_pair("RoleSessionName", r.session_name);
+    let duration = r.duration_secs.to_string();
+    let mut pairs = vec![
+        ("Action", "AssumeRole"),
+        ("Version", "2011-06-15"),
+        ("DurationSeconds", duration.as_str()),
+        ("Policy", r.policy),
+        ("RoleSessionName", r.session_name),
+    ];
     if !r.role_arn.is_empty() {
-        f.append_pair("RoleArn", r.role_arn);
+        pairs.push(("RoleArn", r.role_arn));
     }
-    f.finish()
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, UNRESERVED)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 const CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
@@ -77,7 +89,8 @@ const CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
 /// One signed AssumeRole call (no retry: the caller decides).
 pub async fn assume_role(http: &reqwest::Client, r: &Request<'_>, timeout: Duration) -> Result<Credentials, StsError> {
     let body = form(r);
-    let identity = aws_credential_types::Credentials::new(r.access_key, r.secret_key, None, None, "ufrecs-operator").into();
+    let identity =
+        aws_credential_types::Credentials::new(r.access_key, r.secret_key, None, None, "ufrecs-operator").into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(r.region)
@@ -209,7 +222,10 @@ mod tests {
         let xml = r#"<ErrorResponse><Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code>
             <Message>The request signature we calculated does not match</Message></Error></ErrorResponse>"#;
         assert_eq!(parse(xml, false), Err(StsError::Refused("SignatureDoesNotMatch".into())));
-        assert_eq!(parse("<Error><Code>Access Denied; drop</Code></Error>", false), Err(StsError::Refused("AccessDenieddrop".into())));
+        assert_eq!(
+            parse("<Error><Code>Access Denied; drop</Code></Error>", false),
+            Err(StsError::Refused("AccessDenieddrop".into()))
+        );
         assert_eq!(parse("not xml at all <", false), Err(StsError::Refused("unknown".into())));
         assert_eq!(parse("<x/>", true), Err(StsError::Refused("malformed_answer".into())));
         assert_eq!(StsError::Refused("X".into()).for_reporters(), "sts_refused: X");
@@ -230,7 +246,7 @@ mod tests {
         let f = form(&r);
         assert_eq!(
             f,
-            "Action=AssumeRole&Version=2011-06-15&DurationSeconds=900&Policy=%7B%22a%22%3A%22b+c%22%7D&RoleSessionName=ufrecs-source-1"
+            "Action=AssumeRole&Version=2011-06-15&DurationSeconds=900&Policy=%7B%22a%22%3A%22b%20c%22%7D&RoleSessionName=ufrecs-source-1"
         );
         r.role_arn = "arn:aws:iam::123:role/uploader";
         assert!(form(&r).ends_with("&RoleArn=arn%3Aaws%3Aiam%3A%3A123%3Arole%2Fuploader"));

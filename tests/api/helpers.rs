@@ -276,12 +276,13 @@ pub struct Process {
 
 impl Process {
     pub fn spawn(dir: &Path) -> Process {
-        Self::spawn_with(dir, "warn", Stdio::inherit())
+        Self::spawn_with(dir, "warn", Stdio::inherit(), &[])
     }
 
-    /// With a log level and where the log (standard error) goes.
-    pub fn spawn_with(dir: &Path, log: &str, stderr: Stdio) -> Process {
+    /// With a log level, where the log (standard error) goes, and more settings.
+    pub fn spawn_with(dir: &Path, log: &str, stderr: Stdio, env: &[(&str, String)]) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ufrecs"))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .arg("serve")
             .current_dir(dir)
             .env("UFRECS_CONFIG", Path::new(env!("CARGO_MANIFEST_DIR")).join("ufrecs.toml"))
@@ -364,4 +365,107 @@ impl RemoteApp {
         let res = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
         (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
     }
+}
+
+/// A real S3/STS service: moto in server mode, from the repository's venv, on a free
+/// port, killed with the test (and with the test thread, should the test panic).
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+/// What `tests/moto_setup.py` prepared.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct Operator {
+    pub access_key: String,
+    pub secret_key: String,
+    pub role_arn: String,
+}
+
+pub const BUCKET: &str = "ufrecs-media";
+
+fn venv_bin(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin").join(name);
+    assert!(p.exists(), "{} is missing: run ./setup-dev-mode.sh", p.display());
+    p
+}
+
+impl Moto {
+    pub async fn start() -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut cmd = Command::new(venv_bin("moto_server"));
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
+        // SAFETY: prctl in the child between fork and exec only sets its own death signal.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let probe = format!("{endpoint}/moto-api/data.json");
+        eventually("moto to listen", || {
+            let req = client.get(&probe).send();
+            async move { req.await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+        })
+        .await;
+        Moto { child, endpoint }
+    }
+
+    /// Creates the operator, the role (allowed `resources`) and the bucket; turns auth on.
+    pub async fn setup(&self, resources: &[&str]) -> Operator {
+        let mut cmd = tokio::process::Command::new(venv_bin("python"));
+        cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/moto_setup.py"))
+            .arg(&self.endpoint)
+            .arg(BUCKET)
+            .args(resources);
+        let out = cmd.output().await.unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Every AssumeRole moto answered: (session name, the inline policy as sent).
+    pub async fn assumed(&self) -> Vec<(String, Value)> {
+        let data: Value =
+            reqwest::get(format!("{}/moto-api/data.json", self.endpoint)).await.unwrap().json().await.unwrap();
+        let mut out = Vec::new();
+        // data.json keeps them per account and region, or flat, depending on moto's version.
+        fn walk(v: &Value, out: &mut Vec<(String, Value)>) {
+            match v {
+                Value::Object(m) if m.contains_key("session_name") && m.contains_key("policy") => {
+                    let policy = m["policy"].as_str().map(|p| serde_json::from_str(p).unwrap()).unwrap_or(Value::Null);
+                    out.push((m["session_name"].as_str().unwrap_or("").to_owned(), policy));
+                }
+                Value::Object(m) => m.values().for_each(|x| walk(x, out)),
+                Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+                _ => {}
+            }
+        }
+        walk(&data["sts"], &mut out);
+        out
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Points a server's settings at moto with the operator's key.
+pub fn use_moto(s: &mut Settings, moto: &Moto, op: &Operator) {
+    s.s3.endpoint = moto.endpoint.clone();
+    s.s3.sts_endpoint = moto.endpoint.clone();
+    s.s3.access_key = op.access_key.clone();
+    s.s3.secret_key = op.secret_key.clone();
+    s.s3.role_arn = op.role_arn.clone();
+    s.s3.credentials_ttl_secs = 3600;
 }

@@ -11,5 +11,6 @@ mod bad_input;
 mod concurrency;
 mod durability;
 mod property;
+mod s3;
 mod startup;
 mod votes;

@@ -66,7 +66,7 @@ async fn a_bad_configuration_stops_the_start_with_a_one_line_reason() {
 async fn no_token_password_or_secret_reaches_the_log_even_at_debug_level() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("server.log");
-    let server = Process::spawn_with(dir.path(), "debug", Stdio::from(std::fs::File::create(&log).unwrap()));
+    let server = Process::spawn_with(dir.path(), "debug", Stdio::from(std::fs::File::create(&log).unwrap()), &[]);
     let client = reqwest::Client::new();
     let password = "Very-Secret-Passphrase-42";
     let auth = client
