@@ -28,6 +28,13 @@ pub struct Cli {
 pub enum Command {
     /// Serve the API (the default).
     Serve,
+    /// A consistent copy of the live database to FILE; with --s3, uploaded to
+    /// {s3.prefix}backups/ with the operator's key.
+    Backup {
+        file: Option<PathBuf>,
+        #[arg(long)]
+        s3: bool,
+    },
     /// Import a directory file (CSV with a header row); re-importing updates by identifier.
     Import {
         #[command(subcommand)]
@@ -55,17 +62,51 @@ pub fn run(cli: Cli) -> i32 {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings),
-        Command::Import { what } => match import(&settings, what) {
-            Ok(msg) => {
-                println!("{msg}");
-                0
-            }
-            Err(e) => {
-                eprintln!("ufrecs: {e}");
-                1
-            }
-        },
+        Command::Backup { file, s3 } => report(backup(&settings, file, s3)),
+        Command::Import { what } => report(import(&settings, what)),
     }
+}
+
+fn report(r: Result<String, String>) -> i32 {
+    match r {
+        Ok(msg) => {
+            println!("{msg}");
+            0
+        }
+        Err(e) => {
+            eprintln!("ufrecs: {e}");
+            1
+        }
+    }
+}
+
+fn backup(settings: &config::Settings, file: Option<PathBuf>, to_s3: bool) -> Result<String, String> {
+    let db = &settings.database.path;
+    if !db.exists() {
+        return Err(format!("no database at {}", db.display()));
+    }
+    let now = SystemClock.now();
+    let (path, scratch) = match file {
+        Some(f) => (f, false),
+        None if to_s3 => (crate::backup::scratch_path(db, now), true),
+        None => return Err("name a FILE, or --s3".into()),
+    };
+    crate::backup::snapshot(db, &path)?;
+    let mut done = format!("backup written to {}", path.display());
+    if to_s3 {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        let uploaded = runtime.block_on(crate::backup::upload(&settings.s3, &path, now));
+        if scratch {
+            let _ = std::fs::remove_file(&path);
+        }
+        let key = uploaded?;
+        done = if scratch {
+            format!("backup uploaded to s3://{}/{key}", settings.s3.bucket)
+        } else {
+            format!("{done} and uploaded to s3://{}/{key}", settings.s3.bucket)
+        };
+    }
+    Ok(done)
 }
 
 /// Parses the file, then writes it in one transaction, directly into the database (the

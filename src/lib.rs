@@ -17,6 +17,7 @@
 //! - `http`: the route table, filters, handlers and the one error shape.
 //! - `s3`: what reporters are told about their upload folder and credentials.
 //! - `import`: directory CSV files parsed into rows (stored by a write operation).
+//! - `backup`: consistent online copies of the database, locally or to S3.
 //! - `config`, `clock`, `metrics`, `app` (wiring), `cli` (the `ufrecs` command).
 //!
 //! The write path: handler -> `WriteOp` -> writer thread (one transaction for whatever is
@@ -26,6 +27,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -7,6 +7,7 @@ mod helpers;
 mod admin;
 mod audit;
 mod auth;
+mod backup;
 mod bad_input;
 mod concurrency;
 mod durability;

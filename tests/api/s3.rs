@@ -151,3 +151,48 @@ async fn with_sts_down_authentication_answers_within_the_retry_budget() {
     assert_eq!(h["status"], "ok", "S3 being down does not make the database degraded");
     assert!(app.metric("ufrecs_sts_failures_total").await >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neither_the_operator_secret_nor_minted_secrets_reach_the_log() {
+    let moto = Moto::start().await;
+    let op = moto.setup(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let env = [
+        ("UFRECS_S3_ENDPOINT", moto.endpoint.clone()),
+        ("UFRECS_S3_ACCESS_KEY", op.access_key.clone()),
+        ("UFRECS_S3_SECRET_KEY", op.secret_key.clone()),
+        ("UFRECS_S3_ROLE_ARN", op.role_arn.clone()),
+    ];
+    let server =
+        Process::spawn_with(dir.path(), "debug", std::process::Stdio::from(std::fs::File::create(&log).unwrap()), &env);
+    let client = reqwest::Client::new();
+    let auth: Value = client
+        .post(format!("{}/api/authenticate/", server.base))
+        .body(json!({"elector_id": REPORTER, "poll_office_id": OFFICE}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let creds = auth["s3"]["credentials"].clone();
+    assert!(!creds["secret_key"].as_str().unwrap().is_empty(), "{auth}");
+    let refresh = client
+        .get(format!("{}/api/refresh-s3-credentials/", server.base))
+        .basic_auth(REPORTER, auth["token"].as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refresh.status(), 200);
+    let health: Value = client.get(format!("{}/healthz", server.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["s3"], "ok");
+    server.kill();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("<redacted>"));
+    for secret in
+        [op.secret_key.as_str(), creds["secret_key"].as_str().unwrap(), creds["session_token"].as_str().unwrap()]
+    {
+        assert!(!text.contains(secret), "a secret leaked into the log");
+    }
+}

@@ -1,0 +1,90 @@
+//! `ufrecs backup`: a consistent copy of the live database, locally and to S3.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::helpers::*;
+
+fn ufrecs(db: &Path, env: &[(&str, String)], args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ufrecs"))
+        .args(args)
+        .env("UFRECS_CONFIG", concat!(env!("CARGO_MANIFEST_DIR"), "/ufrecs.toml"))
+        .env("UFRECS_DATABASE_PATH", db)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap()
+}
+
+fn audit_head(db: &Path) -> (i64, String) {
+    open_read_only(db)
+        .query_row("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_the_server_runs_is_a_consistent_copy() {
+    let app = TestApp::spawn().await;
+    let a = app.reporter("E-1", "PO-1").await;
+    for i in 1..=20 {
+        app.vote(&a, i, "female", "less_60", false).await;
+    }
+    let copy = app.dir.path().join("copy.sqlite3");
+    let out = ufrecs(&app.db_path(), &[], &["backup", copy.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(audit_head(&copy), audit_head(&app.db_path()));
+    let ok: String = open_read_only(&copy).query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(ok, "ok");
+    let again = ufrecs(&app.db_path(), &[], &["backup", copy.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let nothing = ufrecs(&app.db_path(), &[], &["backup"]);
+    assert_eq!(nothing.status.code(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_to_s3_uploads_the_snapshot_under_the_backups_folder() {
+    let moto = Moto::start().await;
+    let op = moto.setup(&[]).await;
+    let app = TestApp::spawn().await;
+    let a = app.reporter("E-1", "PO-1").await;
+    app.vote(&a, 1, "male", "less_30", false).await;
+    let env = [
+        ("UFRECS_S3_ENDPOINT", moto.endpoint.clone()),
+        ("UFRECS_S3_ACCESS_KEY", op.access_key.clone()),
+        ("UFRECS_S3_SECRET_KEY", op.secret_key.clone()),
+        ("UFRECS_S3_PREFIX", "region-centre".to_string()),
+    ];
+    let out = ufrecs(&app.db_path(), &env, &["backup", "--s3"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    let key = stdout.trim().rsplit(&format!("s3://{BUCKET}/")).next().unwrap().to_owned();
+    assert!(key.starts_with("region-centre/backups/ufrecs-") && key.ends_with(".sqlite3"), "{key}");
+    let mut s3 = ufrecs::config::S3::default();
+    s3.endpoint = moto.endpoint.clone();
+    s3.access_key = op.access_key.clone();
+    s3.secret_key = op.secret_key.clone();
+    let bucket = ufrecs::backup::operator_bucket(&s3).unwrap();
+    let object = bucket.get_object(&key).await.unwrap();
+    let downloaded = app.dir.path().join("downloaded.sqlite3");
+    std::fs::write(&downloaded, object.bytes()).unwrap();
+    assert_eq!(audit_head(&downloaded), audit_head(&app.db_path()));
+    let leftovers: Vec<_> = std::fs::read_dir(app.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ufrecs-backup-"))
+        .collect();
+    assert!(leftovers.is_empty(), "the scratch copy is removed");
+    let wrong = ufrecs(
+        &app.db_path(),
+        &[
+            ("UFRECS_S3_SECRET_KEY", "wrong".into()),
+            ("UFRECS_S3_ENDPOINT", moto.endpoint.clone()),
+            ("UFRECS_S3_ACCESS_KEY", op.access_key.clone()),
+        ],
+        &["backup", "--s3"],
+    );
+    assert_eq!(wrong.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!err.contains("wrong"), "no secret in the error");
+}
