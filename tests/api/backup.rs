@@ -59,10 +59,12 @@ async fn backup_to_s3_uploads_the_snapshot_under_the_backups_folder() {
     assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
     let key = stdout.trim().rsplit(&format!("s3://{BUCKET}/")).next().unwrap().to_owned();
     assert!(key.starts_with("region-centre/backups/ufrecs-") && key.ends_with(".sqlite3"), "{key}");
-    let mut s3 = ufrecs::config::S3::default();
-    s3.endpoint = moto.endpoint.clone();
-    s3.access_key = op.access_key.clone();
-    s3.secret_key = op.secret_key.clone();
+    let s3 = ufrecs::config::S3 {
+        endpoint: moto.endpoint.clone(),
+        access_key: op.access_key.clone(),
+        secret_key: op.secret_key.clone(),
+        ..Default::default()
+    };
     let bucket = ufrecs::backup::operator_bucket(&s3).unwrap();
     let object = bucket.get_object(&key).await.unwrap();
     let downloaded = app.dir.path().join("downloaded.sqlite3");
