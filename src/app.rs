@@ -39,6 +39,8 @@ pub struct App {
     pub secret: Vec<u8>,
     /// Mints reporters' S3 credentials.
     pub s3: crate::s3::Service,
+    /// The evidence index's cache.
+    pub evidence: Arc<crate::s3::evidence::Evidence>,
     /// `Cache-Control` of the public GETs, built once.
     pub public_cache_control: warp::http::HeaderValue,
 }
@@ -142,6 +144,7 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
         ))
         .expect("digits are a valid header"),
         s3: crate::s3::Service::new(&settings.s3, metrics.clone()),
+        evidence: crate::s3::evidence::Evidence::new(clock.clone()),
         limits: RateLimits::new(settings.auth.failed_per_address_per_min, settings.auth.failures_before_lockout),
         trusted_proxies: settings.trusted_proxies(),
         settings: Arc::new(settings),

@@ -31,22 +31,12 @@ pub fn s3_key(s3: &config::S3, at: Timestamp) -> String {
     format!("{}backups/ufrecs-{}.sqlite3", s3.prefix, at.format("%Y%m%dT%H%M%SZ"))
 }
 
-/// The operator's view of the media bucket.
-pub fn operator_bucket(s3: &config::S3) -> Result<Box<::s3::Bucket>, String> {
-    let region = ::s3::Region::Custom { region: s3.region.clone(), endpoint: s3.endpoint.clone() };
-    let creds = ::s3::creds::Credentials::new(Some(&s3.access_key), Some(&s3.secret_key), None, None, None)
-        .map_err(|_| "the S3 operator key is incomplete".to_string())?;
-    Ok(::s3::Bucket::new(&s3.bucket, region, creds)
-        .map_err(|e| format!("bucket {}: {e}", s3.bucket))?
-        .with_path_style())
-}
-
 /// Uploads a snapshot file; returns its key.
 pub async fn upload(s3: &config::S3, file: &Path, at: Timestamp) -> Result<String, String> {
     if s3.endpoint.is_empty() {
         return Err("S3 is not configured (s3.endpoint is empty)".into());
     }
-    let bucket = operator_bucket(s3)?;
+    let bucket = crate::s3::operator_bucket(s3)?;
     let key = s3_key(s3, at);
     let mut reader = tokio::fs::File::open(file).await.map_err(|e| format!("{}: {e}", file.display()))?;
     // The error's text can carry the request; only its kind is reported.

@@ -280,6 +280,11 @@ impl Stats {
         r
     }
 
+    /// Whether the office has any vote or ballot.
+    pub fn has_office(&self, poll_office_id: &str) -> bool {
+        self.offices.read().contains_key(poll_office_id)
+    }
+
     /// Every office's stats and results bodies, parsed: for tests comparing two builds.
     pub fn snapshot(&self) -> BTreeMap<String, (Value, Value)> {
         let offices = self.offices.read();

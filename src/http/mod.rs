@@ -72,6 +72,10 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         .and(app_f.clone())
         .and(inm)
         .map(|id, app, inm| finish(public::results(app, id, inm)));
+    let evidence = warp::path!("api" / "pollofficeevidence" / String)
+        .and(warp::get())
+        .and(app_f.clone())
+        .then(|id, app| async move { finish(public::evidence(app, id).await) });
     let authenticate = warp::path!("api" / "authenticate")
         .and(warp::post())
         .and(body(BODY_LIMIT))
@@ -144,6 +148,8 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         .or(authenticate)
         .unify()
         .or(refresh)
+        .unify()
+        .or(evidence)
         .unify()
         .or(audit_head)
         .unify()

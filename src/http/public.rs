@@ -61,6 +61,36 @@ pub fn results(app: Arc<App>, id: String, if_none_match: Option<String>) -> Resu
     Ok(cached(app.stats.results(&id), if_none_match.as_deref(), &app.public_cache_control))
 }
 
+/// The evidence index of an office in the directory or with data.
+pub async fn evidence(app: Arc<App>, id: String) -> Result<Response, ApiError> {
+    check_identifier(&id).map_err(|m| ApiError::invalid_field("poll_office_id", m))?;
+    if !app.s3.enabled() {
+        return Ok(json_response(StatusCode::OK, &json!({"s3": "unconfigured"})));
+    }
+    if !app.directory.read().offices.contains_key(&id) && !app.stats.has_office(&id) {
+        return Err(ApiError::NotFound);
+    }
+    let listing = {
+        let (app, id) = (app.clone(), id.clone());
+        move || async move {
+            let prefix = format!("{}{id}/", app.settings.s3.prefix);
+            let objects = crate::s3::list_objects(&app.settings.s3, &prefix).await?;
+            let names = app
+                .read(reads::display_names_by_elector)
+                .await
+                .map_err(|_| "the database cannot be read".to_string())?;
+            Ok(crate::s3::evidence::summarize(&id, &prefix, &objects, &names, app.clock.now()))
+        }
+    };
+    match app.evidence.get(&id, listing).await {
+        Ok(body) => Ok(json_response(StatusCode::OK, &body)),
+        Err(e) => {
+            log::warn!("evidence index of {id}: {e}");
+            Err(ApiError::Unavailable)
+        }
+    }
+}
+
 pub async fn audit_head(app: Arc<App>) -> Result<Response, ApiError> {
     let head = app.read(reads::audit_head).await?;
     let body = match head {

@@ -4,6 +4,7 @@
 //! expire. When S3 is off or STS fails, authentication still succeeds: the answer keeps
 //! its shape with empty secrets and says why in `error`.
 
+pub mod evidence;
 pub mod policy;
 pub mod sts;
 
@@ -89,6 +90,27 @@ pub fn refresh_answer(
         }
     }
     v
+}
+
+/// The operator's view of the media bucket (backups, the evidence index).
+pub fn operator_bucket(s3: &config::S3) -> Result<Box<::s3::Bucket>, String> {
+    let region = ::s3::Region::Custom { region: s3.region.clone(), endpoint: s3.endpoint.clone() };
+    let creds = ::s3::creds::Credentials::new(Some(&s3.access_key), Some(&s3.secret_key), None, None, None)
+        .map_err(|_| "the S3 operator key is incomplete".to_string())?;
+    Ok(::s3::Bucket::new(&s3.bucket, region, creds)
+        .map_err(|e| format!("bucket {}: {e}", s3.bucket))?
+        .with_path_style())
+}
+
+/// Every object under `prefix` (sizes and times only), with the operator's key.
+pub async fn list_objects(s3: &config::S3, prefix: &str) -> Result<Vec<evidence::Listed>, String> {
+    let bucket = operator_bucket(s3)?;
+    let pages = bucket.list(prefix.to_owned(), None).await.map_err(|_| "S3 cannot be listed now".to_string())?;
+    Ok(pages
+        .into_iter()
+        .flat_map(|p| p.contents)
+        .map(|o| evidence::Listed { key: o.key, size: o.size, last_modified: o.last_modified })
+        .collect())
 }
 
 /// How long STS gets, retries included, before authentication answers without credentials.

@@ -191,3 +191,13 @@ pub fn audit_first_break(conn: &Connection) -> rusqlite::Result<Option<i64>> {
 pub fn count_verifications(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT COUNT(*) FROM vote_verifications", [], |r| r.get(0))
 }
+
+/// Every source's public display name, keyed by `elector_id` (to name S3 folders).
+pub fn display_names_by_elector(conn: &Connection) -> rusqlite::Result<HashMap<String, String>> {
+    let rows: Vec<(i64, String, Option<String>, Option<String>)> = conn
+        .prepare_cached("SELECT n, elector_id, full_name, official_org FROM sources")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let names = crate::domain::source::display_names(rows.iter().map(|(n, _, f, o)| (*n, f.as_deref(), o.as_deref())));
+    Ok(rows.into_iter().filter_map(|(n, elector, _, _)| names.get(&n).map(|name| (elector, name.clone()))).collect())
+}

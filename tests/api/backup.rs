@@ -65,7 +65,7 @@ async fn backup_to_s3_uploads_the_snapshot_under_the_backups_folder() {
         secret_key: op.secret_key.clone(),
         ..Default::default()
     };
-    let bucket = ufrecs::backup::operator_bucket(&s3).unwrap();
+    let bucket = ufrecs::s3::operator_bucket(&s3).unwrap();
     let object = bucket.get_object(&key).await.unwrap();
     let downloaded = app.dir.path().join("downloaded.sqlite3");
     std::fs::write(&downloaded, object.bytes()).unwrap();

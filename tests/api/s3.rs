@@ -196,3 +196,73 @@ async fn neither_the_operator_secret_nor_minted_secrets_reach_the_log() {
         assert!(!text.contains(secret), "a secret leaked into the log");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_evidence_index_counts_uploads_per_reporter_and_folder_without_naming_electors() {
+    let (moto, _, app) = with_s3(&[]).await;
+    let r = app
+        .admin_post(
+            "/api/reporters/",
+            json!({"elector_id": REPORTER, "type": "official", "full_name": "Awa N.", "password": "pw-awa"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let awa = app.login(REPORTER, OFFICE, Some("pw-awa")).await;
+    let other = app.login("UP-2", OFFICE, None).await;
+    app.vote(&awa, 1, "female", "less_30", false).await;
+    let put = |s: &Session, key: &str, bytes: usize| {
+        let bucket = bucket_for(&moto.endpoint, &s.body["s3"]["credentials"]);
+        let key = format!("{OFFICE}/source-{}/{key}", s.elector_id);
+        async move { bucket.put_object(key, &vec![7u8; bytes]).await.unwrap() }
+    };
+    put(&awa, "votes/vote-1-1-a.jpeg", 100).await;
+    put(&awa, "votes/vote-2-2-a.jpeg", 50).await;
+    put(&awa, "verbal_process/pv-1.jpeg", 10).await;
+    put(&other, "counting-proof/count.mp4", 1000).await;
+
+    let r = app.get(&format!("/api/pollofficeevidence/{OFFICE}/")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let text = r.body.to_string();
+    assert!(!text.contains(REPORTER) && !text.contains("UP-2"), "no elector_id is published: {text}");
+    let sources = r.body["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 2, "{text}");
+    assert_eq!(sources[0]["source"], "Awa N.");
+    assert_eq!((sources[0]["objects"].as_u64(), sources[0]["bytes"].as_u64()), (Some(3), Some(160)));
+    assert_eq!(
+        sources[0]["folders"][1],
+        json!({"folder": "votes/", "objects": 2, "bytes": 150, "latest_upload": sources[0]["folders"][1]["latest_upload"]})
+    );
+    assert_eq!(sources[1]["source"], "source-2");
+    assert_eq!(sources[1]["folders"][0]["folder"], "counting-proof/");
+
+    // Cached for 60 s; then served stale once while a fresh listing runs.
+    put(&other, "counting-proof/count-2.mp4", 5).await;
+    let cached = app.get(&format!("/api/pollofficeevidence/{OFFICE}/")).await.body;
+    assert_eq!(cached["sources"][1]["objects"], 1);
+    app.advance(61);
+    let stale = app.get(&format!("/api/pollofficeevidence/{OFFICE}/")).await.body;
+    assert_eq!(stale["listed_at"], cached["listed_at"]);
+    let fresh = eventually("a fresh listing", || {
+        let url = format!("/api/pollofficeevidence/{OFFICE}/");
+        let app = &app;
+        async move {
+            let b = app.get(&url).await.body;
+            (b["sources"][1]["objects"] == 2).then_some(b)
+        }
+    })
+    .await;
+    assert_ne!(fresh["listed_at"], cached["listed_at"]);
+
+    let r = app.get("/api/pollofficeevidence/PO-NOWHERE/").await;
+    assert_eq!((r.status.as_u16(), r.code()), (404, "not_found"));
+    let r = app.get("/api/pollofficeevidence/a*b/").await;
+    assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_data"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_s3_the_evidence_index_says_so() {
+    let app = TestApp::spawn().await;
+    let r = app.get("/api/pollofficeevidence/PO-1/").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, json!({"s3": "unconfigured"}));
+}
