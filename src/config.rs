@@ -373,6 +373,13 @@ mod tests {
         assert!(s.registry.strict);
         assert_eq!(s.server.trusted_proxies, ["10.0.0.0/8", "127.0.0.1"]);
         assert_eq!(s.s3.prefix, "media/");
+        let clamp = |ttl: &str| {
+            load(Some(Path::new("ufrecs.toml")), &env(&[("UFRECS_S3_CREDENTIALS_TTL_SECS", ttl)]))
+                .unwrap()
+                .s3
+                .credentials_ttl_secs
+        };
+        assert_eq!((clamp("60"), clamp("3600"), clamp("100000")), (900, 3600, 43200));
     }
 
     #[test]

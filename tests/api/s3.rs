@@ -266,3 +266,19 @@ async fn without_s3_the_evidence_index_says_so() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, json!({"s3": "unconfigured"}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_from_sts_is_retried_within_the_budget_then_reported_unreachable() {
+    let moto = Moto::start().await;
+    let mut op = moto.setup(&[]).await;
+    // moto answers 500 to an AssumeRole without a RoleArn: a real server error.
+    op.role_arn = String::new();
+    let app = TestApp::spawn_with(|s| use_moto(s, &moto, &op)).await;
+    let started = Instant::now();
+    let r = app.authenticate_with(REPORTER, OFFICE, None).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.body["s3"]["error"], "sts_unreachable", "{}", r.body);
+    assert!(started.elapsed().as_secs_f64() < 8.0);
+    assert_eq!(app.metric("ufrecs_sts_calls_total").await, 3, "three tries");
+    assert_eq!(app.metric("ufrecs_sts_failures_total").await, 3);
+}
