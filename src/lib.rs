@@ -38,3 +38,4 @@ pub mod metrics;
 pub mod s3;
 pub mod stats;
 pub mod store;
+pub mod ws;
