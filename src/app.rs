@@ -39,6 +39,8 @@ pub struct App {
     pub secret: Vec<u8>,
     /// Mints reporters' S3 credentials.
     pub s3: crate::s3::Service,
+    /// The verification WebSocket's hub.
+    pub hubs: crate::ws::Hubs,
     /// The evidence index's cache.
     pub evidence: Arc<crate::s3::evidence::Evidence>,
     /// `Cache-Control` of the public GETs, built once.
@@ -128,15 +130,19 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
     let directory = Arc::new(RwLock::new(reads::directory(&conn)?));
     let metrics = Arc::new(Metrics::default());
     let pool = store::read_pool(&settings.database.path, 4)?;
+    let (hubs, hub) = crate::ws::Hubs::channel(&settings.ws);
     let sink = {
         let stats = stats.clone();
         let tokens = tokens.clone();
+        let feed_hub = hubs.feed();
         Box::new(move |effects: &[store::Effect]| {
             stats.apply(effects);
             tokens.apply(effects);
+            feed_hub(effects);
         })
     };
     let (writer, handle) = Writer::start(conn, clock.clone(), metrics.clone(), sink);
+    hub.start(writer.clone(), metrics.clone(), clock.clone());
     let app = App {
         public_cache_control: warp::http::HeaderValue::from_str(&format!(
             "public, max-age={}",
@@ -144,6 +150,7 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
         ))
         .expect("digits are a valid header"),
         s3: crate::s3::Service::new(&settings.s3, metrics.clone()),
+        hubs,
         evidence: crate::s3::evidence::Evidence::new(clock.clone()),
         limits: RateLimits::new(settings.auth.failed_per_address_per_min, settings.auth.failures_before_lockout),
         trusted_proxies: settings.trusted_proxies(),
@@ -167,6 +174,7 @@ pub struct Running {
     shutdown: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<()>,
     writer: std::thread::JoinHandle<()>,
+    hubs: crate::ws::Hubs,
 }
 
 impl Running {
@@ -175,6 +183,9 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.shutdown.send(());
         let _ = self.server.await;
+        // Upgraded sockets outlive the HTTP server: the hub closes them, and lets go of
+        // the writer, whose thread then ends.
+        self.hubs.shutdown();
         let writer = self.writer;
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     }
@@ -189,6 +200,7 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let (app, writer) = build(settings, clock)?;
     let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
+    let hubs = app.hubs.clone();
     let routes = http::routes(app);
     let server = tokio::spawn(async move {
         warp::serve(routes)
@@ -199,5 +211,5 @@ pub async fn start(
             .run()
             .await;
     });
-    Ok(Running { addr, shutdown, server, writer })
+    Ok(Running { addr, shutdown, server, writer, hubs })
 }

@@ -80,6 +80,7 @@ pub struct Ws {
     pub wait_timeout_secs: u64,
     pub answer_timeout_secs: u64,
     pub max_waiting_per_office: u32,
+    pub max_connections_per_address: u32,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -136,7 +137,12 @@ impl Default for S3 {
 
 impl Default for Ws {
     fn default() -> Self {
-        Ws { wait_timeout_secs: 900, answer_timeout_secs: 300, max_waiting_per_office: 100 }
+        Ws {
+            wait_timeout_secs: 900,
+            answer_timeout_secs: 300,
+            max_waiting_per_office: 100,
+            max_connections_per_address: 200,
+        }
     }
 }
 

@@ -123,6 +123,8 @@ pub async fn recover(r: Rejection) -> Result<Response, Infallible> {
         ApiError::NotFound
     } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
         ApiError::PayloadTooLarge
+    } else if r.find::<warp::ws::MissingConnectionUpgrade>().is_some() {
+        ApiError::invalid_field("upgrade", "this endpoint is a WebSocket")
     } else if r.find::<warp::reject::InvalidQuery>().is_some() {
         ApiError::invalid_field("query", "is not valid")
     } else if r.find::<warp::reject::InvalidHeader>().is_some() || r.find::<warp::reject::MissingHeader>().is_some() {

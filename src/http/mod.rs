@@ -72,6 +72,13 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         .and(app_f.clone())
         .and(inm)
         .map(|id, app, inm| finish(public::results(app, id, inm)));
+    let socket = warp::path!("ws" / "vote-verification")
+        .and(warp::get())
+        .and(app_f.clone())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(client(app.clone()))
+        .and(warp::ws())
+        .then(|app, q, client, ws| async move { finish(public::verification_socket(app, q, client, ws).await) });
     let evidence = warp::path!("api" / "pollofficeevidence" / String)
         .and(warp::get())
         .and(app_f.clone())
@@ -150,6 +157,8 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         .or(refresh)
         .unify()
         .or(evidence)
+        .unify()
+        .or(socket)
         .unify()
         .or(audit_head)
         .unify()

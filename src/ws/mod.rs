@@ -5,3 +5,431 @@
 //! every other write.
 
 pub mod hub;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use hmac::{Hmac, Mac};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use tokio::sync::mpsc;
+use warp::ws::{Message, WebSocket};
+
+use crate::clock::Clock;
+use crate::domain::ids::{check_identifier, ElectorId};
+use crate::domain::time;
+use crate::domain::vote::{Age, Gender};
+use crate::metrics::Metrics;
+use crate::store::ops::{Effect, OpError};
+use crate::store::{WriteError, WriteOp, Writer};
+use hub::{Action, ConnId, Hub, Incoming, Out, ReportedVote, Written};
+
+/// Messages larger than this close the connection with 1009.
+pub const MAX_MESSAGE: usize = 4096;
+const PING_EVERY: Duration = Duration::from_secs(30);
+const TICK: Duration = Duration::from_millis(250);
+const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// The voter's keyed hash: all that is ever stored of a voter's `elector_id`.
+pub fn voter_hash(secret: &[u8], elector_id: &ElectorId) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(elector_id.as_str().as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Parses what a voter sent.
+pub fn parse_incoming(text: &str) -> Incoming {
+    let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text) else {
+        return Incoming::Bad("not a JSON object".into());
+    };
+    match m.get("type").and_then(Value::as_str) {
+        Some("not_mine") => Incoming::NotMine,
+        Some("confirm") => {
+            let field = |k: &str| m.get(k).filter(|v| !v.is_null());
+            let gender = match field("gender").map(|v| v.as_str().and_then(Gender::parse)) {
+                Some(None) => return Incoming::Bad(format!("gender {}", Gender::EXPECTED)),
+                g => g.flatten(),
+            };
+            let age = match field("age").map(|v| v.as_str().and_then(Age::parse)) {
+                Some(None) => return Incoming::Bad(format!("age {}", Age::EXPECTED)),
+                a => a.flatten(),
+            };
+            let has_torn = match field("has_torn").map(Value::as_bool) {
+                Some(None) => return Incoming::Bad("has_torn must be true or false".into()),
+                t => t.flatten(),
+            };
+            Incoming::Confirm { gender, age, has_torn }
+        }
+        _ => Incoming::Bad("type must be confirm or not_mine".into()),
+    }
+}
+
+fn out_json(o: &Out) -> Value {
+    match o {
+        Out::Waiting { poll_office_id, timeout_secs } => {
+            json!({"type": "waiting", "poll_office_id": poll_office_id, "timeout_secs": timeout_secs})
+        }
+        Out::Vote { vote_id, index, accepted } => json!({
+            "type": "vote", "vote_id": vote_id.to_string(), "index": index,
+            "gender": accepted.gender.as_str(), "age": accepted.age.as_str(), "has_torn": accepted.has_torn,
+        }),
+        Out::Recorded { vote_id } => json!({"type": "recorded", "vote_id": vote_id.to_string()}),
+        Out::Timeout => json!({"type": "timeout"}),
+        Out::Error { code, message } => match message {
+            Some(m) => json!({"type": "error", "code": code, "message": m}),
+            None => json!({"type": "error", "code": code}),
+        },
+    }
+}
+
+enum ToSocket {
+    Send(Out),
+    Close(u16),
+}
+
+enum Cmd {
+    Connect {
+        conn: ConnId,
+        office: String,
+        voter_hash: String,
+        already_verified: bool,
+        socket: mpsc::UnboundedSender<ToSocket>,
+    },
+    Message {
+        conn: ConnId,
+        msg: Incoming,
+    },
+    Disconnect {
+        conn: ConnId,
+    },
+    Votes(Vec<ReportedVote>),
+    Verified {
+        conn: ConnId,
+        written: Written,
+    },
+    Tick,
+    /// The server stops: close every socket and end.
+    Shutdown,
+}
+
+/// What the rest of the server holds of the hub.
+#[derive(Clone)]
+pub struct Hubs {
+    tx: mpsc::UnboundedSender<Cmd>,
+    next: Arc<AtomicU64>,
+    per_address: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    max_per_address: u32,
+}
+
+/// The vote rows of committed effects, as the hub needs them.
+pub fn reported_votes(effects: &[Effect]) -> Vec<ReportedVote> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Vote(v) => Some(ReportedVote {
+                id: v.id,
+                poll_office_id: v.poll_office_id.clone(),
+                index: v.idx,
+                live: v.live,
+                accepted: v.decision.map(|d| d.accepted),
+                verified: v.verified,
+                first_reported_at: time::parse(&v.first_reported_at)?,
+                observed_at: v.observed_at.as_deref().and_then(time::parse),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Hubs {
+    /// A channel whose sending half feeds committed votes to the hub (for the writer's
+    /// sink) before the hub itself can start (it needs the writer).
+    pub fn channel(settings: &crate::config::Ws) -> (Hubs, HubStarter) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let hubs = Hubs {
+            tx,
+            next: Arc::new(AtomicU64::new(1)),
+            per_address: Arc::default(),
+            max_per_address: settings.max_connections_per_address,
+        };
+        let hub = Hub::new(
+            Duration::from_secs(settings.wait_timeout_secs),
+            Duration::from_secs(settings.answer_timeout_secs),
+            settings.max_waiting_per_office as usize,
+        );
+        (hubs.clone(), HubStarter { hub, rx, hubs })
+    }
+
+    /// What the writer's sink feeds committed votes into. It holds the hub weakly: the
+    /// hub holds the writer, and a strong reference each way would keep both alive forever.
+    pub fn feed(&self) -> impl Fn(&[Effect]) + Send + 'static {
+        let weak = self.tx.downgrade();
+        move |effects: &[Effect]| {
+            let votes = reported_votes(effects);
+            if let (false, Some(tx)) = (votes.is_empty(), weak.upgrade()) {
+                let _ = tx.send(Cmd::Votes(votes));
+            }
+        }
+    }
+
+    /// Closes every socket (1001) and ends the hub.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Cmd::Shutdown);
+    }
+}
+
+pub struct HubStarter {
+    hub: Hub,
+    rx: mpsc::UnboundedReceiver<Cmd>,
+    hubs: Hubs,
+}
+
+impl HubStarter {
+    /// Starts the hub's actor task. `clock` is the server's: votes are stamped with it.
+    pub fn start(self, writer: Writer, metrics: Arc<Metrics>, clock: Arc<dyn Clock>) {
+        tokio::spawn(run(self.hub, self.rx, self.hubs.tx.downgrade(), writer, metrics, clock));
+    }
+}
+
+async fn run(
+    mut hub: Hub,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+    tx: mpsc::WeakUnboundedSender<Cmd>,
+    writer: Writer,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+) {
+    let mut sockets: HashMap<ConnId, mpsc::UnboundedSender<ToSocket>> = HashMap::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let event = tokio::select! {
+            cmd = rx.recv() => cmd,
+            _ = tick.tick() => Some(Cmd::Tick),
+        };
+        let now = Instant::now();
+        let actions = match event {
+            None => break,
+            Some(Cmd::Shutdown) => {
+                for (_, socket) in sockets.drain() {
+                    let _ = socket.send(ToSocket::Close(CLOSE_GOING_AWAY));
+                }
+                break;
+            }
+            Some(Cmd::Tick) => hub.tick(now),
+            Some(Cmd::Connect { conn, office, voter_hash, already_verified, socket }) => {
+                sockets.insert(conn, socket);
+                hub.connect(conn, &office, &voter_hash, already_verified, now, clock.now())
+            }
+            Some(Cmd::Message { conn, msg }) => hub.message(conn, msg, now),
+            Some(Cmd::Disconnect { conn }) => {
+                sockets.remove(&conn);
+                hub.disconnect(conn, now)
+            }
+            Some(Cmd::Votes(votes)) => votes.iter().flat_map(|v| hub.vote(v, now)).collect(),
+            Some(Cmd::Verified { conn, written }) => hub.verified(conn, written, now),
+        };
+        for action in actions {
+            match action {
+                Action::Send(conn, out) => {
+                    if let Some(s) = sockets.get(&conn) {
+                        let _ = s.send(ToSocket::Send(out));
+                    }
+                }
+                Action::Close(conn, code) => {
+                    if let Some(s) = sockets.remove(&conn) {
+                        let _ = s.send(ToSocket::Close(code));
+                    }
+                }
+                Action::Verify { conn, vote_id, voter_hash, attrs } => {
+                    let (writer, Some(tx)) = (writer.clone(), tx.upgrade()) else { continue };
+                    tokio::spawn(async move {
+                        let written = match writer.submit(WriteOp::Verify { vote_id, voter_hash, attrs }).await {
+                            Ok(_) => Written::Recorded,
+                            Err(WriteError::Op(OpError::AlreadyVerified | OpError::NotFound)) => {
+                                Written::AlreadyVerified
+                            }
+                            Err(_) => Written::Failed,
+                        };
+                        let _ = tx.send(Cmd::Verified { conn, written });
+                    });
+                }
+            }
+        }
+        metrics.ws_waiting.store(hub.waiting() as u64, Relaxed);
+    }
+}
+
+/// Counts a client address's open connections; the count drops with the guard.
+struct AddressGuard {
+    addr: IpAddr,
+    counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
+}
+
+impl Drop for AddressGuard {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock();
+        if let Some(n) = counts.get_mut(&self.addr) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.addr);
+            }
+        }
+    }
+}
+
+/// Checked before the upgrade: what the socket needs.
+pub struct Opening {
+    pub office: String,
+    pub voter_hash: String,
+    pub already_verified: bool,
+    pub client: IpAddr,
+}
+
+/// Runs one voter's socket until it closes.
+pub async fn connection(socket: WebSocket, hubs: Hubs, open: Opening, metrics: Arc<Metrics>) {
+    metrics.ws_connections.fetch_add(1, Relaxed);
+    let (mut sink, mut stream) = socket.split();
+    let guard = {
+        let mut counts = hubs.per_address.lock();
+        let n = counts.entry(open.client).or_default();
+        *n += 1;
+        AddressGuard { addr: open.client, counts: hubs.per_address.clone() }
+    };
+    let over_cap = hubs.per_address.lock().get(&open.client).is_some_and(|n| *n > hubs.max_per_address);
+    if over_cap {
+        let busy = out_json(&Out::Error { code: "busy", message: None }).to_string();
+        let _ = sink.send(Message::text(busy)).await;
+        let _ = sink.send(Message::close_with(hub::CLOSE_BUSY, "busy")).await;
+        metrics.ws_connections.fetch_sub(1, Relaxed);
+        return;
+    }
+    let conn = hubs.next.fetch_add(1, Relaxed);
+    let (tx, mut rx) = mpsc::unbounded_channel::<ToSocket>();
+    let own = tx.clone();
+    let _ = hubs.tx.send(Cmd::Connect {
+        conn,
+        office: open.office,
+        voter_hash: open.voter_hash,
+        already_verified: open.already_verified,
+        socket: tx,
+    });
+    let writer = tokio::spawn(async move {
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+        loop {
+            tokio::select! {
+                m = rx.recv() => match m {
+                    Some(ToSocket::Send(out)) => {
+                        if sink.send(Message::text(out_json(&out).to_string())).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(ToSocket::Close(code)) => {
+                        let _ = sink.send(Message::close_with(code, "")).await;
+                        break;
+                    }
+                    None => break,
+                },
+                _ = ping.tick() => {
+                    if sink.send(Message::ping(Vec::<u8>::new())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    while let Some(Ok(msg)) = stream.next().await {
+        if msg.is_close() {
+            break;
+        }
+        if msg.is_ping() || msg.is_pong() {
+            continue;
+        }
+        if msg.as_bytes().len() > MAX_MESSAGE {
+            let _ = own.send(ToSocket::Close(hub::CLOSE_TOO_BIG));
+            break;
+        }
+        let incoming = match msg.to_str() {
+            Ok(text) => parse_incoming(text),
+            Err(()) => Incoming::Bad("messages are JSON text".into()),
+        };
+        let _ = hubs.tx.send(Cmd::Message { conn, msg: incoming });
+    }
+    let _ = hubs.tx.send(Cmd::Disconnect { conn });
+    drop(own);
+    let _ = writer.await;
+    drop(guard);
+    metrics.ws_connections.fetch_sub(1, Relaxed);
+}
+
+/// The parameters of the socket's URL, checked before the upgrade.
+pub fn parameters(query: &HashMap<String, String>) -> Result<(String, ElectorId), crate::domain::input::FieldErrors> {
+    let mut errors = crate::domain::input::FieldErrors::new();
+    let office = match query.get("poll_office_id") {
+        None => {
+            errors.insert("poll_office_id".into(), "is required".into());
+            None
+        }
+        Some(o) => match check_identifier(o) {
+            Ok(()) => Some(o.clone()),
+            Err(m) => {
+                errors.insert("poll_office_id".into(), m.into());
+                None
+            }
+        },
+    };
+    let elector = match query.get("elector_id").map(|e| ElectorId::parse(e)) {
+        None => {
+            errors.insert("elector_id".into(), "is required".into());
+            None
+        }
+        Some(Err(m)) => {
+            errors.insert("elector_id".into(), m.into());
+            None
+        }
+        Some(Ok(e)) => Some(e),
+    };
+    match (office, elector) {
+        (Some(o), Some(e)) if errors.is_empty() => Ok((o, e)),
+        _ => Err(errors),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_voter_hash_is_keyed_and_stable() {
+        let e = ElectorId::parse("VOTER-1").unwrap();
+        let a = voter_hash(b"secret-1", &e);
+        assert_eq!(a, voter_hash(b"secret-1", &e));
+        assert_ne!(a, voter_hash(b"secret-2", &e));
+        assert_eq!(a.len(), 64);
+        assert!(!a.contains("VOTER"));
+    }
+
+    #[test]
+    fn messages_are_parsed_and_bad_ones_say_why() {
+        assert_eq!(parse_incoming(r#"{"type": "not_mine"}"#), Incoming::NotMine);
+        assert_eq!(
+            parse_incoming(r#"{"type": "confirm", "gender": "female"}"#),
+            Incoming::Confirm { gender: Some(Gender::Female), age: None, has_torn: None }
+        );
+        for bad in [
+            "",
+            "[]",
+            "{}",
+            r#"{"type": "hello"}"#,
+            r#"{"type": "confirm", "gender": "x"}"#,
+            r#"{"type": "confirm", "has_torn": "yes"}"#,
+        ] {
+            assert!(matches!(parse_incoming(bad), Incoming::Bad(_)), "{bad}");
+        }
+    }
+}

@@ -15,3 +15,4 @@ mod property;
 mod s3;
 mod startup;
 mod votes;
+mod ws;
