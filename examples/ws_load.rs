@@ -49,7 +49,8 @@ async fn main() {
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let started = Instant::now();
     for v in 0..voters {
-        let url = format!("{ws_base}/ws/vote-verification?poll_office_id={}&elector_id=BENCH-VOTER-{v}", office(v % offices));
+        let url =
+            format!("{ws_base}/ws/vote-verification?poll_office_id={}&elector_id=BENCH-VOTER-{v}", office(v % offices));
         let (received, ready) = (received.clone(), ready_tx.clone());
         tokio::spawn(async move {
             let (mut socket, _) = match tokio_tungstenite::connect_async(url).await {

@@ -201,15 +201,8 @@ pub async fn start(
     let (app, writer) = build(settings, clock)?;
     let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
     let hubs = app.hubs.clone();
-    let routes = http::routes(app);
-    let server = tokio::spawn(async move {
-        warp::serve(routes)
-            .incoming(listener)
-            .graceful(async {
-                let _ = signal.await;
-            })
-            .run()
-            .await;
-    });
+    let server = tokio::spawn(http::server::serve(app, listener, async {
+        let _ = signal.await;
+    }));
     Ok(Running { addr, shutdown, server, writer, hubs })
 }

@@ -78,8 +78,13 @@ pub fn client_addr(peer: Option<SocketAddr>, forwarded_for: Option<&str>, truste
     last
 }
 
+/// The TCP peer, as our accept loop records it.
+pub fn peer() -> impl Filter<Extract = (Option<SocketAddr>,), Error = std::convert::Infallible> + Clone {
+    warp::ext::optional::<super::server::Peer>().map(|p: Option<super::server::Peer>| p.map(|p| p.0))
+}
+
 pub fn client(app: Arc<App>) -> impl Filter<Extract = (IpAddr,), Error = Rejection> + Clone {
-    warp::addr::remote().and(warp::header::optional::<String>("x-forwarded-for")).map(
+    peer().and(warp::header::optional::<String>("x-forwarded-for")).map(
         move |peer: Option<SocketAddr>, xff: Option<String>| client_addr(peer, xff.as_deref(), &app.trusted_proxies),
     )
 }

@@ -7,6 +7,8 @@ pub mod error;
 pub mod filters;
 pub mod public;
 pub mod reporter;
+pub mod server;
+pub mod socket;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -43,7 +45,7 @@ fn finish(r: Result<Response, ApiError>) -> Response {
 
 /// `scheme://host` of this request, for absolute `next` links.
 fn base_url(app: Arc<App>) -> impl Filter<Extract = (String,), Error = warp::Rejection> + Clone {
-    warp::addr::remote()
+    filters::peer()
         .and(warp::header::optional::<String>("host"))
         .and(warp::header::optional::<String>("x-forwarded-proto"))
         .map(move |peer: Option<SocketAddr>, host: Option<String>, proto: Option<String>| {
@@ -72,13 +74,6 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         .and(app_f.clone())
         .and(inm)
         .map(|id, app, inm| finish(public::results(app, id, inm)));
-    let socket = warp::path!("ws" / "vote-verification")
-        .and(warp::get())
-        .and(app_f.clone())
-        .and(warp::query::<HashMap<String, String>>())
-        .and(client(app.clone()))
-        .and(warp::ws())
-        .then(|app, q, client, ws| async move { finish(public::verification_socket(app, q, client, ws).await) });
     let evidence = warp::path!("api" / "pollofficeevidence" / String)
         .and(warp::get())
         .and(app_f.clone())
@@ -157,8 +152,6 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         .or(refresh)
         .unify()
         .or(evidence)
-        .unify()
-        .or(socket)
         .unify()
         .or(audit_head)
         .unify()

@@ -61,33 +61,6 @@ pub fn results(app: Arc<App>, id: String, if_none_match: Option<String>) -> Resu
     Ok(cached(app.stats.results(&id), if_none_match.as_deref(), &app.public_cache_control))
 }
 
-/// Opens the verification WebSocket; bad parameters are refused before the upgrade.
-pub async fn verification_socket(
-    app: Arc<App>,
-    query: HashMap<String, String>,
-    client: IpAddr,
-    ws: warp::ws::Ws,
-) -> Result<Response, ApiError> {
-    let (office, elector) = crate::ws::parameters(&query).map_err(ApiError::invalid)?;
-    if app.settings.registry.strict && !app.directory.read().offices.contains_key(&office) {
-        return Err(ApiError::UnknownPollOffice);
-    }
-    let voter_hash = crate::ws::voter_hash(&app.secret, &elector);
-    let hash = voter_hash.clone();
-    let already_verified = app
-        .read(move |c| {
-            c.query_row("SELECT EXISTS (SELECT 1 FROM vote_verifications WHERE voter_hash = ?1)", [hash], |r| r.get(0))
-        })
-        .await?;
-    let open = crate::ws::Opening { office, voter_hash, already_verified, client };
-    let (hubs, metrics) = (app.hubs.clone(), app.metrics.clone());
-    // Frames up to 64 KiB are read so that a message over 4 KiB gets the spec's 1009.
-    Ok(ws
-        .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| crate::ws::connection(socket, hubs, open, metrics))
-        .into_response())
-}
-
 /// The evidence index of an office in the directory or with data.
 pub async fn evidence(app: Arc<App>, id: String) -> Result<Response, ApiError> {
     check_identifier(&id).map_err(|m| ApiError::invalid_field("poll_office_id", m))?;

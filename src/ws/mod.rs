@@ -17,8 +17,12 @@ use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use sha2::Sha256;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-use warp::ws::{Message, WebSocket};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 use crate::clock::Clock;
 use crate::domain::ids::{check_identifier, ElectorId};
@@ -40,6 +44,10 @@ pub fn voter_hash(secret: &[u8], elector_id: &ElectorId) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(elector_id.as_str().as_bytes());
     hex::encode(mac.finalize().into_bytes())
+}
+
+fn close(code: u16) -> Message {
+    Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: Default::default() }))
 }
 
 /// Parses what a voter sent.
@@ -292,7 +300,10 @@ pub struct Opening {
 }
 
 /// Runs one voter's socket until it closes.
-pub async fn connection(socket: WebSocket, hubs: Hubs, open: Opening, metrics: Arc<Metrics>) {
+pub async fn connection<S>(socket: WebSocketStream<S>, hubs: Hubs, open: Opening, metrics: Arc<Metrics>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     metrics.ws_connections.fetch_add(1, Relaxed);
     let (mut sink, mut stream) = socket.split();
     let guard = {
@@ -305,7 +316,7 @@ pub async fn connection(socket: WebSocket, hubs: Hubs, open: Opening, metrics: A
     if over_cap {
         let busy = out_json(&Out::Error { code: "busy", message: None }).to_string();
         let _ = sink.send(Message::text(busy)).await;
-        let _ = sink.send(Message::close_with(hub::CLOSE_BUSY, "busy")).await;
+        let _ = sink.send(close(hub::CLOSE_BUSY)).await;
         metrics.ws_connections.fetch_sub(1, Relaxed);
         return;
     }
@@ -330,13 +341,13 @@ pub async fn connection(socket: WebSocket, hubs: Hubs, open: Opening, metrics: A
                         }
                     }
                     Some(ToSocket::Close(code)) => {
-                        let _ = sink.send(Message::close_with(code, "")).await;
+                        let _ = sink.send(close(code)).await;
                         break;
                     }
                     None => break,
                 },
                 _ = ping.tick() => {
-                    if sink.send(Message::ping(Vec::<u8>::new())).await.is_err() {
+                    if sink.send(Message::Ping(Default::default())).await.is_err() {
                         break;
                     }
                 }
@@ -350,13 +361,13 @@ pub async fn connection(socket: WebSocket, hubs: Hubs, open: Opening, metrics: A
         if msg.is_ping() || msg.is_pong() {
             continue;
         }
-        if msg.as_bytes().len() > MAX_MESSAGE {
+        if msg.len() > MAX_MESSAGE {
             let _ = own.send(ToSocket::Close(hub::CLOSE_TOO_BIG));
             break;
         }
-        let incoming = match msg.to_str() {
-            Ok(text) => parse_incoming(text),
-            Err(()) => Incoming::Bad("messages are JSON text".into()),
+        let incoming = match &msg {
+            Message::Text(text) => parse_incoming(text),
+            _ => Incoming::Bad("messages are JSON text".into()),
         };
         let _ = hubs.tx.send(Cmd::Message { conn, msg: incoming });
     }

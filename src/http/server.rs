@@ -1,0 +1,65 @@
+//! Serving: our own accept loop (hyper), every request handed to warp's route table,
+//! except the verification WebSocket's upgrade, done in `socket` so that each socket's
+//! buffers can be sized: warp 0.4 keeps tungstenite's default 128 KiB read buffer per
+//! socket, 1.3 GB for 10,000 waiting voters.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tower_service::Service;
+
+use crate::app::App;
+
+/// The TCP peer of a request (warp's own is private to its server).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
+
+/// Serves until `shutdown`, then lets open requests finish.
+pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()>) {
+    let routes = warp::service(super::routes(app.clone()));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    log::error!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let (app, routes, watcher) = (app.clone(), routes.clone(), graceful.watcher());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(Peer(peer));
+                let (app, mut routes) = (app.clone(), routes.clone());
+                async move {
+                    if super::socket::is_socket_request(&req) {
+                        Ok::<_, Infallible>(super::socket::upgrade(app, req, peer).await)
+                    } else {
+                        routes.call(req).await
+                    }
+                }
+            });
+            let builder = Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn).await {
+                log::debug!("connection from {peer} ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
