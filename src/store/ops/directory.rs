@@ -36,17 +36,7 @@ pub(super) fn import_poll_offices(
             r.voters_count
         ])?;
     }
-    let created = count(conn, "poll_offices")? - before;
-    let updated = rows.len() - created;
-    append_audit(
-        conn,
-        now,
-        "import",
-        actor.as_str(),
-        None,
-        json!({"table": "poll_offices", "created": created, "updated": updated}),
-    )?;
-    Ok(Outcome::Imported { created, updated })
+    imported(conn, now, "poll_offices", before, rows.len(), actor)
 }
 
 pub(super) fn import_parties(
@@ -63,15 +53,28 @@ pub(super) fn import_parties(
     for r in rows {
         stmt.execute(params![r.identifier.as_str(), r.party_name, r.candidate_name])?;
     }
-    let created = count(conn, "parties")? - before;
-    let updated = rows.len() - created;
+    imported(conn, now, "parties", before, rows.len(), actor)
+}
+
+/// Counts what an import created and updated (rows are upserted by identifier), and
+/// audits it.
+fn imported(
+    conn: &Connection,
+    now: &str,
+    table: &str,
+    before: usize,
+    rows: usize,
+    actor: Actor,
+) -> Result<Outcome, OpError> {
+    let created = count(conn, table)? - before;
+    let updated = rows - created;
     append_audit(
         conn,
         now,
         "import",
         actor.as_str(),
         None,
-        json!({"table": "parties", "created": created, "updated": updated}),
+        json!({"table": table, "created": created, "updated": updated}),
     )?;
     Ok(Outcome::Imported { created, updated })
 }
