@@ -35,6 +35,9 @@ pub enum Command {
         #[arg(long)]
         s3: bool,
     },
+    /// Checks the database: integrity, accepted values recomputed from the proposals, and
+    /// the audit chain. Exit status 1 and the first fault otherwise.
+    Check,
     /// Import a directory file (CSV with a header row); re-importing updates by identifier.
     Import {
         #[command(subcommand)]
@@ -63,6 +66,7 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings),
         Command::Backup { file, s3 } => report(backup(&settings, file, s3)),
+        Command::Check => report(crate::check::check(&settings.database.path)),
         Command::Import { what } => report(import(&settings, what)),
     }
 }

@@ -18,6 +18,7 @@
 //! - `s3`: what reporters are told about their upload folder and credentials.
 //! - `import`: directory CSV files parsed into rows (stored by a write operation).
 //! - `backup`: consistent online copies of the database, locally or to S3.
+//! - `check`: integrity, accepted values and the audit chain of a database file.
 //! - `config`, `clock`, `metrics`, `app` (wiring), `cli` (the `ufrecs` command).
 //!
 //! The write path: handler -> `WriteOp` -> writer thread (one transaction for whatever is
@@ -28,6 +29,7 @@
 pub mod app;
 pub mod auth;
 pub mod backup;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;

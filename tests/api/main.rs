@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod backup;
 mod bad_input;
+mod check;
 mod concurrency;
 mod durability;
 mod property;

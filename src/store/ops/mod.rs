@@ -299,6 +299,11 @@ use auth::authenticate;
 use directory::{import_parties, import_poll_offices};
 use proposals::{propose_ballot, propose_vote, recompute_office, verify};
 pub use proposals::{recompute_ballot, recompute_vote};
+
+/// Whether any trusted source reports this kind at this office (its trust tier).
+pub fn office_trusted(conn: &Connection, office: &str, kind: Kind) -> rusqlite::Result<bool> {
+    proposals::office_tier(conn, office, kind).map(|(trusted, _)| trusted)
+}
 pub use sources::load_source;
 use sources::{create_source, update_source};
 
