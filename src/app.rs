@@ -57,6 +57,8 @@ pub enum StartError {
     Secret(String, String),
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
+    #[error("cannot follow other writers: {0}")]
+    Follow(std::io::Error),
 }
 
 impl App {
@@ -165,7 +167,9 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
         directory,
         secret,
     };
-    Ok((Arc::new(app), handle))
+    let app = Arc::new(app);
+    crate::follow::spawn(&app, &app.settings.database.path).map_err(StartError::Follow)?;
+    Ok((app, handle))
 }
 
 /// A server running in this process.

@@ -38,11 +38,35 @@ pub enum Command {
     /// Checks the database: integrity, accepted values recomputed from the proposals, and
     /// the audit chain. Exit status 1 and the first fault otherwise.
     Check,
+    /// Enrol and verify reporters (the admin API's twins, for an operator on the box).
+    Source {
+        #[command(subcommand)]
+        what: SourceCmd,
+    },
     /// Import a directory file (CSV with a header row); re-importing updates by identifier.
     Import {
         #[command(subcommand)]
         what: ImportKind,
     },
+}
+
+#[derive(Subcommand)]
+pub enum SourceCmd {
+    /// Create a source.
+    Add {
+        elector_id: String,
+        /// unverified, independent, official or political_party.
+        #[arg(long, default_value = "unverified")]
+        status: String,
+        #[arg(long)]
+        full_name: Option<String>,
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Change a source's status (re-weighs the offices it reports at).
+    SetStatus { elector_id: String, status: String },
+    /// Set a source's password, read from standard input (revokes its tokens).
+    SetPassword { elector_id: String },
 }
 
 #[derive(Subcommand)]
@@ -68,6 +92,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Backup { file, s3 } => report(backup(&settings, file, s3)),
         Command::Check => report(crate::check::check(&settings.database.path)),
         Command::Import { what } => report(import(&settings, what)),
+        Command::Source { what } => report(source(&settings, what)),
     }
 }
 
@@ -111,6 +136,58 @@ fn backup(settings: &config::Settings, file: Option<PathBuf>, to_s3: bool) -> Re
         };
     }
     Ok(done)
+}
+
+fn source(settings: &config::Settings, what: SourceCmd) -> Result<String, String> {
+    use crate::domain::ids::ElectorId;
+    use crate::domain::source::Status;
+    let elector = |e: &str| ElectorId::parse(e).map_err(|m| format!("elector_id {m}"));
+    let status = |s: &str| Status::parse(s).ok_or_else(|| format!("status {}", Status::EXPECTED));
+    let op = match what {
+        SourceCmd::Add { elector_id, status: st, full_name, org } => WriteOp::CreateSource {
+            source: crate::domain::input::NewSource {
+                elector_id: elector(&elector_id)?,
+                status: status(&st)?,
+                full_name,
+                official_org: org,
+                email: None,
+                phone_number: None,
+                password: None,
+            },
+            password_hash: None,
+            actor: Actor::Cli,
+        },
+        SourceCmd::SetStatus { elector_id, status: st } => WriteOp::UpdateSource {
+            elector_id: elector(&elector_id)?,
+            update: store::ops::SourceUpdate { status: Some(status(&st)?), ..Default::default() },
+            actor: Actor::Cli,
+        },
+        SourceCmd::SetPassword { elector_id } => {
+            let elector_id = elector(&elector_id)?;
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map_err(|e| format!("reading the password: {e}"))?;
+            let password = line.trim_end_matches(['\n', '\r']);
+            if password.is_empty() || password.chars().count() > crate::domain::input::PASSWORD_MAX {
+                return Err("give the password (1 to 1024 characters) on standard input".into());
+            }
+            let hash = crate::auth::password::hash_now(password);
+            WriteOp::UpdateSource {
+                elector_id,
+                update: store::ops::SourceUpdate { password_hash: Some(hash), ..Default::default() },
+                actor: Actor::Cli,
+            }
+        }
+    };
+    let mut conn = store::open(&settings.database.path, settings.synchronous_full()).map_err(|e| e.to_string())?;
+    match store::writer::apply_now(&mut conn, &op, SystemClock.now()) {
+        Ok(Outcome::Source(s)) => {
+            Ok(format!("source-{}: {} ({}password)", s.n, s.status.as_str(), if s.has_password { "" } else { "no " }))
+        }
+        Ok(other) => Err(format!("unexpected outcome {other:?}")),
+        Err(store::OpError::Conflict) => Err("this source already exists".into()),
+        Err(store::OpError::NotFound) => Err("no such source".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Parses the file, then writes it in one transaction, directly into the database (the

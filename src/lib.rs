@@ -19,6 +19,7 @@
 //! - `import`: directory CSV files parsed into rows (stored by a write operation).
 //! - `backup`: consistent online copies of the database, locally or to S3.
 //! - `check`: integrity, accepted values and the audit chain of a database file.
+//! - `follow`: noticing the CLI's commits to the same file and reloading what they touched.
 //! - `config`, `clock`, `metrics`, `app` (wiring), `cli` (the `ufrecs` command).
 //!
 //! The write path: handler -> `WriteOp` -> writer thread (one transaction for whatever is
@@ -34,6 +35,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod follow;
 pub mod http;
 pub mod import;
 pub mod metrics;

@@ -19,13 +19,23 @@ fn invalid(what: String) -> rusqlite::Error {
 /// Every vote, ballot and office source count, as effects: replaying them into empty
 /// aggregates rebuilds what the server had in memory.
 pub fn all_effects(conn: &Connection) -> rusqlite::Result<Vec<Effect>> {
+    effects_of(conn, None)
+}
+
+/// The same for one office: what another process's commit there changed.
+pub fn office_effects(conn: &Connection, office: &str) -> rusqlite::Result<Vec<Effect>> {
+    effects_of(conn, Some(office))
+}
+
+fn effects_of(conn: &Connection, office: Option<&str>) -> rusqlite::Result<Vec<Effect>> {
     let mut effects = Vec::new();
     let mut stmt = conn.prepare(
         "SELECT v.id, v.poll_office_id, v.idx, v.first_reported_at, v.live, v.counted, v.gender, v.age, v.has_torn,
                 v.disputed, v.observed_at, vv.vote_id IS NOT NULL
-           FROM votes v LEFT JOIN vote_verifications vv ON vv.vote_id = v.id",
+           FROM votes v LEFT JOIN vote_verifications vv ON vv.vote_id = v.id
+          WHERE ?1 IS NULL OR v.poll_office_id = ?1",
     )?;
-    let mut rows = stmt.query([])?;
+    let mut rows = stmt.query([office])?;
     while let Some(r) = rows.next()? {
         let counted: bool = r.get(5)?;
         let decision = if counted {
@@ -53,8 +63,10 @@ pub fn all_effects(conn: &Connection) -> rusqlite::Result<Vec<Effect>> {
             observed_at: r.get(10)?,
         }));
     }
-    let mut stmt = conn.prepare("SELECT id, poll_office_id, idx, counted, party_id, disputed FROM ballots")?;
-    let mut rows = stmt.query([])?;
+    let mut stmt = conn.prepare(
+        "SELECT id, poll_office_id, idx, counted, party_id, disputed FROM ballots WHERE ?1 IS NULL OR poll_office_id = ?1",
+    )?;
+    let mut rows = stmt.query([office])?;
     while let Some(r) = rows.next()? {
         let counted: bool = r.get(3)?;
         effects.push(Effect::Ballot(BallotRow {
@@ -68,9 +80,10 @@ pub fn all_effects(conn: &Connection) -> rusqlite::Result<Vec<Effect>> {
     }
     let mut stmt = conn.prepare(
         "SELECT o.poll_office_id, o.kind, COALESCE(SUM(s.status <> 'unverified'), 0), COUNT(*)
-           FROM office_sources o JOIN sources s ON s.n = o.source_n GROUP BY o.poll_office_id, o.kind",
+           FROM office_sources o JOIN sources s ON s.n = o.source_n
+          WHERE ?1 IS NULL OR o.poll_office_id = ?1 GROUP BY o.poll_office_id, o.kind",
     )?;
-    let mut rows = stmt.query([])?;
+    let mut rows = stmt.query([office])?;
     while let Some(r) = rows.next()? {
         let kind: String = r.get(1)?;
         effects.push(Effect::OfficeSources {
@@ -200,4 +213,21 @@ pub fn display_names_by_elector(conn: &Connection) -> rusqlite::Result<HashMap<S
         .collect::<rusqlite::Result<_>>()?;
     let names = crate::domain::source::display_names(rows.iter().map(|(n, _, f, o)| (*n, f.as_deref(), o.as_deref())));
     Ok(rows.into_iter().filter_map(|(n, elector, _, _)| names.get(&n).map(|name| (elector, name.clone()))).collect())
+}
+
+/// The offices a source reports at.
+pub fn source_offices(conn: &Connection, source_n: i64) -> rusqlite::Result<Vec<String>> {
+    conn.prepare_cached("SELECT DISTINCT poll_office_id FROM office_sources WHERE source_n = ?1")?
+        .query_map([source_n], |r| r.get(0))?
+        .collect()
+}
+
+/// The audit entries after `seq` written by the CLI (actor `cli`), and the last seq.
+pub fn cli_entries_after(conn: &Connection, seq: i64) -> rusqlite::Result<(Vec<AuditRow>, i64)> {
+    let rows: Vec<AuditRow> = conn
+        .prepare_cached(&format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ?1 ORDER BY seq"))?
+        .query_map([seq], audit_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let last = rows.last().map_or(seq, |r| r.entry.seq);
+    Ok((rows.into_iter().filter(|r| r.entry.actor == "cli").collect(), last))
 }

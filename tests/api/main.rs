@@ -10,6 +10,7 @@ mod auth;
 mod backup;
 mod bad_input;
 mod check;
+mod cli;
 mod concurrency;
 mod durability;
 mod property;
