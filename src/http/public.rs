@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::json;
+use serde_json::{json, Value};
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Reply;
@@ -59,6 +59,64 @@ pub fn stats(app: Arc<App>, id: String, if_none_match: Option<String>) -> Result
 pub fn results(app: Arc<App>, id: String, if_none_match: Option<String>) -> Result<Response, ApiError> {
     public_office(&app, &id)?;
     Ok(cached(app.stats.results(&id), if_none_match.as_deref(), &app.public_cache_control))
+}
+
+const PAGE_DEFAULT: usize = 100;
+const PAGE_MAX: usize = 500;
+
+/// `limit` / `offset` pagination, the way REST frameworks answer it.
+fn page(query: &HashMap<String, String>) -> Result<(usize, usize), ApiError> {
+    let limit = match query.get("limit") {
+        None => PAGE_DEFAULT,
+        Some(s) => s
+            .parse()
+            .ok()
+            .filter(|n| (1..=PAGE_MAX).contains(n))
+            .ok_or_else(|| ApiError::invalid_field("limit", "must be an integer from 1 to 500"))?,
+    };
+    let offset = match query.get("offset") {
+        None => 0,
+        Some(s) => s.parse().map_err(|_| ApiError::invalid_field("offset", "must be a non-negative integer"))?,
+    };
+    Ok((limit, offset))
+}
+
+fn paged(items: Vec<&Value>, limit: usize, offset: usize, url: impl Fn(usize) -> String) -> Value {
+    let count = items.len();
+    let results: Vec<&Value> = items.into_iter().skip(offset).take(limit).collect();
+    let next = (offset + limit < count).then(|| url(offset + limit));
+    let previous = (offset > 0).then(|| url(offset.saturating_sub(limit)));
+    json!({"count": count, "next": next, "previous": previous, "results": results})
+}
+
+/// `GET /api/polloffices/?search=&limit=&offset=`: the directory, from memory.
+pub fn poll_offices(app: Arc<App>, query: HashMap<String, String>, base: String) -> Result<Response, ApiError> {
+    let (limit, offset) = page(&query)?;
+    let search = query.get("search").map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
+    let directory = app.directory.read();
+    let matching: Vec<&Value> = directory
+        .office_rows
+        .iter()
+        .filter(|(haystack, _)| search.as_ref().is_none_or(|s| haystack.contains(s.as_str())))
+        .map(|(_, row)| row)
+        .collect();
+    let search_param = search
+        .as_ref()
+        .map(|s| format!("search={}&", percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)))
+        .unwrap_or_default();
+    let body =
+        paged(matching, limit, offset, |o| format!("{base}/api/polloffices/?{search_param}limit={limit}&offset={o}"));
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// `GET /api/candidateparties/?limit=&offset=`.
+pub fn parties(app: Arc<App>, query: HashMap<String, String>, base: String) -> Result<Response, ApiError> {
+    let (limit, offset) = page(&query)?;
+    let directory = app.directory.read();
+    let body = paged(directory.party_rows.iter().collect(), limit, offset, |o| {
+        format!("{base}/api/candidateparties/?limit={limit}&offset={o}")
+    });
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 /// The evidence index of an office in the directory or with data.

@@ -114,24 +114,56 @@ pub fn live_tokens(conn: &Connection) -> rusqlite::Result<Vec<TokenRow>> {
     rows.collect()
 }
 
-/// The directory's identifiers, for `registry.strict`.
+/// The directory, held in memory: identifiers for `registry.strict`, and the rows the
+/// public listings page through (ordered by identifier, with a lowercase haystack for
+/// search).
 #[derive(Clone, Debug, Default)]
 pub struct Directory {
     /// Poll office identifier -> registered voters, when known.
     pub offices: HashMap<String, Option<i64>>,
     pub parties: HashSet<String>,
+    pub office_rows: Vec<(String, serde_json::Value)>,
+    pub party_rows: Vec<serde_json::Value>,
 }
 
 pub fn directory(conn: &Connection) -> rusqlite::Result<Directory> {
-    let offices = conn
-        .prepare("SELECT identifier, voters_count FROM poll_offices")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let parties = conn
-        .prepare("SELECT identifier FROM parties")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(Directory { offices, parties })
+    let mut d = Directory::default();
+    let mut stmt = conn.prepare(
+        "SELECT id, identifier, name, country, state, region, city, county, district, voters_count
+           FROM poll_offices ORDER BY identifier",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let text = |i: usize| r.get::<_, Option<String>>(i);
+        let (identifier, name, city, district): (String, String, Option<String>, Option<String>) =
+            (r.get(1)?, r.get(2)?, text(6)?, text(8)?);
+        let voters: Option<i64> = r.get(9)?;
+        let haystack = [Some(identifier.as_str()), Some(name.as_str()), city.as_deref(), district.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("\u{1}")
+            .to_lowercase();
+        let row = serde_json::json!({
+            "id": r.get::<_, i64>(0)?, "identifier": identifier, "name": name, "country": text(3)?,
+            "state": text(4)?, "region": text(5)?, "city": city, "county": text(7)?, "district": district,
+            "voters_count": voters,
+        });
+        d.offices.insert(identifier, voters);
+        d.office_rows.push((haystack, row));
+    }
+    let mut stmt =
+        conn.prepare("SELECT id, identifier, party_name, candidate_name FROM parties ORDER BY identifier")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let identifier: String = r.get(1)?;
+        d.party_rows.push(serde_json::json!({
+            "id": r.get::<_, i64>(0)?, "identifier": identifier,
+            "party_name": r.get::<_, Option<String>>(2)?, "candidate_name": r.get::<_, Option<String>>(3)?,
+        }));
+        d.parties.insert(identifier);
+    }
+    Ok(d)
 }
 
 /// What authentication needs to know of a source.

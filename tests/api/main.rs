@@ -12,6 +12,7 @@ mod bad_input;
 mod check;
 mod cli;
 mod concurrency;
+mod directory;
 mod durability;
 mod property;
 mod s3;

@@ -1,0 +1,76 @@
+//! The public directory listings, from memory: search, pagination, parties.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+async fn with_demo_directory() -> TestApp {
+    let app = TestApp::spawn().await;
+    for (what, file) in [("poll-offices", "poll-offices-demo.csv"), ("parties", "parties-cm.csv")] {
+        let path = format!("{}/tests/data/{file}", env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new(env!("CARGO_BIN_EXE_ufrecs"))
+            .args(["import", what, &path])
+            .env("UFRECS_CONFIG", concat!(env!("CARGO_MANIFEST_DIR"), "/ufrecs.toml"))
+            .env("UFRECS_DATABASE_PATH", app.db_path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    eventually("the server to load the directory", || async {
+        (app.get("/api/polloffices/").await.body["count"] == 20).then_some(())
+    })
+    .await;
+    app
+}
+
+fn identifiers(page: &Value) -> Vec<String> {
+    page["results"].as_array().unwrap().iter().map(|r| r["identifier"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_directory_is_searched_without_case_or_accent_trouble_and_paged() {
+    let app = with_demo_directory().await;
+    let all = app.get("/api/polloffices/").await.body;
+    let ids = identifiers(&all);
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "ordered by identifier");
+    let first = &all["results"][0];
+    for k in ["id", "identifier", "name", "country", "state", "region", "city", "county", "district", "voters_count"] {
+        assert!(first.get(k).is_some(), "{k}");
+    }
+    assert!(first["id"].is_i64());
+
+    let lower = app.get("/api/polloffices/?search=ngaoundéré").await.body;
+    let upper = app.get("/api/polloffices/?search=NGAOUNDÉRÉ").await.body;
+    assert!(lower["count"].as_u64().unwrap() >= 1);
+    assert_eq!(identifiers(&lower), identifiers(&upper));
+    let by_id = app.get("/api/polloffices/?search=cm-ad-000001").await.body;
+    assert_eq!(identifiers(&by_id), ["CM-AD-000001"]);
+    assert_eq!(app.get("/api/polloffices/?search=nowhere-at-all").await.body["count"], 0);
+
+    let p1 = app.get("/api/polloffices/?limit=8").await.body;
+    assert_eq!(p1["count"], 20);
+    assert_eq!(p1["previous"], Value::Null);
+    let next = p1["next"].as_str().unwrap();
+    assert!(next.starts_with("http://127.0.0.1:") && next.contains("limit=8&offset=8"), "{next}");
+    let p2 = app.send(app.client.get(next)).await.body;
+    let p3 = app.send(app.client.get(p2["next"].as_str().unwrap())).await.body;
+    assert_eq!(p3["next"], Value::Null);
+    assert!(p3["previous"].as_str().unwrap().contains("offset=8"));
+    let mut paged = identifiers(&p1);
+    paged.extend(identifiers(&p2));
+    paged.extend(identifiers(&p3));
+    assert_eq!(paged, ids);
+
+    for q in ["limit=0", "limit=501", "limit=x", "offset=-1"] {
+        let r = app.get(&format!("/api/polloffices/?{q}")).await;
+        assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_data"), "{q}");
+    }
+    let parties = app.get("/api/candidateparties/").await.body;
+    assert_eq!(parties["count"], 10);
+    assert_eq!(parties["results"][0]["identifier"], "PA");
+    assert_eq!(parties["results"][1]["party_name"], "Parti Bêta");
+}
