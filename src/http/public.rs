@@ -61,24 +61,34 @@ pub fn results(app: Arc<App>, id: String, if_none_match: Option<String>) -> Resu
     Ok(cached(app.stats.results(&id), if_none_match.as_deref(), &app.public_cache_control))
 }
 
-const PAGE_DEFAULT: usize = 100;
-const PAGE_MAX: usize = 500;
+const PAGE_DEFAULT: i64 = 100;
+const PAGE_MAX: i64 = 500;
 
 /// `limit` / `offset` pagination, the way REST frameworks answer it.
 fn page(query: &HashMap<String, String>) -> Result<(usize, usize), ApiError> {
-    let limit = match query.get("limit") {
-        None => PAGE_DEFAULT,
-        Some(s) => s
-            .parse()
-            .ok()
-            .filter(|n| (1..=PAGE_MAX).contains(n))
-            .ok_or_else(|| ApiError::invalid_field("limit", "must be an integer from 1 to 500"))?,
-    };
-    let offset = match query.get("offset") {
-        None => 0,
-        Some(s) => s.parse().map_err(|_| ApiError::invalid_field("offset", "must be a non-negative integer"))?,
-    };
-    Ok((limit, offset))
+    let limit = int_param(query, "limit", PAGE_DEFAULT, 1..=PAGE_MAX)?;
+    let offset = int_param(query, "offset", 0, NON_NEGATIVE)?;
+    Ok((limit as usize, offset as usize))
+}
+
+const NON_NEGATIVE: std::ops::RangeInclusive<i64> = 0..=i64::MAX;
+
+/// An optional integer query parameter within `range`.
+fn int_param(
+    query: &HashMap<String, String>,
+    name: &str,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, ApiError> {
+    let Some(s) = query.get(name) else { return Ok(default) };
+    s.parse().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+        let msg = if range == NON_NEGATIVE {
+            "must be a non-negative integer".to_owned()
+        } else {
+            format!("must be an integer from {} to {}", range.start(), range.end())
+        };
+        ApiError::invalid_field(name, &msg)
+    })
 }
 
 fn paged(items: Vec<&Value>, limit: usize, offset: usize, url: impl Fn(usize) -> String) -> Value {
@@ -158,25 +168,11 @@ pub async fn audit_head(app: Arc<App>) -> Result<Response, ApiError> {
     Ok(json_response(StatusCode::OK, &body))
 }
 
-const AUDIT_PAGE_MAX: u32 = 1000;
+const AUDIT_PAGE_MAX: i64 = 1000;
 
 pub async fn audit(app: Arc<App>, query: HashMap<String, String>, base: String) -> Result<Response, ApiError> {
-    let after: i64 = match query.get("after") {
-        None => 0,
-        Some(s) => s
-            .parse()
-            .ok()
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| ApiError::invalid_field("after", "must be a non-negative integer"))?,
-    };
-    let limit: u32 = match query.get("limit") {
-        None => 100,
-        Some(s) => s
-            .parse()
-            .ok()
-            .filter(|n| (1..=AUDIT_PAGE_MAX).contains(n))
-            .ok_or_else(|| ApiError::invalid_field("limit", "must be an integer from 1 to 1000"))?,
-    };
+    let after = int_param(&query, "after", 0, NON_NEGATIVE)?;
+    let limit = int_param(&query, "limit", 100, 1..=AUDIT_PAGE_MAX)? as u32;
     // One row more than asked says whether there is a next page.
     let mut rows = app.read(move |c| reads::audit_page(c, after, limit + 1)).await?;
     let more = rows.len() > limit as usize;

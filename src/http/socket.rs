@@ -56,7 +56,7 @@ async fn accept(app: &Arc<App>, req: &mut Request<Incoming>, peer: SocketAddr) -
     }
     let query: std::collections::HashMap<String, String> = req.uri().query().map(form_pairs).unwrap_or_default();
     let (office, elector) = crate::ws::parameters(&query).map_err(ApiError::invalid)?;
-    if app.settings.registry.strict && !app.directory.read().offices.contains_key(&office) {
+    if app.settings.registry.strict && !app.directory.read().offices.contains_key(office.as_str()) {
         return Err(ApiError::UnknownPollOffice);
     }
     let h = req.headers();
@@ -80,12 +80,8 @@ async fn accept(app: &Arc<App>, req: &mut Request<Incoming>, peer: SocketAddr) -
     let client = client_addr(Some(peer), forwarded, &app.trusted_proxies);
     let voter_hash = crate::ws::voter_hash(&app.secret, &elector);
     let hash = voter_hash.clone();
-    let already_verified = app
-        .read(move |c| {
-            c.query_row("SELECT EXISTS (SELECT 1 FROM vote_verifications WHERE voter_hash = ?1)", [hash], |r| r.get(0))
-        })
-        .await?;
-    let open = crate::ws::Opening { office, voter_hash, already_verified, client };
+    let already_verified = app.read(move |c| crate::store::reads::voter_has_verified(c, &hash)).await?;
+    let open = crate::ws::Opening { office: office.into_string(), voter_hash, already_verified, client };
     let on_upgrade = hyper::upgrade::on(req);
     let (hubs, metrics) = (app.hubs.clone(), app.metrics.clone());
     tokio::spawn(async move {

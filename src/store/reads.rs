@@ -254,12 +254,22 @@ pub fn source_offices(conn: &Connection, source_n: i64) -> rusqlite::Result<Vec<
         .collect()
 }
 
-/// The audit entries after `seq` written by the CLI (actor `cli`), and the last seq.
+/// The audit entries after `seq` written by the CLI (actor `cli`), and the last seq. Only
+/// the CLI's are read: the server's own (tens of thousands a second under load) are not.
 pub fn cli_entries_after(conn: &Connection, seq: i64) -> rusqlite::Result<(Vec<AuditRow>, i64)> {
-    let rows: Vec<AuditRow> = conn
-        .prepare_cached(&format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ?1 ORDER BY seq"))?
-        .query_map([seq], audit_row)?
+    let last: i64 =
+        conn.prepare_cached("SELECT COALESCE(MAX(seq), ?1) FROM audit_log")?.query_row([seq], |r| r.get(0))?;
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ?1 AND seq <= ?2 AND actor = 'cli' ORDER BY seq"
+        ))?
+        .query_map([seq, last], audit_row)?
         .collect::<rusqlite::Result<_>>()?;
-    let last = rows.last().map_or(seq, |r| r.entry.seq);
-    Ok((rows.into_iter().filter(|r| r.entry.actor == "cli").collect(), last))
+    Ok((rows, last))
+}
+
+/// Whether a voter (by keyed hash) has verified a vote.
+pub fn voter_has_verified(conn: &Connection, voter_hash: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM vote_verifications WHERE voter_hash = ?1)")?
+        .query_row([voter_hash], |r| r.get(0))
 }

@@ -25,7 +25,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::clock::Clock;
-use crate::domain::ids::{check_identifier, ElectorId};
+use crate::domain::ids::{ElectorId, PollOfficeId};
+use crate::domain::input::{Fields, InputError};
 use crate::domain::time;
 use crate::domain::vote::{Age, Gender};
 use crate::metrics::Metrics;
@@ -378,37 +379,20 @@ where
     metrics.ws_connections.fetch_sub(1, Relaxed);
 }
 
-/// The parameters of the socket's URL, checked before the upgrade.
-pub fn parameters(query: &HashMap<String, String>) -> Result<(String, ElectorId), crate::domain::input::FieldErrors> {
-    let mut errors = crate::domain::input::FieldErrors::new();
-    let office = match query.get("poll_office_id") {
-        None => {
-            errors.insert("poll_office_id".into(), "is required".into());
-            None
-        }
-        Some(o) => match check_identifier(o) {
-            Ok(()) => Some(o.clone()),
-            Err(m) => {
-                errors.insert("poll_office_id".into(), m.into());
-                None
-            }
-        },
-    };
-    let elector = match query.get("elector_id").map(|e| ElectorId::parse(e)) {
-        None => {
-            errors.insert("elector_id".into(), "is required".into());
-            None
-        }
-        Some(Err(m)) => {
-            errors.insert("elector_id".into(), m.into());
-            None
-        }
-        Some(Ok(e)) => Some(e),
-    };
-    match (office, elector) {
-        (Some(o), Some(e)) if errors.is_empty() => Ok((o, e)),
-        _ => Err(errors),
-    }
+/// The parameters of the socket's URL, checked before the upgrade with the same rules
+/// (and messages) as a body's fields.
+pub fn parameters(
+    query: &HashMap<String, String>,
+) -> Result<(PollOfficeId, ElectorId), crate::domain::input::FieldErrors> {
+    let map: serde_json::Map<String, Value> =
+        query.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let mut fields = Fields::new(&map);
+    let office = fields.identifier("poll_office_id", PollOfficeId::parse);
+    let elector = fields.identifier("elector_id", ElectorId::parse);
+    fields.finish(office.zip(elector)).map_err(|e| match e {
+        InputError::Fields(errors) => errors,
+        InputError::Json => unreachable!("parameters are never JSON"),
+    })
 }
 
 #[cfg(test)]
