@@ -307,13 +307,12 @@ where
 {
     metrics.ws_connections.fetch_add(1, Relaxed);
     let (mut sink, mut stream) = socket.split();
-    let guard = {
+    let (guard, over_cap) = {
         let mut counts = hubs.per_address.lock();
         let n = counts.entry(open.client).or_default();
         *n += 1;
-        AddressGuard { addr: open.client, counts: hubs.per_address.clone() }
+        (AddressGuard { addr: open.client, counts: hubs.per_address.clone() }, *n > hubs.max_per_address)
     };
-    let over_cap = hubs.per_address.lock().get(&open.client).is_some_and(|n| *n > hubs.max_per_address);
     if over_cap {
         let busy = out_json(&Out::Error { code: "busy", message: None }).to_string();
         let _ = sink.send(Message::text(busy)).await;
