@@ -121,6 +121,7 @@ CREATE TABLE IF NOT EXISTS ballot_proposals (
     updated_at     TEXT NOT NULL,
     PRIMARY KEY (ballot_id, source_n)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ballot_proposals_by_office ON ballot_proposals (poll_office_id, idx);
 
 -- Which sources report at which office, per kind: decides an office's trust tier and
 -- its `sources` count without scanning its proposals.

@@ -2,8 +2,9 @@
 //! operations, same audit chain); the server notices within a second: a connection of its
 //! own polls `PRAGMA data_version` (it changes when another connection commits), reads the
 //! audit entries it has not seen — the audit log is the change feed — and reloads what the
-//! CLI's entries touched: the directory, a source's offices (after a status change, already
-//! recomputed by the CLI's transaction), a source's tokens (after a password reset).
+//! CLI's entries touched: the directory, a source's name and status, its offices (after a
+//! status change, already recomputed by the CLI's transaction), its tokens (after a
+//! password reset).
 
 use std::path::Path;
 use std::sync::{Arc, Weak};
@@ -62,8 +63,13 @@ fn follow(conn: &Connection, app: &App, entry: &AuditRow) -> rusqlite::Result<()
     let detail = &entry.entry.detail;
     match entry.entry.kind.as_str() {
         "import" => *app.directory.write() = reads::directory(conn)?,
+        "source_created" => {
+            let Some(n) = source_n(entry) else { return Ok(()) };
+            app.stats.apply(&reads::sources(conn, Some(n))?);
+        }
         "source_updated" => {
             let Some(n) = source_n(entry) else { return Ok(()) };
+            app.stats.apply(&reads::sources(conn, Some(n))?);
             if detail.get("status").is_some() {
                 for office in reads::source_offices(conn, n)? {
                     app.stats.apply(&reads::office_effects(conn, &office)?);

@@ -45,27 +45,56 @@ const RESERVED_NAMES: [&str; 4] = ["Accepted", "Verified", "index", "party_id"];
 /// Public display names (spec section 5): the full name, else the organisation, else
 /// `source-{n}`; never the `elector_id`. Where two sources would share a name, the lowest
 /// `n` keeps it and the others get ` ({n})`; reserved names always get it.
-pub fn display_names<'a>(
-    sources: impl IntoIterator<Item = (i64, Option<&'a str>, Option<&'a str>)>,
-) -> HashMap<i64, String> {
-    let mut sources: Vec<_> = sources.into_iter().collect();
-    sources.sort_by_key(|s| s.0);
-    let mut taken: HashSet<String> = HashSet::new();
-    let mut names = HashMap::with_capacity(sources.len());
-    for (n, full_name, org) in sources {
-        let base = [full_name, org]
+///
+/// Names are given in increasing `n`, so a new source (the highest `n` so far) is named
+/// without renaming anyone; any other change needs a rebuild (`display_names`).
+#[derive(Clone, Debug, Default)]
+pub struct DisplayNames {
+    names: HashMap<i64, String>,
+    taken: HashSet<String>,
+    last: i64,
+}
+
+impl DisplayNames {
+    /// The highest `n` named so far (0 when none).
+    pub fn last(&self) -> i64 {
+        self.last
+    }
+
+    /// Names source `n`, which must be higher than every source named so far.
+    pub fn push(&mut self, n: i64, full_name: Option<&str>, official_org: Option<&str>) {
+        debug_assert!(n > self.last, "display names are given in increasing n");
+        let base = [full_name, official_org]
             .into_iter()
             .flatten()
             .map(str::trim)
             .find(|s| !s.is_empty())
             .map_or_else(|| actor(n), str::to_owned);
-        let name = if RESERVED_NAMES.contains(&base.as_str()) || taken.contains(&base) {
-            format!("{base} ({n})")
-        } else {
-            base
-        };
-        taken.insert(name.clone());
-        names.insert(n, name);
+        let mut name = base;
+        if RESERVED_NAMES.contains(&name.as_str()) {
+            name = format!("{name} ({n})");
+        }
+        // A suffixed name may itself be a lower source's literal name: suffix again.
+        while self.taken.contains(&name) {
+            name = format!("{name} ({n})");
+        }
+        self.taken.insert(name.clone());
+        self.names.insert(n, name);
+        self.last = n;
+    }
+
+    pub fn get(&self, n: i64) -> Option<&str> {
+        self.names.get(&n).map(String::as_str)
+    }
+}
+
+/// The display names of every source at once.
+pub fn display_names<'a>(sources: impl IntoIterator<Item = (i64, Option<&'a str>, Option<&'a str>)>) -> DisplayNames {
+    let mut sources: Vec<_> = sources.into_iter().collect();
+    sources.sort_by_key(|s| s.0);
+    let mut names = DisplayNames::default();
+    for (n, full_name, org) in sources {
+        names.push(n, full_name, org);
     }
     names
 }
@@ -85,13 +114,35 @@ mod tests {
             (6, Some("  "), Some("")),
             (7, None, Some("Parti Alpha")),
         ]);
-        assert_eq!(names[&1], "Parti Alpha");
-        assert_eq!(names[&2], "Awa N.");
-        assert_eq!(names[&3], "Awa N. (3)");
-        assert_eq!(names[&4], "source-4");
-        assert_eq!(names[&5], "Accepted (5)");
-        assert_eq!(names[&6], "source-6");
-        assert_eq!(names[&7], "Parti Alpha (7)");
+        let name = |n| names.get(n).unwrap();
+        assert_eq!(name(1), "Parti Alpha");
+        assert_eq!(name(2), "Awa N.");
+        assert_eq!(name(3), "Awa N. (3)");
+        assert_eq!(name(4), "source-4");
+        assert_eq!(name(5), "Accepted (5)");
+        assert_eq!(name(6), "source-6");
+        assert_eq!(name(7), "Parti Alpha (7)");
+    }
+
+    #[test]
+    fn a_suffixed_name_never_takes_a_lower_sources_literal_name() {
+        let names = display_names([
+            (1, Some("Awa (3)"), None),
+            (2, Some("Awa"), None),
+            (3, Some("Awa"), None),
+            (4, Some("Verified"), None),
+            (5, Some("Verified (4)"), None),
+            (6, Some("index"), None),
+            (7, None, Some("party_id")),
+        ]);
+        let all: HashSet<&str> = (1..=7).map(|n| names.get(n).unwrap()).collect();
+        assert_eq!(all.len(), 7, "{all:?}");
+        assert_eq!(names.get(3), Some("Awa (3) (3)"));
+        assert_eq!(names.get(4), Some("Verified (4)"));
+        assert_eq!(names.get(5), Some("Verified (4) (5)"));
+        assert_eq!(names.get(6), Some("index (6)"));
+        assert_eq!(names.get(7), Some("party_id (7)"));
+        assert_eq!(names.last(), 7);
     }
 
     #[test]

@@ -74,6 +74,20 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         .and(app_f.clone())
         .and(inm)
         .map(|id, app, inm| finish(public::results(app, id, inm)));
+    let compat_stats = warp::path!("api" / "pollofficesstats")
+        .or(warp::path!("api" / "pollofficestats"))
+        .unify()
+        .and(warp::get())
+        .and(app_f.clone())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(inm)
+        .map(|app, q, inm| finish(public::compat_stats(app, q, inm)));
+    let compat_results = warp::path!("api" / "pollofficeresults")
+        .and(warp::get())
+        .and(app_f.clone())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(inm)
+        .map(|app, q, inm| finish(public::compat_results(app, q, inm)));
     let poll_offices = warp::path!("api" / "polloffices")
         .and(warp::get())
         .and(app_f.clone())
@@ -154,6 +168,10 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
 
     let api: BoxedFilter<(Response,)> = stats
         .or(results)
+        .unify()
+        .or(compat_stats)
+        .unify()
+        .or(compat_results)
         .unify()
         .or(vote)
         .unify()

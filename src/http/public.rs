@@ -15,7 +15,7 @@ use super::error::{json_response, ApiError};
 use crate::app::App;
 use crate::domain::audit::GENESIS;
 use crate::domain::ids::check_identifier;
-use crate::stats::Rendered;
+use crate::stats::{Body, Rendered};
 use crate::store::reads;
 
 /// Whether an `If-None-Match` header names this ETag.
@@ -51,14 +51,64 @@ fn public_office(app: &App, id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The office a compatibility form names (`?poll_office=` or `?poll_office_id=`), or
+/// `None` for the national view. An all-digit value that is no office's identifier (in the
+/// directory or with data) is a numeric directory id.
+fn compat_office(app: &App, query: &HashMap<String, String>) -> Result<Option<String>, ApiError> {
+    let Some(raw) = ["poll_office", "poll_office_id"].iter().find_map(|k| query.get(*k)).map(|s| s.trim()) else {
+        return Ok(None);
+    };
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let directory = app.directory.read();
+    let numeric = raw.bytes().all(|b| b.is_ascii_digit());
+    let id = match raw.parse::<i64>() {
+        Ok(n) if numeric && !directory.offices.contains_key(raw) && !app.stats.has_office(raw) => {
+            directory.by_id.get(&n).cloned().unwrap_or_else(|| raw.to_owned())
+        }
+        _ => raw.to_owned(),
+    };
+    drop(directory);
+    public_office(app, &id)?;
+    Ok(Some(id))
+}
+
+/// `GET /api/pollofficesstats/?poll_office=ID` (and the alias path): the earlier
+/// backend's form; without an office, the national view.
+pub fn compat_stats(
+    app: Arc<App>,
+    query: HashMap<String, String>,
+    if_none_match: Option<String>,
+) -> Result<Response, ApiError> {
+    let rendered = match compat_office(&app, &query)? {
+        Some(id) => app.stats.body(&id, Body::CompatStats),
+        None => app.stats.national(&app.directory.read(), false),
+    };
+    Ok(cached(rendered, if_none_match.as_deref(), &app.public_cache_control))
+}
+
+/// `GET /api/pollofficeresults/?poll_office=ID`; without an office, the national results.
+pub fn compat_results(
+    app: Arc<App>,
+    query: HashMap<String, String>,
+    if_none_match: Option<String>,
+) -> Result<Response, ApiError> {
+    let rendered = match compat_office(&app, &query)? {
+        Some(id) => app.stats.body(&id, Body::CompatResults),
+        None => app.stats.national(&app.directory.read(), true),
+    };
+    Ok(cached(rendered, if_none_match.as_deref(), &app.public_cache_control))
+}
+
 pub fn stats(app: Arc<App>, id: String, if_none_match: Option<String>) -> Result<Response, ApiError> {
     public_office(&app, &id)?;
-    Ok(cached(app.stats.stats(&id), if_none_match.as_deref(), &app.public_cache_control))
+    Ok(cached(app.stats.body(&id, Body::Stats), if_none_match.as_deref(), &app.public_cache_control))
 }
 
 pub fn results(app: Arc<App>, id: String, if_none_match: Option<String>) -> Result<Response, ApiError> {
     public_office(&app, &id)?;
-    Ok(cached(app.stats.results(&id), if_none_match.as_deref(), &app.public_cache_control))
+    Ok(cached(app.stats.body(&id, Body::Results), if_none_match.as_deref(), &app.public_cache_control))
 }
 
 const PAGE_DEFAULT: i64 = 100;

@@ -5,7 +5,9 @@ use std::collections::{HashMap, HashSet};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::ops::{BallotRow, Effect, Kind, TokenRow, VoteRow};
+use super::ops::{
+    vote_attrs_from, BallotRow, Effect, Kind, ProposalRow, Proposed, SourceRow, TokenRow, Verification, VoteRow,
+};
 use crate::domain::audit::{self, Entry};
 use crate::domain::crosscheck::{self, BallotDecision, VoteDecision};
 use crate::domain::source::Status;
@@ -16,10 +18,30 @@ fn invalid(what: String) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, what, rusqlite::types::Type::Text)
 }
 
-/// Every vote, ballot and office source count, as effects: replaying them into empty
-/// aggregates rebuilds what the server had in memory.
+/// Every source, vote, ballot, each source's last proposal per office and office source
+/// count, as effects: replaying them into empty aggregates rebuilds what the server had in
+/// memory.
 pub fn all_effects(conn: &Connection) -> rusqlite::Result<Vec<Effect>> {
-    effects_of(conn, None)
+    let mut effects = sources(conn, None)?;
+    effects.extend(effects_of(conn, None)?);
+    Ok(effects)
+}
+
+/// Sources as the aggregates know them, in increasing `n`: all, or one.
+pub fn sources(conn: &Connection, n: Option<i64>) -> rusqlite::Result<Vec<Effect>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT n, status, full_name, official_org FROM sources WHERE ?1 IS NULL OR n = ?1 ORDER BY n",
+    )?;
+    let rows = stmt.query_map([n], |r| {
+        let status: String = r.get(1)?;
+        Ok(Effect::Source(SourceRow {
+            n: r.get(0)?,
+            status: Status::parse(&status).ok_or_else(|| invalid(status))?,
+            full_name: r.get(2)?,
+            official_org: r.get(3)?,
+        }))
+    })?;
+    rows.collect()
 }
 
 /// The same for one office: what another process's commit there changed.
@@ -31,7 +53,7 @@ fn effects_of(conn: &Connection, office: Option<&str>) -> rusqlite::Result<Vec<E
     let mut effects = Vec::new();
     let mut stmt = conn.prepare(
         "SELECT v.id, v.poll_office_id, v.idx, v.first_reported_at, v.live, v.counted, v.gender, v.age, v.has_torn,
-                v.disputed, v.observed_at, vv.vote_id IS NOT NULL
+                v.disputed, v.observed_at, vv.gender, vv.age, vv.has_torn, vv.created_at
            FROM votes v LEFT JOIN vote_verifications vv ON vv.vote_id = v.id
           WHERE ?1 IS NULL OR v.poll_office_id = ?1",
     )?;
@@ -59,8 +81,44 @@ fn effects_of(conn: &Connection, office: Option<&str>) -> rusqlite::Result<Vec<E
             first_reported_at: r.get(3)?,
             live: r.get(4)?,
             decision,
-            verified: r.get(11)?,
+            verification: match r.get::<_, Option<String>>(11)? {
+                Some(g) => Some(Verification {
+                    attrs: vote_attrs_from(&g, &r.get::<_, String>(12)?, r.get(13)?)?,
+                    at: r.get(14)?,
+                }),
+                None => None,
+            },
             observed_at: r.get(10)?,
+        }));
+    }
+    // Each source's highest index per office (SQLite takes the bare columns from the row
+    // holding the MAX).
+    let mut stmt = conn.prepare(
+        "SELECT poll_office_id, source_n, MAX(idx), gender, age, has_torn, created_at FROM vote_proposals
+          WHERE ?1 IS NULL OR poll_office_id = ?1 GROUP BY poll_office_id, source_n",
+    )?;
+    let mut rows = stmt.query([office])?;
+    while let Some(r) = rows.next()? {
+        effects.push(Effect::Proposal(ProposalRow {
+            poll_office_id: r.get(0)?,
+            source_n: r.get(1)?,
+            idx: r.get(2)?,
+            reported_at: r.get(6)?,
+            value: Proposed::Vote(vote_attrs_from(&r.get::<_, String>(3)?, &r.get::<_, String>(4)?, r.get(5)?)?),
+        }));
+    }
+    let mut stmt = conn.prepare(
+        "SELECT poll_office_id, source_n, MAX(idx), party_id, created_at FROM ballot_proposals
+          WHERE ?1 IS NULL OR poll_office_id = ?1 GROUP BY poll_office_id, source_n",
+    )?;
+    let mut rows = stmt.query([office])?;
+    while let Some(r) = rows.next()? {
+        effects.push(Effect::Proposal(ProposalRow {
+            poll_office_id: r.get(0)?,
+            source_n: r.get(1)?,
+            idx: r.get(2)?,
+            reported_at: r.get(4)?,
+            value: Proposed::Ballot(r.get(3)?),
         }));
     }
     let mut stmt = conn.prepare(
@@ -121,6 +179,8 @@ pub fn live_tokens(conn: &Connection) -> rusqlite::Result<Vec<TokenRow>> {
 pub struct Directory {
     /// Poll office identifier -> registered voters, when known.
     pub offices: HashMap<String, Option<i64>>,
+    /// Numeric directory id -> identifier (the citizen app sends numeric ids).
+    pub by_id: HashMap<i64, String>,
     pub parties: HashSet<String>,
     pub office_rows: Vec<(String, serde_json::Value)>,
     pub party_rows: Vec<serde_json::Value>,
@@ -138,6 +198,7 @@ pub fn directory(conn: &Connection) -> rusqlite::Result<Directory> {
         let (identifier, name, city, district): (String, String, Option<String>, Option<String>) =
             (r.get(1)?, r.get(2)?, text(6)?, text(8)?);
         let voters: Option<i64> = r.get(9)?;
+        let id: i64 = r.get(0)?;
         let haystack = [Some(identifier.as_str()), Some(name.as_str()), city.as_deref(), district.as_deref()]
             .into_iter()
             .flatten()
@@ -145,10 +206,11 @@ pub fn directory(conn: &Connection) -> rusqlite::Result<Directory> {
             .join("\u{1}")
             .to_lowercase();
         let row = serde_json::json!({
-            "id": r.get::<_, i64>(0)?, "identifier": identifier, "name": name, "country": text(3)?,
+            "id": id, "identifier": identifier, "name": name, "country": text(3)?,
             "state": text(4)?, "region": text(5)?, "city": city, "county": text(7)?, "district": district,
             "voters_count": voters,
         });
+        d.by_id.insert(id, identifier.clone());
         d.offices.insert(identifier, voters);
         d.office_rows.push((haystack, row));
     }
@@ -244,7 +306,7 @@ pub fn display_names_by_elector(conn: &Connection) -> rusqlite::Result<HashMap<S
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let names = crate::domain::source::display_names(rows.iter().map(|(n, _, f, o)| (*n, f.as_deref(), o.as_deref())));
-    Ok(rows.into_iter().filter_map(|(n, elector, _, _)| names.get(&n).map(|name| (elector, name.clone()))).collect())
+    Ok(rows.into_iter().filter_map(|(n, elector, _, _)| names.get(n).map(|name| (elector, name.to_owned()))).collect())
 }
 
 /// The offices a source reports at.

@@ -146,7 +146,7 @@ pub fn reported_votes(effects: &[Effect]) -> Vec<ReportedVote> {
                 index: v.idx,
                 live: v.live,
                 accepted: v.decision.map(|d| d.accepted),
-                verified: v.verified,
+                verified: v.verification.is_some(),
                 first_reported_at: time::parse(&v.first_reported_at)?,
                 observed_at: v.observed_at.as_deref().and_then(time::parse),
             }),

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-async fn with_demo_directory() -> TestApp {
+pub async fn with_demo_directory() -> TestApp {
     let app = TestApp::spawn().await;
     for (what, file) in [("poll-offices", "poll-offices-demo.csv"), ("parties", "parties-cm.csv")] {
         let path = format!("{}/tests/data/{file}", env!("CARGO_MANIFEST_DIR"));

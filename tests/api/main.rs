@@ -11,6 +11,7 @@ mod backup;
 mod bad_input;
 mod check;
 mod cli;
+mod compat;
 mod concurrency;
 mod directory;
 mod durability;

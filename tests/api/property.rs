@@ -244,8 +244,10 @@ fn run(steps: &[Step]) {
             phone_number: None,
             password: None,
         };
-        apply(&conn, &WriteOp::CreateSource { source, password_hash: None, actor: Actor::Cli }, now, &mut vec![])
+        let mut effects = Vec::new();
+        apply(&conn, &WriteOp::CreateSource { source, password_hash: None, actor: Actor::Cli }, now, &mut effects)
             .unwrap();
+        live.apply(&effects);
     }
     for step in steps {
         let Some(op) = to_op(&conn, step) else {
@@ -265,8 +267,11 @@ fn run(steps: &[Step]) {
     let rebuilt = Stats::new();
     rebuilt.apply(&reads::all_effects(&conn).unwrap());
     let live = live.snapshot();
+    // Every body, the compatibility forms included.
     assert_eq!(live, rebuilt.snapshot(), "memory differs from a rebuild from the tables");
-    assert_eq!(live, brute_force(&conn), "the tables differ from a recount by the rules");
+    let seed_forms: BTreeMap<String, (Value, Value)> =
+        live.into_iter().map(|(office, bodies)| (office, (bodies[0].clone(), bodies[1].clone()))).collect();
+    assert_eq!(seed_forms, brute_force(&conn), "the tables differ from a recount by the rules");
     assert_eq!(reads::audit_first_break(&conn).unwrap(), None);
 }
 

@@ -35,6 +35,12 @@ pub(super) fn authenticate(
                 Some(office),
                 json!({"status": "unverified"}),
             )?;
+            effects.push(Effect::Source(SourceRow {
+                n,
+                status: Status::Unverified,
+                full_name: None,
+                official_org: None,
+            }));
             (n, Status::Unverified, true, a.new_password_hash.is_some())
         }
         Some((n, status, hash)) => {

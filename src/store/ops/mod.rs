@@ -173,8 +173,48 @@ pub struct VoteRow {
     pub live: bool,
     /// `None` when no proposal counts.
     pub decision: Option<VoteDecision>,
-    pub verified: bool,
+    pub verification: Option<Verification>,
     pub observed_at: Option<String>,
+}
+
+/// What a voter confirmed about their vote, and when.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verification {
+    pub attrs: VoteAttrs,
+    pub at: String,
+}
+
+/// A source as the public sees it: its status and what its display name is made of.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceRow {
+    pub n: i64,
+    pub status: Status,
+    pub full_name: Option<String>,
+    pub official_org: Option<String>,
+}
+
+impl From<&SourceRecord> for SourceRow {
+    fn from(r: &SourceRecord) -> Self {
+        SourceRow { n: r.n, status: r.status, full_name: r.full_name.clone(), official_org: r.official_org.clone() }
+    }
+}
+
+/// One source's proposal for one index at an office, as it now stands (the aggregates
+/// keep each source's highest index, for the compatibility forms).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProposalRow {
+    pub poll_office_id: String,
+    pub source_n: i64,
+    pub idx: u32,
+    /// When this source first reported this index.
+    pub reported_at: String,
+    pub value: Proposed,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Proposed {
+    Vote(VoteAttrs),
+    Ballot(String),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -214,6 +254,9 @@ pub struct TokenRow {
 pub enum Effect {
     Vote(VoteRow),
     Ballot(BallotRow),
+    Proposal(ProposalRow),
+    /// A source created or changed.
+    Source(SourceRow),
     /// The number of sources whose proposals of this kind count at this office.
     OfficeSources {
         poll_office_id: String,
@@ -252,7 +295,7 @@ pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<
         }
         WriteOp::Verify { vote_id, voter_hash, attrs } => verify(conn, &now_s, *vote_id, voter_hash, *attrs, effects),
         WriteOp::CreateSource { source, password_hash, actor } => {
-            create_source(conn, &now_s, source, password_hash.as_deref(), *actor)
+            create_source(conn, &now_s, source, password_hash.as_deref(), *actor, effects)
         }
         WriteOp::UpdateSource { elector_id, update, actor } => {
             update_source(conn, &now_s, elector_id, update, *actor, effects)
@@ -284,8 +327,8 @@ fn bad(field: &str, msg: &str) -> OpError {
     OpError::Invalid(FieldErrors::from([(field.to_owned(), msg.to_owned())]))
 }
 
-/// An office's trust tier for one kind, and how many sources count there.
-fn vote_attrs_from(gender: &str, age: &str, has_torn: bool) -> rusqlite::Result<VoteAttrs> {
+/// A proposal's or a verification's attributes, as stored.
+pub(crate) fn vote_attrs_from(gender: &str, age: &str, has_torn: bool) -> rusqlite::Result<VoteAttrs> {
     let bad = |what: &str| rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text);
     Ok(VoteAttrs {
         gender: Gender::parse(gender).ok_or_else(|| bad(gender))?,
@@ -422,7 +465,7 @@ mod tests {
         let op = |vote_id, h: &str| WriteOp::Verify { vote_id, voter_hash: h.into(), attrs };
         let mut e = vec![];
         apply(&conn, &op(v1, "h1"), now(), &mut e).unwrap();
-        assert!(last_vote_effect(&e).verified);
+        assert!(last_vote_effect(&e).verification.is_some());
         assert!(last_vote_effect(&e).decision.unwrap().disputed);
         assert!(matches!(apply(&conn, &op(v1, "h2"), now(), &mut vec![]), Err(OpError::AlreadyVerified)));
         assert!(matches!(apply(&conn, &op(v2, "h1"), now(), &mut vec![]), Err(OpError::AlreadyVerified)));

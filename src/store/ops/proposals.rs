@@ -33,10 +33,10 @@ pub(super) fn propose_vote(
 ) -> Result<Outcome, OpError> {
     let idx = input.index.get();
     // The vote's id, and this source's proposal for it if any.
-    type Existing = (i64, Option<(String, String, bool)>);
+    type Existing = (i64, Option<(String, String, bool, String)>);
     let existing: Option<Existing> = conn
         .prepare_cached(
-            "SELECT v.id, p.gender, p.age, p.has_torn FROM votes v
+            "SELECT v.id, p.gender, p.age, p.has_torn, p.created_at FROM votes v
                LEFT JOIN vote_proposals p ON p.vote_id = v.id AND p.source_n = ?3
               WHERE v.poll_office_id = ?1 AND v.idx = ?2",
         )?
@@ -45,7 +45,7 @@ pub(super) fn propose_vote(
             Ok((
                 r.get(0)?,
                 match gender {
-                    Some(g) => Some((g, r.get(2)?, r.get(3)?)),
+                    Some(g) => Some((g, r.get(2)?, r.get(3)?, r.get(4)?)),
                     None => None,
                 },
             ))
@@ -53,8 +53,8 @@ pub(super) fn propose_vote(
         .optional()?;
     let new = input.attrs;
     let (trusted_before, _) = office_tier(conn, office, Kind::Vote)?;
-    let (vote_id, created) = match existing {
-        Some((id, Some((g, a, t)))) => {
+    let (vote_id, created, reported_at) = match existing {
+        Some((id, Some((g, a, t, reported_at)))) => {
             let old = vote_attrs_from(&g, &a, t)?;
             if old == new {
                 return Ok(Outcome::Proposed { created: false, id });
@@ -71,7 +71,7 @@ pub(super) fn propose_vote(
                 Some(office),
                 json!({"vote_id": id.to_string(), "index": idx, "old": old.to_json(), "new": new.to_json()}),
             )?;
-            (id, false)
+            (id, false, reported_at)
         }
         found => {
             let observed_at = match input.observed_at {
@@ -118,9 +118,16 @@ pub(super) fn propose_vote(
                 detail["observed_at"] = json!(o);
             }
             append_audit(conn, now_s, "vote_proposed", &source::actor(source_n), Some(office), detail)?;
-            (id, true)
+            (id, true, now_s.to_owned())
         }
     };
+    effects.push(Effect::Proposal(ProposalRow {
+        poll_office_id: office.to_owned(),
+        source_n,
+        idx,
+        reported_at,
+        value: Proposed::Vote(new),
+    }));
     settle(conn, office, Kind::Vote, trusted_before, created, vote_id, effects)?;
     Ok(Outcome::Proposed { created, id: vote_id })
 }
@@ -135,17 +142,20 @@ pub(super) fn propose_ballot(
 ) -> Result<Outcome, OpError> {
     let idx = input.index.get();
     let party = input.party_id.as_str();
-    let existing: Option<(i64, Option<String>)> = conn
+    let existing: Option<(i64, Option<(String, String)>)> = conn
         .prepare_cached(
-            "SELECT b.id, p.party_id FROM ballots b
+            "SELECT b.id, p.party_id, p.created_at FROM ballots b
                LEFT JOIN ballot_proposals p ON p.ballot_id = b.id AND p.source_n = ?3
               WHERE b.poll_office_id = ?1 AND b.idx = ?2",
         )?
-        .query_row(params![office, idx, source_n], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![office, idx, source_n], |r| {
+            let party: Option<String> = r.get(1)?;
+            Ok((r.get(0)?, party.map(|p| r.get(2).map(|at| (p, at))).transpose()?))
+        })
         .optional()?;
     let (trusted_before, _) = office_tier(conn, office, Kind::Ballot)?;
-    let (ballot_id, created) = match existing {
-        Some((id, Some(old))) => {
+    let (ballot_id, created, reported_at) = match existing {
+        Some((id, Some((old, reported_at)))) => {
             if old == party {
                 return Ok(Outcome::Proposed { created: false, id });
             }
@@ -161,7 +171,7 @@ pub(super) fn propose_ballot(
                 Some(office),
                 json!({"index": idx, "old": {"party_id": old}, "new": {"party_id": party}}),
             )?;
-            (id, false)
+            (id, false, reported_at)
         }
         found => {
             let id = match found {
@@ -191,9 +201,16 @@ pub(super) fn propose_ballot(
                 Some(office),
                 json!({"index": idx, "new": {"party_id": party}}),
             )?;
-            (id, true)
+            (id, true, now_s.to_owned())
         }
     };
+    effects.push(Effect::Proposal(ProposalRow {
+        poll_office_id: office.to_owned(),
+        source_n,
+        idx,
+        reported_at,
+        value: Proposed::Ballot(party.to_owned()),
+    }));
     settle(conn, office, Kind::Ballot, trusted_before, created, ballot_id, effects)?;
     Ok(Outcome::Proposed { created, id: ballot_id })
 }
@@ -270,16 +287,19 @@ pub fn recompute_vote(conn: &Connection, vote_id: i64, office_trusted: bool) -> 
         String,
         bool,
         Stored,
-        Option<VoteAttrs>,
+        Option<Verification>,
     ) = conn
         .prepare_cached(
             "SELECT v.poll_office_id, v.idx, v.first_reported_at, v.live, v.gender, v.age, v.has_torn, v.disputed,
-                    v.observed_at, vv.gender, vv.age, vv.has_torn
+                    v.observed_at, vv.gender, vv.age, vv.has_torn, vv.created_at
                FROM votes v LEFT JOIN vote_verifications vv ON vv.vote_id = v.id WHERE v.id = ?1",
         )?
         .query_row([vote_id], |r| {
             let verification = match r.get::<_, Option<String>>(9)? {
-                Some(g) => Some(vote_attrs_from(&g, &r.get::<_, String>(10)?, r.get(11)?)?),
+                Some(g) => Some(Verification {
+                    attrs: vote_attrs_from(&g, &r.get::<_, String>(10)?, r.get(11)?)?,
+                    at: r.get(12)?,
+                }),
                 None => None,
             };
             Ok((
@@ -312,7 +332,7 @@ pub fn recompute_vote(conn: &Connection, vote_id: i64, office_trusted: bool) -> 
             }
         }
     }
-    let decision = crosscheck::decide_vote(&counted, verification);
+    let decision = crosscheck::decide_vote(&counted, verification.as_ref().map(|v| v.attrs));
     let new: Stored = (
         decision.map(|d| d.accepted.gender.as_str().to_owned()),
         decision.map(|d| d.accepted.age.as_str().to_owned()),
@@ -326,16 +346,7 @@ pub fn recompute_vote(conn: &Connection, vote_id: i64, office_trusted: bool) -> 
         )?
         .execute(params![decision.is_some(), new.0, new.1, new.2, new.3, new.4, vote_id])?;
     }
-    Ok(VoteRow {
-        id: vote_id,
-        poll_office_id,
-        idx,
-        first_reported_at,
-        live,
-        decision,
-        verified: verification.is_some(),
-        observed_at,
-    })
+    Ok(VoteRow { id: vote_id, poll_office_id, idx, first_reported_at, live, decision, verification, observed_at })
 }
 
 /// Recomputes a ballot's accepted party from its proposals, stores it and returns it.

@@ -12,6 +12,7 @@ pub(super) fn create_source(
     s: &NewSource,
     password_hash: Option<&str>,
     actor: Actor,
+    effects: &mut Vec<Effect>,
 ) -> Result<Outcome, OpError> {
     let exists: bool = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM sources WHERE elector_id = ?1)")?
@@ -42,7 +43,9 @@ pub(super) fn create_source(
         None,
         json!({"source": source::actor(n), "status": s.status.as_str(), "has_password": password_hash.is_some()}),
     )?;
-    Ok(Outcome::Source(load_source(conn, n)?))
+    let record = load_source(conn, n)?;
+    effects.push(Effect::Source(SourceRow::from(&record)));
+    Ok(Outcome::Source(record))
 }
 
 pub(super) fn update_source(
@@ -84,6 +87,8 @@ pub(super) fn update_source(
     }
     conn.prepare_cached("UPDATE sources SET updated_at = ?1 WHERE n = ?2")?.execute(params![now, n])?;
     append_audit(conn, now, "source_updated", actor.as_str(), None, detail)?;
+    let record = load_source(conn, n)?;
+    effects.push(Effect::Source(SourceRow::from(&record)));
     if status_changed {
         let places: Vec<(String, String)> = conn
             .prepare_cached("SELECT poll_office_id, kind FROM office_sources WHERE source_n = ?1")?
@@ -95,7 +100,7 @@ pub(super) fn update_source(
             effects.push(Effect::OfficeSources { poll_office_id: office, kind, counted });
         }
     }
-    Ok(Outcome::Source(load_source(conn, n)?))
+    Ok(Outcome::Source(record))
 }
 
 pub fn load_source(conn: &Connection, n: i64) -> rusqlite::Result<SourceRecord> {

@@ -1,0 +1,431 @@
+//! The in-memory aggregates behind the public statistics and results: per office, every
+//! vote's and ballot's accepted state, running totals, each source's last proposal, and
+//! the JSON bodies already rendered with their ETags, so the busiest endpoints of the day
+//! are a map lookup.
+//!
+//! Invariants: changed only by `apply`, with the effects of a committed transaction (or
+//! all rows at start), so memory never shows what the database does not hold; totals are
+//! kept by subtracting a row's old contribution and adding its new one, and always equal
+//! a recount of the rows (the property test checks it).
+
+mod compat;
+mod office;
+mod sources;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use warp::http::HeaderValue;
+
+use crate::store::ops::{Effect, Kind, Proposed};
+use crate::store::reads::Directory;
+use office::Office;
+use sources::SourceBook;
+
+/// A response body rendered once per change, with its ETag (a header value ready to send).
+#[derive(Clone, Debug)]
+pub struct Rendered {
+    pub body: Bytes,
+    pub etag: HeaderValue,
+}
+
+impl Rendered {
+    fn of(value: &Value) -> Self {
+        let body = serde_json::to_vec(value).expect("a JSON value serialises");
+        let digest = Sha256::digest(&body);
+        let etag = format!("\"{}\"", &hex::encode(digest)[..20]);
+        Rendered { etag: HeaderValue::from_str(&etag).expect("hex is a valid header"), body: Bytes::from(body) }
+    }
+}
+
+/// The bodies served per office.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// `GET /api/pollofficesstats/{id}/`
+    Stats,
+    /// `GET /api/pollofficeresults/{id}/`
+    Results,
+    /// `GET /api/pollofficesstats/?poll_office=` (and the alias path)
+    CompatStats,
+    /// `GET /api/pollofficeresults/?poll_office=`
+    CompatResults,
+}
+
+impl Body {
+    const ALL: [Body; 4] = [Body::Stats, Body::Results, Body::CompatStats, Body::CompatResults];
+
+    fn render(self, office: &Office, id: &str, book: &SourceBook) -> Value {
+        match self {
+            Body::Stats => office.stats_json(id),
+            Body::Results => office.results_json(id),
+            Body::CompatStats => compat::stats(office, id, book),
+            Body::CompatResults => compat::results(office, id, book),
+        }
+    }
+
+    /// The bodies a change of this kind makes stale.
+    fn of_kind(kind: Kind) -> [Body; 2] {
+        match kind {
+            Kind::Vote => [Body::Stats, Body::CompatStats],
+            Kind::Ballot => [Body::Results, Body::CompatResults],
+        }
+    }
+}
+
+/// An office with the bodies rendered since its last change (on first read after a
+/// change, so a burst of writes renders once), each with the source book generation it
+/// was rendered at.
+#[derive(Default)]
+struct Entry {
+    office: Office,
+    cache: [Option<(u64, Rendered)>; 4],
+}
+
+impl Entry {
+    fn stale(&mut self, bodies: &[Body]) {
+        for b in bodies {
+            self.cache[*b as usize] = None;
+        }
+    }
+
+    fn cached(&self, body: Body, generation: u64) -> Option<&Rendered> {
+        self.cache[body as usize].as_ref().filter(|(g, _)| *g == generation).map(|(_, r)| r)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    offices: HashMap<String, Entry>,
+    sources: SourceBook,
+}
+
+/// How often, at most, the national views are summed again over every office.
+const NATIONAL_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct National {
+    /// Rendered when, with how many directory offices, and the bodies.
+    rendered: Option<(Instant, usize, Rendered, Rendered)>,
+    changed: bool,
+}
+
+/// The aggregates of every office with data.
+#[derive(Default)]
+pub struct Stats {
+    state: RwLock<State>,
+    national: Mutex<National>,
+}
+
+impl Stats {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes in the effects of one commit (or of a rebuild).
+    pub fn apply(&self, effects: &[Effect]) {
+        let mut state = self.state.write();
+        let mut changed = false;
+        for effect in effects {
+            let (office, kind) = match effect {
+                Effect::Vote(row) => (&row.poll_office_id, Kind::Vote),
+                Effect::Ballot(row) => (&row.poll_office_id, Kind::Ballot),
+                Effect::Proposal(row) => (
+                    &row.poll_office_id,
+                    if matches!(row.value, Proposed::Vote(_)) { Kind::Vote } else { Kind::Ballot },
+                ),
+                Effect::OfficeSources { poll_office_id, kind, .. } => (poll_office_id, *kind),
+                Effect::Source(row) => {
+                    state.sources.apply(row);
+                    changed = true;
+                    continue;
+                }
+                Effect::TokenIssued(_) | Effect::TokensRevoked { .. } => continue,
+            };
+            let entry = match state.offices.get_mut(office) {
+                Some(e) => e,
+                None => state.offices.entry(office.clone()).or_default(),
+            };
+            match effect {
+                Effect::Vote(row) => entry.office.set_vote(row),
+                Effect::Ballot(row) => entry.office.set_ballot(row),
+                Effect::Proposal(row) => entry.office.set_proposal(row),
+                Effect::OfficeSources { kind: Kind::Vote, counted, .. } => entry.office.vote_sources = *counted,
+                Effect::OfficeSources { kind: Kind::Ballot, counted, .. } => entry.office.ballot_sources = *counted,
+                _ => unreachable!("handled above"),
+            }
+            entry.stale(&Body::of_kind(kind));
+            changed = true;
+        }
+        drop(state);
+        if changed {
+            self.national.lock().changed = true;
+        }
+    }
+
+    /// A body of an office (zeros when it has no data), cached until the office changes.
+    pub fn body(&self, poll_office_id: &str, body: Body) -> Rendered {
+        {
+            let state = self.state.read();
+            match state.offices.get(poll_office_id) {
+                None => return Rendered::of(&body.render(&Office::default(), poll_office_id, &state.sources)),
+                Some(e) => {
+                    if let Some(r) = e.cached(body, state.sources.generation) {
+                        return r.clone();
+                    }
+                }
+            }
+        }
+        let mut state = self.state.write();
+        let State { offices, sources } = &mut *state;
+        let Some(entry) = offices.get_mut(poll_office_id) else {
+            return Rendered::of(&body.render(&Office::default(), poll_office_id, sources));
+        };
+        if let Some(r) = entry.cached(body, sources.generation) {
+            return r.clone();
+        }
+        let r = Rendered::of(&body.render(&entry.office, poll_office_id, sources));
+        entry.cache[body as usize] = Some((sources.generation, r.clone()));
+        r
+    }
+
+    /// The national stats (`results` false) or results body: summed over every office at
+    /// most once a second, so a flood of requests during a flood of writes stays cheap.
+    pub fn national(&self, directory: &Directory, results: bool) -> Rendered {
+        let mut national = self.national.lock();
+        let fresh = match &national.rendered {
+            Some((at, offices, ..)) => {
+                *offices == directory.offices.len() && (!national.changed || at.elapsed() < NATIONAL_EVERY)
+            }
+            None => false,
+        };
+        if !fresh {
+            national.changed = false;
+            let state = self.state.read();
+            let contains = |id: &str| directory.offices.contains_key(id);
+            let view = compat::DirectoryView { offices: directory.offices.len(), contains: &contains };
+            let (stats, results) =
+                compat::national(state.offices.iter().map(|(id, e)| (id.as_str(), &e.office)), &state.sources, view);
+            national.rendered =
+                Some((Instant::now(), directory.offices.len(), Rendered::of(&stats), Rendered::of(&results)));
+        }
+        let (_, _, stats, res) = national.rendered.as_ref().expect("rendered above");
+        if results {
+            res.clone()
+        } else {
+            stats.clone()
+        }
+    }
+
+    /// Whether the office has any vote or ballot.
+    pub fn has_office(&self, poll_office_id: &str) -> bool {
+        self.state.read().offices.contains_key(poll_office_id)
+    }
+
+    /// Every office's bodies, parsed: for tests comparing two builds.
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<Value>> {
+        let state = self.state.read();
+        state
+            .offices
+            .iter()
+            .map(|(id, e)| (id.clone(), Body::ALL.iter().map(|b| b.render(&e.office, id, &state.sources)).collect()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::crosscheck::{BallotDecision, VoteDecision};
+    use crate::domain::source::Status;
+    use crate::domain::vote::{Accepted, Age, Decided, Gender, VoteAttrs};
+    use crate::store::ops::{BallotRow, ProposalRow, SourceRow, Verification, VoteRow};
+
+    const AT: &str = "2025-08-15T14:00:00Z";
+
+    fn vote_in(office: &str, id: i64, idx: u32, gender: Decided<Gender>, disputed: bool) -> Effect {
+        Effect::Vote(VoteRow {
+            id,
+            poll_office_id: office.into(),
+            idx,
+            first_reported_at: AT.into(),
+            live: true,
+            decision: Some(VoteDecision {
+                accepted: Accepted { gender, age: Decided::Value(Age::Less30), has_torn: false },
+                disputed,
+            }),
+            verification: None,
+            observed_at: None,
+        })
+    }
+
+    fn vote(idx: u32, gender: Decided<Gender>, disputed: bool) -> Effect {
+        vote_in("PO", idx as i64, idx, gender, disputed)
+    }
+
+    fn ballot(idx: u32, party: Option<&str>) -> Effect {
+        Effect::Ballot(BallotRow {
+            id: idx as i64,
+            poll_office_id: "PO".into(),
+            idx,
+            decision: Some(BallotDecision { party: party.map(str::to_owned), disputed: party.is_none() }),
+        })
+    }
+
+    fn source(n: i64, status: Status, full_name: Option<&str>) -> Effect {
+        Effect::Source(SourceRow { n, status, full_name: full_name.map(str::to_owned), official_org: None })
+    }
+
+    fn proposal(n: i64, idx: u32, value: Proposed) -> Effect {
+        Effect::Proposal(ProposalRow {
+            poll_office_id: "PO".into(),
+            source_n: n,
+            idx,
+            reported_at: format!("2025-08-15T14:00:{idx:02}Z"),
+            value,
+        })
+    }
+
+    fn male() -> Proposed {
+        Proposed::Vote(VoteAttrs { gender: Gender::Male, age: Age::Less30, has_torn: false })
+    }
+
+    fn body(s: &Stats, id: &str, b: Body) -> Value {
+        serde_json::from_slice(&s.body(id, b).body).unwrap()
+    }
+
+    #[test]
+    fn a_replaced_vote_moves_between_buckets() {
+        let s = Stats::new();
+        s.apply(&[vote(1, Decided::Value(Gender::Male), false)]);
+        s.apply(&[vote(1, Decided::Undecided, true)]);
+        let stats = body(&s, "PO", Body::Stats);
+        assert_eq!(stats["totals"]["votes"], 1);
+        assert_eq!(stats["totals"]["male"], 0);
+        assert_eq!(stats["totals"]["female"], 0);
+        assert_eq!(stats["totals"]["disputed"], 1);
+        assert_eq!(stats["last_vote"]["gender"], "undecided");
+    }
+
+    #[test]
+    fn results_are_sorted_and_shares_are_unrounded() {
+        let s = Stats::new();
+        s.apply(&[ballot(1, Some("B")), ballot(2, Some("A")), ballot(3, Some("B")), ballot(4, None)]);
+        let r = body(&s, "PO", Body::Results);
+        assert_eq!(r["total_ballots"], 4);
+        assert_eq!(r["undecided_ballots"], 1);
+        assert_eq!(r["results"][0], json!({"party_id": "B", "ballots": 2, "share": 0.5}));
+        assert_eq!(r["results"][1], json!({"party_id": "A", "ballots": 1, "share": 0.25}));
+        assert_eq!(r["last_paper"], json!({"index": 3, "party_id": "B"}));
+    }
+
+    #[test]
+    fn an_office_without_data_has_zeros_and_a_stable_etag() {
+        let s = Stats::new();
+        let a = s.body("PO-9", Body::Stats);
+        let v: Value = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!(v["last_vote"], Value::Null);
+        assert_eq!(v["flags"], json!([]));
+        assert_eq!(a.etag, s.body("PO-9", Body::Stats).etag);
+        let c = body(&s, "PO-9", Body::CompatStats);
+        assert_eq!(c["last_vote"], json!({"Accepted": null, "Verified": null}));
+        assert_eq!(c["totals"]["total_sources"], 0);
+    }
+
+    #[test]
+    fn the_compat_form_keys_each_counted_source_by_display_name() {
+        let s = Stats::new();
+        s.apply(&[
+            source(1, Status::Unverified, Some("Accepted")),
+            source(2, Status::Unverified, None),
+            vote(1, Decided::Value(Gender::Male), false),
+            vote(2, Decided::Value(Gender::Male), false),
+            proposal(1, 2, male()),
+            proposal(1, 1, male()),
+            proposal(2, 1, male()),
+        ]);
+        let c = body(&s, "PO", Body::CompatStats);
+        let lv = &c["last_vote"];
+        assert_eq!(lv["Accepted (1)"]["index"], 2, "{c}");
+        assert_eq!(lv["Accepted (1)"]["timestamp"], "2025-08-15T14:00:02Z");
+        assert_eq!(lv["Accepted (1)"]["created_at"], "2025-08-15T14:00:02Z");
+        assert_eq!(lv["source-2"]["index"], 1);
+        assert_eq!(lv["Accepted"]["index"], 2);
+        assert_eq!(lv["Accepted"]["created_at"], AT);
+        assert_eq!(lv["Verified"], Value::Null);
+        // A trusted source arriving silences the opportunistic ones (section 6).
+        s.apply(&[source(3, Status::Official, Some("Obs")), proposal(3, 1, male())]);
+        let c = body(&s, "PO", Body::CompatStats);
+        let keys: Vec<&String> = c["last_vote"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["Accepted", "Obs", "Verified"]);
+        // A rename shows at once, though the office did not change.
+        s.apply(&[source(3, Status::Official, Some("Observatoire"))]);
+        assert!(body(&s, "PO", Body::CompatStats)["last_vote"]["Observatoire"].is_object());
+    }
+
+    #[test]
+    fn verified_is_the_voters_word_on_the_highest_verified_counted_vote() {
+        let s = Stats::new();
+        let Effect::Vote(mut row) = vote(3, Decided::Value(Gender::Male), true) else { unreachable!() };
+        row.verification = Some(Verification {
+            attrs: VoteAttrs { gender: Gender::Female, age: Age::More60, has_torn: true },
+            at: "2025-08-15T15:00:00Z".into(),
+        });
+        s.apply(&[Effect::Vote(row), vote(4, Decided::Value(Gender::Male), false)]);
+        let c = body(&s, "PO", Body::CompatStats);
+        assert_eq!(
+            c["last_vote"]["Verified"],
+            json!({"index": 3, "gender": "female", "age": "more_60", "has_torn": true,
+                   "timestamp": "2025-08-15T15:00:00Z", "created_at": "2025-08-15T15:00:00Z"})
+        );
+        assert_eq!(c["totals"]["verified"], 1);
+    }
+
+    #[test]
+    fn the_compat_results_carry_the_accepted_paper_at_the_top_and_by_name() {
+        let s = Stats::new();
+        s.apply(&[
+            source(1, Status::Unverified, Some("index")),
+            ballot(1, Some("A")),
+            ballot(2, None),
+            proposal(1, 2, Proposed::Ballot("B".into())),
+        ]);
+        let r = body(&s, "PO", Body::CompatResults);
+        assert_eq!(r["last_paper"]["index"], 1);
+        assert_eq!(r["last_paper"]["party_id"], "A");
+        assert_eq!(r["last_paper"]["Accepted"], json!({"index": 1, "party_id": "A"}));
+        assert_eq!(r["last_paper"]["index (1)"], json!({"index": 2, "party_id": "B"}));
+        assert_eq!(r["totals"], json!({"total_ballots": 2, "total_sources": 0}));
+    }
+
+    #[test]
+    fn the_national_view_sums_offices_and_names_the_latest_vote() {
+        let s = Stats::new();
+        s.apply(&[
+            vote_in("A", 1, 1, Decided::Value(Gender::Male), false),
+            vote_in("B", 2, 7, Decided::Value(Gender::Female), false),
+            vote_in("A", 3, 2, Decided::Value(Gender::Male), false),
+        ]);
+        let mut directory = Directory::default();
+        directory.offices.insert("A".into(), None);
+        directory.offices.insert("C".into(), None);
+        let n: Value = serde_json::from_slice(&s.national(&directory, false).body).unwrap();
+        assert_eq!(n["totals"]["votes"], 3);
+        assert_eq!(n["totals"]["male"], 2);
+        assert_eq!(n["totals"]["total_poll_offices"], 3);
+        assert_eq!(n["totals"]["covered_poll_offices"], 2);
+        assert_eq!(n["last_vote"]["Accepted"]["poll_office_id"], "A");
+        assert_eq!(n["last_vote"]["Accepted"]["index"], 2);
+        // The latest vote stops counting: the one before takes its place.
+        let Effect::Vote(mut row) = vote_in("A", 3, 2, Decided::Value(Gender::Male), false) else { unreachable!() };
+        row.decision = None;
+        s.apply(&[Effect::Vote(row)]);
+        let office_a = s.state.read().offices["A"].office.latest;
+        assert_eq!(office_a, Some((1, 1)));
+    }
+}

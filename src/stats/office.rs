@@ -1,0 +1,220 @@
+//! One office's aggregates: every vote's and ballot's accepted state, running totals, each
+//! source's last proposal, and the seed's bodies (`stats_json`, `results_json`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{json, Value};
+
+use crate::domain::crosscheck::{BallotDecision, VoteDecision};
+use crate::domain::vote::{Age, Decided, Gender, VoteAttrs};
+use crate::store::ops::{BallotRow, ProposalRow, Proposed, Verification, VoteRow};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Totals {
+    pub votes: i64,
+    pub male: i64,
+    pub female: i64,
+    pub less_30: i64,
+    pub less_60: i64,
+    pub more_60: i64,
+    pub has_torn: i64,
+    pub verified: i64,
+    pub disputed: i64,
+}
+
+impl Totals {
+    fn of(v: &VoteView) -> Totals {
+        let Some(d) = v.decision else {
+            return Totals::default();
+        };
+        let a = d.accepted;
+        let b = |x: bool| x as i64;
+        Totals {
+            votes: 1,
+            male: b(a.gender == Decided::Value(Gender::Male)),
+            female: b(a.gender == Decided::Value(Gender::Female)),
+            less_30: b(a.age == Decided::Value(Age::Less30)),
+            less_60: b(a.age == Decided::Value(Age::Less60)),
+            more_60: b(a.age == Decided::Value(Age::More60)),
+            has_torn: b(a.has_torn),
+            verified: b(v.verification.is_some()),
+            disputed: b(d.disputed),
+        }
+    }
+
+    pub fn add(&mut self, o: Totals, sign: i64) {
+        self.votes += sign * o.votes;
+        self.male += sign * o.male;
+        self.female += sign * o.female;
+        self.less_30 += sign * o.less_30;
+        self.less_60 += sign * o.less_60;
+        self.more_60 += sign * o.more_60;
+        self.has_torn += sign * o.has_torn;
+        self.verified += sign * o.verified;
+        self.disputed += sign * o.disputed;
+    }
+
+    /// The spec's `totals` object, with `sources`.
+    pub fn to_json(self, sources: u32) -> Value {
+        json!({
+            "votes": self.votes, "male": self.male, "female": self.female,
+            "less_30": self.less_30, "less_60": self.less_60, "more_60": self.more_60,
+            "has_torn": self.has_torn, "verified": self.verified, "disputed": self.disputed,
+            "sources": sources,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct VoteView {
+    pub id: i64,
+    pub decision: Option<VoteDecision>,
+    pub verification: Option<Verification>,
+    pub first_reported_at: String,
+}
+
+impl VoteView {
+    /// `{index, gender, age, has_torn, timestamp}` with the accepted attributes, if counted.
+    pub fn accepted_json(&self, idx: u32) -> Option<Value> {
+        self.decision.map(|d| {
+            json!({
+                "index": idx,
+                "gender": d.accepted.gender.as_str(),
+                "age": d.accepted.age.as_str(),
+                "has_torn": d.accepted.has_torn,
+                "timestamp": self.first_reported_at,
+            })
+        })
+    }
+}
+
+/// A source's proposal with the highest index at an office.
+#[derive(Clone, Debug)]
+pub(super) struct Last<T> {
+    pub idx: u32,
+    pub reported_at: String,
+    pub value: T,
+}
+
+/// Keeps the highest index: a higher one replaces it, a correction of it updates it.
+fn keep_last<T>(lasts: &mut HashMap<i64, Last<T>>, row: &ProposalRow, value: T) {
+    let new = Last { idx: row.idx, reported_at: row.reported_at.clone(), value };
+    match lasts.get(&row.source_n) {
+        Some(cur) if cur.idx > row.idx => {}
+        _ => {
+            lasts.insert(row.source_n, new);
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Office {
+    pub votes: BTreeMap<u32, VoteView>,
+    pub totals: Totals,
+    pub vote_sources: u32,
+    pub ballots: BTreeMap<u32, Option<BallotDecision>>,
+    pub parties: BTreeMap<String, i64>,
+    pub total_ballots: i64,
+    pub undecided_ballots: i64,
+    pub ballot_sources: u32,
+    pub vote_lasts: HashMap<i64, Last<VoteAttrs>>,
+    pub ballot_lasts: HashMap<i64, Last<String>>,
+    /// The counted vote first reported most recently, as `(id, idx)`: vote ids grow with
+    /// first reports, so it is the counted vote with the highest id.
+    pub latest: Option<(i64, u32)>,
+}
+
+impl Office {
+    pub fn set_vote(&mut self, row: &VoteRow) {
+        let view = VoteView {
+            id: row.id,
+            decision: row.decision,
+            verification: row.verification.clone(),
+            first_reported_at: row.first_reported_at.clone(),
+        };
+        self.totals.add(Totals::of(&view), 1);
+        if let Some(old) = self.votes.insert(row.idx, view) {
+            self.totals.add(Totals::of(&old), -1);
+        }
+        if row.decision.is_some() {
+            if self.latest.is_none_or(|(id, _)| row.id >= id) {
+                self.latest = Some((row.id, row.idx));
+            }
+        } else if self.latest.is_some_and(|(id, _)| id == row.id) {
+            // Rare (an office re-weighed): find the next one.
+            self.latest = self.votes.iter().filter(|(_, v)| v.decision.is_some()).map(|(i, v)| (v.id, *i)).max();
+        }
+    }
+
+    pub fn set_ballot(&mut self, row: &BallotRow) {
+        if let Some(old) = self.ballots.remove(&row.idx) {
+            self.count_ballot(&old, -1);
+        }
+        self.count_ballot(&row.decision, 1);
+        self.ballots.insert(row.idx, row.decision.clone());
+    }
+
+    fn count_ballot(&mut self, decision: &Option<BallotDecision>, sign: i64) {
+        let Some(d) = decision else { return };
+        self.total_ballots += sign;
+        match &d.party {
+            Some(p) => {
+                let n = self.parties.entry(p.clone()).or_default();
+                *n += sign;
+                if *n == 0 {
+                    self.parties.remove(p);
+                }
+            }
+            None => self.undecided_ballots += sign,
+        }
+    }
+
+    pub fn set_proposal(&mut self, row: &ProposalRow) {
+        match &row.value {
+            Proposed::Vote(attrs) => keep_last(&mut self.vote_lasts, row, *attrs),
+            Proposed::Ballot(party) => keep_last(&mut self.ballot_lasts, row, party.clone()),
+        }
+    }
+
+    /// The counted vote with the highest index, with its accepted attributes.
+    pub fn last_vote(&self) -> Option<Value> {
+        self.votes.iter().rev().find_map(|(idx, v)| v.accepted_json(*idx))
+    }
+
+    /// The decided ballot with the highest index.
+    pub fn last_paper(&self) -> Option<(u32, &str)> {
+        self.ballots.iter().rev().find_map(|(idx, b)| b.as_ref().and_then(|d| d.party.as_deref()).map(|p| (*idx, p)))
+    }
+
+    /// Accepted parties, by ballots descending then `party_id`, with unrounded shares.
+    pub fn results(&self) -> Vec<Value> {
+        results_of(&self.parties, self.total_ballots)
+    }
+
+    pub fn stats_json(&self, poll_office_id: &str) -> Value {
+        json!({
+            "poll_office_id": poll_office_id,
+            "totals": self.totals.to_json(self.vote_sources),
+            "last_vote": self.last_vote(),
+            "flags": [],
+        })
+    }
+
+    pub fn results_json(&self, poll_office_id: &str) -> Value {
+        json!({
+            "poll_office_id": poll_office_id,
+            "last_paper": self.last_paper().map(|(idx, p)| json!({"index": idx, "party_id": p})),
+            "results": self.results(),
+            "total_ballots": self.total_ballots,
+            "undecided_ballots": self.undecided_ballots,
+            "sources": self.ballot_sources,
+        })
+    }
+}
+
+/// Parties by ballots descending then `party_id`, with unrounded shares of `total`.
+pub(super) fn results_of(parties: &BTreeMap<String, i64>, total: i64) -> Vec<Value> {
+    let mut results: Vec<(&String, i64)> = parties.iter().map(|(p, n)| (p, *n)).collect();
+    results.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    results.into_iter().map(|(p, n)| json!({"party_id": p, "ballots": n, "share": n as f64 / total as f64})).collect()
+}
