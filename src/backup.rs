@@ -1,5 +1,6 @@
 //! `ufrecs backup [FILE] [--s3]`: a consistent copy of the live database, taken while the
-//! server runs (one read transaction: `VACUUM INTO`), written next to its destination and
+//! server runs (SQLite's online backup API, all pages in one step, so one read transaction
+//! in WAL mode: the writer is never blocked), written next to its destination and
 //! renamed into place; with `--s3`, uploaded to `{s3.prefix}backups/ufrecs-{timestamp}.sqlite3`
 //! with the operator's key (no reporter's policy reaches it: their prefixes always hold a
 //! poll office folder).
@@ -21,9 +22,28 @@ pub fn snapshot(db: &Path, dest: &Path) -> Result<(), String> {
     conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| e.to_string())?;
     let partial = dest.with_extension("partial");
     let _ = std::fs::remove_file(&partial);
-    let target = partial.to_str().ok_or("the backup path is not UTF-8")?;
-    conn.execute("VACUUM INTO ?1", [target]).map_err(|e| format!("cannot copy the database: {e}"))?;
+    copy(&conn, &partial).map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        format!("cannot copy the database: {e}")
+    })?;
     std::fs::rename(&partial, dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))
+}
+
+fn copy(src: &Connection, to: &Path) -> rusqlite::Result<()> {
+    use rusqlite::backup::{Backup, StepResult};
+    let mut dst = Connection::open(to)?;
+    let backup = Backup::new(src, &mut dst)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        match backup.step(-1)? {
+            StepResult::Done => return Ok(()),
+            StepResult::More => {}
+            // Another connection holds a lock it will release: try again shortly.
+            StepResult::Busy | StepResult::Locked => std::thread::sleep(std::time::Duration::from_millis(50)),
+            _ => {}
+        }
+    }
+    Err(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None))
 }
 
 /// The object key of a backup taken at `at`.

@@ -77,6 +77,26 @@ pub enum ImportKind {
     Parties { file: PathBuf },
 }
 
+/// Parses the arguments. `--help` and `--version` print and give exit status 0; a usage
+/// mistake gives one line on standard error and exit status 2.
+pub fn parse<I, T>(args: I) -> Result<Cli, i32>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    Cli::try_parse_from(args).map_err(|e| {
+        if !e.use_stderr() {
+            let _ = e.print();
+            return 0;
+        }
+        // clap's message runs to the first blank line (then comes its usage block).
+        let text = e.to_string();
+        let message: Vec<&str> = text.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
+        eprintln!("ufrecs: {} (see ufrecs --help)", message.join(" ").trim_start_matches("error: "));
+        2
+    })
+}
+
 /// Runs the command line; returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     let env: BTreeMap<String, String> = std::env::vars().collect();

@@ -1,5 +1,3 @@
-use clap::Parser;
-
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::new().filter_or("UFRECS_LOG", "info")).init();
     // A file-size limit must fail a write (and so answer 503), not kill the server.
@@ -7,5 +5,9 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    std::process::exit(ufrecs::cli::run(ufrecs::cli::Cli::parse()));
+    let status = match ufrecs::cli::parse(std::env::args_os()) {
+        Ok(cli) => ufrecs::cli::run(cli),
+        Err(status) => status,
+    };
+    std::process::exit(status);
 }

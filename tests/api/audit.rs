@@ -118,7 +118,7 @@ async fn the_documented_example_queries_run_against_a_real_database() {
         while rows.next().unwrap().is_some() {}
         ran += 1;
     }
-    assert_eq!(ran, 5);
+    assert_eq!(ran, 7);
     let votes: i64 = db.query_row(sql.split(';').next().unwrap(), [], |r| r.get(0)).unwrap();
     assert_eq!(votes, app.stats("CM-CE-000001").await["totals"]["votes"].as_i64().unwrap());
 }

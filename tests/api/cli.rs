@@ -124,3 +124,38 @@ async fn an_import_while_the_server_runs_opens_the_office_under_the_strict_regis
         app.db().query_row("SELECT COUNT(*) FROM poll_offices WHERE identifier = 'PO-OK'", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 0, "nothing of a bad file is imported");
 }
+
+#[test]
+fn every_subcommand_has_help_and_a_usage_mistake_is_one_line() {
+    let db = Path::new("/nonexistent/ufrecs.sqlite3");
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["backup", "--help"],
+        &["check", "--help"],
+        &["import", "--help"],
+        &["import", "poll-offices", "--help"],
+        &["import", "parties", "--help"],
+        &["source", "add", "--help"],
+        &["source", "set-status", "--help"],
+        &["source", "set-password", "--help"],
+    ] {
+        let (code, out, _) = ufrecs(db, args, None);
+        assert_eq!(code, 0, "{args:?}");
+        assert!(out.contains("Usage: ufrecs"), "{args:?}: {out}");
+    }
+    for (args, says) in [
+        (&["frobnicate"][..], "frobnicate"),
+        (&["source", "add"], "<ELECTOR_ID>"),
+        (&["import", "parties"], "<FILE>"),
+        (&["check", "--nope"], "--nope"),
+    ] {
+        let (code, out, err) = ufrecs(db, args, None);
+        assert_eq!(code, 2, "{args:?}");
+        assert!(out.is_empty());
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let (code, _, err) = ufrecs(db, &["check"], None);
+    assert_eq!((code, err.trim().lines().count()), (1, 1), "no database: {err}");
+}

@@ -74,3 +74,37 @@ async fn the_directory_is_searched_without_case_or_accent_trouble_and_paged() {
     assert_eq!(parties["results"][0]["identifier"], "PA");
     assert_eq!(parties["results"][1]["party_name"], "Parti Bêta");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_national_directory_imports_while_the_server_runs_and_is_searched_from_memory() {
+    let app = TestApp::spawn().await;
+    let csv = app.dir.path().join("national.csv");
+    let cities = ["Yaoundé", "Ébolowa", "Douala", "Garoua", "Bafoussam"];
+    let mut text = String::from("voters_count,name,identifier,city,region,unknown_column\n");
+    for i in 1..=50_000 {
+        let city = cities[i % cities.len()];
+        text.push_str(&format!("{},École {city} {i},CM-{i:06},{city},Région {},x\n", 150 + i % 500, i % 10));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ufrecs"))
+        .args(["import", "poll-offices", csv.to_str().unwrap()])
+        .env("UFRECS_CONFIG", concat!(env!("CARGO_MANIFEST_DIR"), "/ufrecs.toml"))
+        .env("UFRECS_DATABASE_PATH", app.db_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("50000 created"));
+    eventually("the server to load the directory", || async {
+        (app.get("/api/polloffices/?limit=1").await.body["count"] == 50_000).then_some(())
+    })
+    .await;
+    let found = app.get("/api/polloffices/?search=YAOUNDÉ&limit=500").await.body;
+    assert_eq!(found["count"], 10_000);
+    assert!(found["results"].as_array().unwrap().iter().all(|r| r["city"] == "Yaoundé"));
+    let last = app.get("/api/polloffices/?search=cm-050000").await.body;
+    assert_eq!(last["results"][0]["voters_count"], 150);
+    // The citizen app's numeric id reaches the office's stats.
+    let id = &last["results"][0]["id"];
+    let stats = app.get(&format!("/api/pollofficestats/?poll_office={id}")).await.body;
+    assert_eq!(stats["poll_office_id"], "CM-050000");
+}
