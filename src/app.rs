@@ -125,11 +125,13 @@ fn load_secret(path: &Path, verifications: i64) -> Result<Vec<u8>, StartError> {
 pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std::thread::JoinHandle<()>), StartError> {
     let conn = store::open(&settings.database.path, settings.synchronous_full())?;
     let secret = load_secret(&settings.auth.secret_file, reads::count_verifications(&conn)?)?;
+    let directory = reads::directory(&conn)?;
     let stats = Arc::new(Stats::new());
+    stats.set_directory(&directory);
     stats.apply(&reads::all_effects(&conn)?);
     let tokens = Arc::new(Tokens::new());
     tokens.load(reads::live_tokens(&conn)?);
-    let directory = Arc::new(RwLock::new(reads::directory(&conn)?));
+    let directory = Arc::new(RwLock::new(directory));
     let metrics = Arc::new(Metrics::default());
     let pool = store::read_pool(&settings.database.path, 4)?;
     let (hubs, hub) = crate::ws::Hubs::channel(&settings.ws);

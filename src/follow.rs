@@ -62,7 +62,11 @@ fn source_n(entry: &AuditRow) -> Option<i64> {
 fn follow(conn: &Connection, app: &App, entry: &AuditRow) -> rusqlite::Result<()> {
     let detail = &entry.entry.detail;
     match entry.entry.kind.as_str() {
-        "import" => *app.directory.write() = reads::directory(conn)?,
+        "import" => {
+            let directory = reads::directory(conn)?;
+            app.stats.set_directory(&directory);
+            *app.directory.write() = directory;
+        }
         "source_created" => {
             let Some(n) = source_n(entry) else { return Ok(()) };
             app.stats.apply(&reads::sources(conn, Some(n))?);

@@ -6,13 +6,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Routes as labelled in metrics (templates, never raw paths).
-pub const ROUTES: [&str; 18] = [
+pub const ROUTES: [&str; 19] = [
     "authenticate",
     "vote",
     "votingpaperresult",
     "pollofficesstats",
     "pollofficeresults",
     "pollofficeevidence",
+    "flags",
     "directory",
     "refresh_s3_credentials",
     "audit",
@@ -61,6 +62,7 @@ pub fn route_label(path: &str) -> usize {
         (Some("api"), Some("pollofficesstats" | "pollofficestats"), _) => "pollofficesstats",
         (Some("api"), Some("pollofficeresults"), _) => "pollofficeresults",
         (Some("api"), Some("pollofficeevidence"), _) => "pollofficeevidence",
+        (Some("api"), Some("flags"), None) => "flags",
         (Some("api"), Some("polloffices" | "candidateparties"), None) => "directory",
         (Some("api"), Some("refresh-s3-credentials"), None) => "refresh_s3_credentials",
         (Some("api"), Some("audit"), Some("head")) => "audit_head",

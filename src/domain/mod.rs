@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod crosscheck;
+pub mod flags;
 pub mod ids;
 pub mod input;
 pub mod source;

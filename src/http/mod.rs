@@ -88,6 +88,7 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         .and(warp::query::<HashMap<String, String>>())
         .and(inm)
         .map(|app, q, inm| finish(public::compat_results(app, q, inm)));
+    let flags = warp::path!("api" / "flags").and(warp::get()).and(app_f.clone()).and(inm).map(public::flags);
     let poll_offices = warp::path!("api" / "polloffices")
         .and(warp::get())
         .and(app_f.clone())
@@ -166,39 +167,30 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         log::debug!("{} {} {} {:.1}ms", info.method(), info.path(), status, info.elapsed().as_secs_f64() * 1e3);
     });
 
-    let api: BoxedFilter<(Response,)> = stats
-        .or(results)
-        .unify()
-        .or(compat_stats)
-        .unify()
-        .or(compat_results)
-        .unify()
-        .or(vote)
-        .unify()
-        .or(ballot)
-        .unify()
-        .or(authenticate)
-        .unify()
-        .or(refresh)
-        .unify()
-        .or(evidence)
-        .unify()
-        .or(poll_offices)
-        .unify()
-        .or(parties)
-        .unify()
-        .or(audit_head)
-        .unify()
-        .or(audit)
-        .unify()
-        .or(healthz)
-        .unify()
-        .or(metrics)
-        .unify()
-        .or(reporters)
-        .unify()
-        .or(sources)
-        .unify()
-        .boxed();
+    // Each route is boxed before they are chained: nested `Or` types of this many routes
+    // make rustc's compile time explode.
+    let api: BoxedFilter<(Response,)> = [
+        stats.boxed(),
+        results.boxed(),
+        compat_stats.boxed(),
+        compat_results.boxed(),
+        flags.boxed(),
+        vote.boxed(),
+        ballot.boxed(),
+        authenticate.boxed(),
+        refresh.boxed(),
+        evidence.boxed(),
+        poll_offices.boxed(),
+        parties.boxed(),
+        audit_head.boxed(),
+        audit.boxed(),
+        healthz.boxed(),
+        metrics.boxed(),
+        reporters.boxed(),
+        sources.boxed(),
+    ]
+    .into_iter()
+    .reduce(|a, b| a.or(b).unify().boxed())
+    .expect("the route table is not empty");
     api.recover(error::recover).unify().with(log)
 }

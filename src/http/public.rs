@@ -101,6 +101,11 @@ pub fn compat_results(
     Ok(cached(rendered, if_none_match.as_deref(), &app.public_cache_control))
 }
 
+/// `GET /api/flags/`: every flagged office, from memory.
+pub fn flags(app: Arc<App>, if_none_match: Option<String>) -> Response {
+    cached(app.stats.flagged(), if_none_match.as_deref(), &app.public_cache_control)
+}
+
 pub fn stats(app: Arc<App>, id: String, if_none_match: Option<String>) -> Result<Response, ApiError> {
     public_office(&app, &id)?;
     Ok(cached(app.stats.body(&id, Body::Stats), if_none_match.as_deref(), &app.public_cache_control))

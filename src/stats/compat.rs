@@ -37,7 +37,7 @@ pub(super) fn stats(office: &Office, poll_office_id: &str, book: &SourceBook) ->
     last_vote.insert("Accepted".into(), office.last_vote().map(with_created_at).into());
     let mut totals = office.totals.to_json(office.vote_sources);
     totals["total_sources"] = json!(office.vote_sources);
-    json!({"poll_office_id": poll_office_id, "totals": totals, "last_vote": last_vote, "flags": []})
+    json!({"poll_office_id": poll_office_id, "totals": totals, "last_vote": last_vote, "flags": office.flags_json()})
 }
 
 pub(super) fn results(office: &Office, poll_office_id: &str, book: &SourceBook) -> Value {

@@ -12,7 +12,7 @@ mod compat;
 mod office;
 mod sources;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -101,6 +101,27 @@ impl Entry {
 struct State {
     offices: HashMap<String, Entry>,
     sources: SourceBook,
+    /// Registered voters per office, from the directory (for the flags).
+    registered: HashMap<String, i64>,
+    /// Offices with at least one flag.
+    flagged: BTreeSet<String>,
+}
+
+impl State {
+    /// Recomputes an office's flags after a change; stale bodies if they changed.
+    fn refresh_flags(&mut self, id: &str) -> bool {
+        let Some(entry) = self.offices.get_mut(id) else { return false };
+        if !entry.office.refresh_flags(self.registered.get(id).copied()) {
+            return false;
+        }
+        entry.stale(&Body::of_kind(Kind::Vote));
+        if entry.office.flags.is_empty() {
+            self.flagged.remove(id);
+        } else {
+            self.flagged.insert(id.to_owned());
+        }
+        true
+    }
 }
 
 /// How often, at most, the national views are summed again over every office.
@@ -118,6 +139,8 @@ struct National {
 pub struct Stats {
     state: RwLock<State>,
     national: Mutex<National>,
+    /// `GET /api/flags/`, rendered on first read after a change of any office's flags.
+    flags: Mutex<Option<Rendered>>,
 }
 
 impl Stats {
@@ -129,6 +152,7 @@ impl Stats {
     pub fn apply(&self, effects: &[Effect]) {
         let mut state = self.state.write();
         let mut changed = false;
+        let mut flags_changed = false;
         for effect in effects {
             let (office, kind) = match effect {
                 Effect::Vote(row) => (&row.poll_office_id, Kind::Vote),
@@ -159,11 +183,50 @@ impl Stats {
             }
             entry.stale(&Body::of_kind(kind));
             changed = true;
+            flags_changed |= state.refresh_flags(office);
         }
         drop(state);
         if changed {
             self.national.lock().changed = true;
         }
+        if flags_changed {
+            *self.flags.lock() = None;
+        }
+    }
+
+    /// Takes in the directory's registered voters (at start and after an import) and
+    /// re-decides every office's flags.
+    pub fn set_directory(&self, directory: &Directory) {
+        let mut state = self.state.write();
+        state.registered =
+            directory.offices.iter().filter_map(|(id, voters)| voters.map(|v| (id.clone(), v))).collect();
+        let ids: Vec<String> = state.offices.keys().cloned().collect();
+        let mut flags_changed = false;
+        for id in ids {
+            flags_changed |= state.refresh_flags(&id);
+        }
+        drop(state);
+        if flags_changed {
+            *self.flags.lock() = None;
+        }
+    }
+
+    /// `GET /api/flags/`: every flagged office, by identifier.
+    pub fn flagged(&self) -> Rendered {
+        let mut cache = self.flags.lock();
+        if let Some(r) = cache.as_ref() {
+            return r.clone();
+        }
+        let state = self.state.read();
+        let results: Vec<Value> = state
+            .flagged
+            .iter()
+            .filter_map(|id| state.offices.get(id).map(|e| (id, e)))
+            .map(|(id, e)| serde_json::json!({"poll_office_id": id, "flags": e.office.flags_json()}))
+            .collect();
+        let r = Rendered::of(&serde_json::json!({ "results": results }));
+        *cache = Some(r.clone());
+        r
     }
 
     /// A body of an office (zeros when it has no data), cached until the office changes.
@@ -180,7 +243,7 @@ impl Stats {
             }
         }
         let mut state = self.state.write();
-        let State { offices, sources } = &mut *state;
+        let State { offices, sources, .. } = &mut *state;
         let Some(entry) = offices.get_mut(poll_office_id) else {
             return Rendered::of(&body.render(&Office::default(), poll_office_id, sources));
         };

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{json, Value};
 
 use crate::domain::crosscheck::{BallotDecision, VoteDecision};
+use crate::domain::flags::{self, Density, Figures, Flag};
 use crate::domain::vote::{Age, Decided, Gender, VoteAttrs};
 use crate::store::ops::{BallotRow, ProposalRow, Proposed, Verification, VoteRow};
 
@@ -71,6 +72,8 @@ pub(super) struct VoteView {
     pub decision: Option<VoteDecision>,
     pub verification: Option<Verification>,
     pub first_reported_at: String,
+    /// When a counted vote was observed (section 6b), in Unix seconds.
+    pub observed: Option<i64>,
 }
 
 impl VoteView {
@@ -122,19 +125,35 @@ pub(super) struct Office {
     /// The counted vote first reported most recently, as `(id, idx)`: vote ids grow with
     /// first reports, so it is the counted vote with the highest id.
     pub latest: Option<(i64, u32)>,
+    /// Observation times of the counted votes, for `fast_voting`.
+    pub density: Density,
+    pub flags: Vec<Flag>,
 }
 
 impl Office {
     pub fn set_vote(&mut self, row: &VoteRow) {
+        // Observed when the app says it was (the earliest counted `observed_at`), else
+        // when first reported.
+        let observed = row.decision.and_then(|_| {
+            let at = row.observed_at.as_deref().unwrap_or(&row.first_reported_at);
+            crate::domain::time::parse(at).map(|t| t.timestamp())
+        });
         let view = VoteView {
             id: row.id,
             decision: row.decision,
             verification: row.verification.clone(),
             first_reported_at: row.first_reported_at.clone(),
+            observed,
         };
         self.totals.add(Totals::of(&view), 1);
+        if let Some(t) = observed {
+            self.density.add(t);
+        }
         if let Some(old) = self.votes.insert(row.idx, view) {
             self.totals.add(Totals::of(&old), -1);
+            if let Some(t) = old.observed {
+                self.density.remove(t);
+            }
         }
         if row.decision.is_some() {
             if self.latest.is_none_or(|(id, _)| row.id >= id) {
@@ -176,6 +195,26 @@ impl Office {
         }
     }
 
+    /// Recomputes the quality flags; whether they changed.
+    pub fn refresh_flags(&mut self, registered: Option<i64>) -> bool {
+        let figures = Figures {
+            votes: self.totals.votes,
+            disputed: self.totals.disputed,
+            max_index: self.votes.iter().rev().find(|(_, v)| v.decision.is_some()).map(|(i, _)| *i),
+            ballots: self.total_ballots,
+            registered,
+            fast: self.density.fast(),
+        };
+        let new = flags::flags(&figures);
+        let changed = new != self.flags;
+        self.flags = new;
+        changed
+    }
+
+    pub fn flags_json(&self) -> Value {
+        self.flags.iter().map(Flag::to_json).collect()
+    }
+
     /// The counted vote with the highest index, with its accepted attributes.
     pub fn last_vote(&self) -> Option<Value> {
         self.votes.iter().rev().find_map(|(idx, v)| v.accepted_json(*idx))
@@ -196,7 +235,7 @@ impl Office {
             "poll_office_id": poll_office_id,
             "totals": self.totals.to_json(self.vote_sources),
             "last_vote": self.last_vote(),
-            "flags": [],
+            "flags": self.flags_json(),
         })
     }
 

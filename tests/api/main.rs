@@ -15,6 +15,7 @@ mod compat;
 mod concurrency;
 mod directory;
 mod durability;
+mod flags;
 mod property;
 mod s3;
 mod startup;

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use proptest::prelude::*;
 use rusqlite::Connection;
 use serde_json::{json, Value};
+use ufrecs::domain::flags::{flags, Figures};
 use ufrecs::domain::ids::{ElectorId, Index, PartyId, PollOfficeId};
 use ufrecs::domain::input::{BallotInput, NewSource, VoteInput};
 use ufrecs::domain::source::Status;
@@ -152,6 +153,7 @@ fn brute_force(conn: &Connection) -> BTreeMap<String, (Value, Value)> {
         }
         let mut sources = BTreeSet::new();
         let mut last_vote = Value::Null;
+        let (mut max_index, mut observed) = (None, Vec::new());
         for (idx, ps) in &by_index {
             let counted: Vec<&&P> = ps.iter().filter(|p| counts(p.2)).collect();
             if counted.is_empty() {
@@ -189,10 +191,13 @@ fn brute_force(conn: &Connection) -> BTreeMap<String, (Value, Value)> {
             *t.get_mut("verified").unwrap() += verification.is_some() as i64;
             *t.get_mut("disputed").unwrap() += (!unanimous || differs) as i64;
             last_vote = json!({"index": idx, "gender": gender, "age": age, "has_torn": torn, "timestamp": first_reported[&vote_id]});
+            max_index = Some(*idx);
+            // No observed_at in these steps: observed when first reported.
+            observed.push(chrono::DateTime::parse_from_rfc3339(&first_reported[&vote_id]).unwrap().timestamp());
         }
         let mut totals = json!(t);
         totals["sources"] = json!(sources.len());
-        let stats = json!({"poll_office_id": office, "totals": totals, "last_vote": last_vote, "flags": []});
+        let mut stats = json!({"poll_office_id": office, "totals": totals, "last_vote": last_vote});
 
         // Ballots.
         let here: Vec<_> = ballots.iter().filter(|b| b.0 == office).collect();
@@ -225,6 +230,17 @@ fn brute_force(conn: &Connection) -> BTreeMap<String, (Value, Value)> {
             .collect();
         let res = json!({"poll_office_id": office, "last_paper": last_paper, "results": results, "total_ballots": total,
                          "undecided_ballots": undecided, "sources": sources.len()});
+        // Flags (section 6b) from the recounted figures; the thresholds have unit tests.
+        observed.sort();
+        let figures = Figures {
+            votes: stats["totals"]["votes"].as_i64().unwrap(),
+            disputed: stats["totals"]["disputed"].as_i64().unwrap(),
+            max_index,
+            ballots: total,
+            registered: None,
+            fast: observed.windows(11).any(|w| w[10] - w[0] < 60),
+        };
+        stats["flags"] = flags(&figures).iter().map(|f| f.to_json()).collect();
         out.insert(office, (stats, res));
     }
     out
