@@ -52,7 +52,8 @@ impl ApiError {
         Self::invalid(BTreeMap::from([(field.to_owned(), msg.to_owned())]))
     }
 
-    pub fn response(&self) -> Response {
+    /// The status and the spec's error body.
+    pub fn parts(&self) -> (StatusCode, serde_json::Value) {
         let (status, code, message): (StatusCode, &str, String) = match self {
             ApiError::InvalidJson => (StatusCode::BAD_REQUEST, "invalid_json", "the body is not valid JSON".into()),
             ApiError::InvalidData { message, .. } => (StatusCode::BAD_REQUEST, "invalid_data", message.clone()),
@@ -90,6 +91,11 @@ impl ApiError {
         if let ApiError::InvalidData { errors, .. } = self {
             body["errors"] = json!(errors);
         }
+        (status, body)
+    }
+
+    pub fn response(&self) -> Response {
+        let (status, body) = self.parts();
         let mut res = json_response(status, &body);
         let retry = match self {
             ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),

@@ -17,6 +17,8 @@ use crate::app::App;
 use crate::auth::tokens::{Reporter, TokenError};
 
 pub const BODY_LIMIT: usize = 16 * 1024;
+/// The body limit of the batch endpoints (section 6d).
+pub const BATCH_BODY_LIMIT: usize = 256 * 1024;
 
 pub fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = std::convert::Infallible> + Clone {
     warp::any().map(move || app.clone())

@@ -22,7 +22,7 @@ use crate::app::App;
 use crate::metrics::route_label;
 use crate::store::{OpError, WriteError};
 use error::ApiError;
-use filters::{body, client, reporter as reporter_auth, with_app, BODY_LIMIT};
+use filters::{body, client, reporter as reporter_auth, with_app, BATCH_BODY_LIMIT, BODY_LIMIT};
 
 /// Maps a failed write to the API error it answers.
 pub fn write_error(e: WriteError) -> ApiError {
@@ -117,6 +117,18 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         .and(reporter_auth(app.clone()))
         .and(app_f.clone())
         .then(|body, who, app| async move { finish(reporter::vote(app, who, body).await) });
+    let vote_batch = warp::path!("api" / "vote" / "batch")
+        .and(warp::post())
+        .and(body(BATCH_BODY_LIMIT))
+        .and(reporter_auth(app.clone()))
+        .and(app_f.clone())
+        .then(|body, who, app| async move { finish(reporter::vote_batch(app, who, body).await) });
+    let ballot_batch = warp::path!("api" / "votingpaperresult" / "batch")
+        .and(warp::post())
+        .and(body(BATCH_BODY_LIMIT))
+        .and(reporter_auth(app.clone()))
+        .and(app_f.clone())
+        .then(|body, who, app| async move { finish(reporter::ballot_batch(app, who, body).await) });
     let ballot = warp::path!("api" / "votingpaperresult")
         .and(warp::post())
         .and(body(BODY_LIMIT))
@@ -177,6 +189,8 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         flags.boxed(),
         vote.boxed(),
         ballot.boxed(),
+        vote_batch.boxed(),
+        ballot_batch.boxed(),
         authenticate.boxed(),
         refresh.boxed(),
         evidence.boxed(),

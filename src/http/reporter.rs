@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::json;
+use serde_json::{json, Value};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
@@ -18,6 +18,7 @@ use crate::domain::time;
 use crate::s3;
 use crate::store::ops::{AuthOp, Outcome, WriteOp};
 use crate::store::reads;
+use crate::store::WriteError;
 
 fn created_or_ok(created: bool) -> StatusCode {
     if created {
@@ -149,6 +150,103 @@ pub async fn ballot(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Re
         Outcome::Proposed { created, .. } => Ok(json_response(created_or_ok(created), &json!({"status": "ok"}))),
         _ => Err(ApiError::Internal),
     }
+}
+
+/// The most items a batch may hold (section 6d).
+pub const BATCH_MAX: usize = 500;
+
+/// A batch envelope's items: `{key: [item, ...]}`, at most `BATCH_MAX`. Anything else is
+/// a 400 for the whole request, and nothing is stored.
+fn batch_items(body: &[u8], key: &str) -> Result<Vec<Value>, ApiError> {
+    let mut envelope = input::object(body)?;
+    match envelope.remove(key) {
+        Some(Value::Array(items)) if items.len() <= BATCH_MAX => Ok(items),
+        Some(Value::Array(_)) => Err(ApiError::invalid_field(key, &format!("at most {BATCH_MAX} items"))),
+        _ => Err(ApiError::invalid_field(key, "must be an array of items")),
+    }
+}
+
+/// One item's answer: `index` as sent when it is an integer, else null.
+fn item_answer(item: &Value) -> Value {
+    let index = item.get("index").filter(|i| i.is_i64() || i.is_u64()).cloned().unwrap_or(Value::Null);
+    json!({ "index": index })
+}
+
+fn item_error(answer: &mut Value, e: &ApiError) {
+    let (status, body) = e.parts();
+    answer["status"] = json!(status.as_u16());
+    answer["error"] = body;
+}
+
+/// An item parsed as a single post's body would be.
+fn item_object(item: &Value) -> Result<&serde_json::Map<String, Value>, ApiError> {
+    item.as_object().ok_or_else(|| ApiError::invalid_field("body", "must be a JSON object"))
+}
+
+/// Runs a batch: items that parsed go to the writer together (one commit, each in its own
+/// savepoint, in order); every item gets the status and body a single post would get.
+async fn run_batch(
+    app: &App,
+    items: &[Value],
+    parse: impl Fn(&Value) -> Result<WriteOp, ApiError>,
+    success: impl Fn(bool, i64) -> Value,
+) -> Result<Response, ApiError> {
+    let mut answers: Vec<Value> = items.iter().map(item_answer).collect();
+    let mut ops = Vec::with_capacity(items.len());
+    let mut slots = Vec::with_capacity(items.len());
+    for (k, item) in items.iter().enumerate() {
+        match parse(item) {
+            Ok(op) => {
+                ops.push(op);
+                slots.push(k);
+            }
+            Err(e) => item_error(&mut answers[k], &e),
+        }
+    }
+    let outcomes = if ops.is_empty() { Vec::new() } else { app.writer.submit_all(ops).await };
+    for (k, outcome) in slots.into_iter().zip(outcomes) {
+        match outcome {
+            Ok(Outcome::Proposed { created, id }) => {
+                answers[k]["status"] = json!(created_or_ok(created).as_u16());
+                for (key, v) in success(created, id).as_object().into_iter().flatten() {
+                    answers[k][key] = v.clone();
+                }
+            }
+            // The commit failed: nothing of the batch is stored.
+            Err(WriteError::Unavailable) => return Err(ApiError::Unavailable),
+            Err(e) => item_error(&mut answers[k], &write_error(e)),
+            Ok(_) => return Err(ApiError::Internal),
+        }
+    }
+    Ok(json_response(StatusCode::OK, &json!({ "results": answers })))
+}
+
+/// `POST /api/vote/batch/` `{"votes": [...]}`: an offline queue flushed at once.
+pub async fn vote_batch(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Response, ApiError> {
+    let items = batch_items(&body, "votes")?;
+    let office = token_office(&reporter)?;
+    let numeric = app.settings.compat.numeric_vote_ids;
+    let parse = |item: &Value| -> Result<WriteOp, ApiError> {
+        let input = VoteInput::parse(item_object(item)?)?;
+        Ok(WriteOp::ProposeVote { source_n: reporter.source_n, poll_office_id: office.clone(), input, batch: true })
+    };
+    let success = |_, id: i64| json!({"id": if numeric { json!(id) } else { json!(id.to_string()) }});
+    run_batch(&app, &items, parse, success).await
+}
+
+/// `POST /api/votingpaperresult/batch/` `{"papers": [...]}`.
+pub async fn ballot_batch(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Response, ApiError> {
+    let items = batch_items(&body, "papers")?;
+    let office = token_office(&reporter)?;
+    let strict = app.settings.registry.strict;
+    let parse = |item: &Value| -> Result<WriteOp, ApiError> {
+        let input = BallotInput::parse(item_object(item)?)?;
+        if strict && !app.directory.read().parties.contains(input.party_id.as_str()) {
+            return Err(ApiError::UnknownParty);
+        }
+        Ok(WriteOp::ProposeBallot { source_n: reporter.source_n, poll_office_id: office.clone(), input })
+    };
+    run_batch(&app, &items, parse, |_, _| json!({})).await
 }
 
 pub async fn refresh_s3(app: Arc<App>, reporter: Reporter) -> Result<Response, ApiError> {

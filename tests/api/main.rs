@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod backup;
 mod bad_input;
+mod batch;
 mod check;
 mod cli;
 mod compat;
