@@ -73,7 +73,7 @@ async fn a_mixed_batch_answers_and_stores_exactly_what_single_posts_do() {
     let indexes: Vec<&Value> = answers.iter().map(|a| &a["index"]).collect();
     assert_eq!(indexes[4], &Value::Null, "a non-integer index is answered as null");
     assert_eq!(indexes[5], &json!(3));
-    assert_eq!(answers[7]["error"]["errors"]["observed_at"].is_string(), true);
+    assert!(answers[7]["error"]["errors"]["observed_at"].is_string());
     assert_eq!(stored(&batched), stored(&single));
     let (b, s) = (batched.stats("PO-1").await, single.stats("PO-1").await);
     assert_eq!(b["totals"], s["totals"]);
