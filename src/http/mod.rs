@@ -143,13 +143,15 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
     let audit_head = warp::path!("api" / "audit" / "head")
         .and(warp::get())
         .and(app_f.clone())
-        .then(|app| async move { finish(public::audit_head(app).await) });
+        .and(inm)
+        .then(|app, inm| async move { finish(public::audit_head(app, inm).await) });
     let audit = warp::path!("api" / "audit")
         .and(warp::get())
         .and(app_f.clone())
         .and(warp::query::<HashMap<String, String>>())
         .and(base_url(app.clone()))
-        .then(|app, q, base| async move { finish(public::audit(app, q, base).await) });
+        .and(inm)
+        .then(|app, q, base, inm| async move { finish(public::audit(app, q, base, inm).await) });
     let healthz = warp::path!("healthz").and(warp::get()).and(app_f.clone()).then(public::healthz);
     let metrics = warp::path!("metrics")
         .and(warp::get())
@@ -180,7 +182,8 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
     });
 
     // Each route is boxed before they are chained: nested `Or` types of this many routes
-    // make rustc's compile time explode.
+    // make rustc's compile time explode. Chained from the right, so that a request for the
+    // first routes (the busiest) goes through the fewest boxed layers.
     let api: BoxedFilter<(Response,)> = [
         stats.boxed(),
         results.boxed(),
@@ -204,7 +207,8 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         sources.boxed(),
     ]
     .into_iter()
-    .reduce(|a, b| a.or(b).unify().boxed())
+    .rev()
+    .reduce(|rest, route| route.or(rest).unify().boxed())
     .expect("the route table is not empty");
     api.recover(error::recover).unify().with(log)
 }

@@ -214,18 +214,27 @@ pub async fn evidence(app: Arc<App>, id: String) -> Result<Response, ApiError> {
     }
 }
 
-pub async fn audit_head(app: Arc<App>) -> Result<Response, ApiError> {
+/// `Cache-Control` of a complete audit page: its entries never change (the log only
+/// grows), so caches may keep it for a day.
+const COMPLETE_PAGE: HeaderValue = HeaderValue::from_static("public, max-age=86400");
+
+pub async fn audit_head(app: Arc<App>, if_none_match: Option<String>) -> Result<Response, ApiError> {
     let head = app.read(reads::audit_head).await?;
     let body = match head {
         Some(r) => json!({"seq": r.entry.seq, "hash": r.hash, "at": r.entry.at}),
         None => json!({"seq": 0, "hash": GENESIS, "at": null}),
     };
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(cached(Rendered::of(&body), if_none_match.as_deref(), &app.public_cache_control))
 }
 
 const AUDIT_PAGE_MAX: i64 = 1000;
 
-pub async fn audit(app: Arc<App>, query: HashMap<String, String>, base: String) -> Result<Response, ApiError> {
+pub async fn audit(
+    app: Arc<App>,
+    query: HashMap<String, String>,
+    base: String,
+    if_none_match: Option<String>,
+) -> Result<Response, ApiError> {
     let after = int_param(&query, "after", 0, NON_NEGATIVE)?;
     let limit = int_param(&query, "limit", 100, 1..=AUDIT_PAGE_MAX)? as u32;
     // One row more than asked says whether there is a next page.
@@ -246,7 +255,8 @@ pub async fn audit(app: Arc<App>, query: HashMap<String, String>, base: String) 
             v
         })
         .collect();
-    Ok(json_response(StatusCode::OK, &json!({"results": results, "next": next})))
+    let cache_control = if more { &COMPLETE_PAGE } else { &app.public_cache_control };
+    Ok(cached(Rendered::of(&json!({"results": results, "next": next})), if_none_match.as_deref(), cache_control))
 }
 
 pub async fn healthz(app: Arc<App>) -> Response {

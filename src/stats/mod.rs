@@ -34,7 +34,7 @@ pub struct Rendered {
 }
 
 impl Rendered {
-    fn of(value: &Value) -> Self {
+    pub fn of(value: &Value) -> Self {
         let body = serde_json::to_vec(value).expect("a JSON value serialises");
         let digest = Sha256::digest(&body);
         let etag = format!("\"{}\"", &hex::encode(digest)[..20]);

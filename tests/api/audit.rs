@@ -46,6 +46,16 @@ async fn the_head_and_pages_expose_a_verifiable_chain_without_personal_data() {
     assert_eq!(whole["next"], Value::Null, "no link past the last entry");
     let exact = app.get(&format!("/api/audit/?after=0&limit={n}")).await.body;
     assert_eq!(exact["next"], Value::Null, "a full last page has no next either");
+    // Cacheable: a complete page for a day, the head and the last page briefly; ETags.
+    let complete = app.get("/api/audit/?after=0&limit=4").await;
+    assert_eq!(complete.headers["cache-control"], "public, max-age=86400");
+    let last = app.get(&format!("/api/audit/?after={}&limit=4", n - 1)).await;
+    assert_eq!(last.headers["cache-control"], "public, max-age=1");
+    let h = app.get("/api/audit/head/").await;
+    assert_eq!(h.headers["cache-control"], "public, max-age=1");
+    let etag = h.headers["etag"].to_str().unwrap().to_owned();
+    let again = app.send(app.client.get(app.url("/api/audit/head/")).header("if-none-match", &etag)).await;
+    assert_eq!(again.status, 304);
     assert_eq!(all.last().unwrap()["hash"], head["hash"]);
     let mut prev = "0".repeat(64);
     for (i, e) in all.iter().enumerate() {
@@ -88,21 +98,68 @@ async fn the_documented_python_verifier_accepts_the_chain_and_finds_a_rewrite() 
     let app = busy_app().await;
     let script = app.dir.path().join("verify.py");
     std::fs::write(&script, documented_verifier()).unwrap();
-    let run = |db: &std::path::Path| Command::new("python3").arg(&script).arg(db).output().unwrap();
-    let ok = run(&app.db_path());
+    let run = |source: &std::ffi::OsStr| Command::new("python3").arg(&script).arg(source).output().unwrap();
     let head = app.get("/api/audit/head/").await.body;
-    let stdout = String::from_utf8_lossy(&ok.stdout);
-    assert!(ok.status.success(), "{stdout} {}", String::from_utf8_lossy(&ok.stderr));
-    assert!(stdout.contains(head["hash"].as_str().unwrap()), "prints the head: {stdout}");
+    // From the file and from the API alike.
+    for source in [app.db_path().into_os_string(), app.base.clone().into()] {
+        let ok = run(&source);
+        let stdout = String::from_utf8_lossy(&ok.stdout);
+        assert!(ok.status.success(), "{source:?}: {stdout} {}", String::from_utf8_lossy(&ok.stderr));
+        assert!(stdout.contains(head["hash"].as_str().unwrap()), "prints the head: {stdout}");
+    }
     // Rewrite history in a copy: the verifier names the entry.
     let copy = app.dir.path().join("copy.sqlite3");
     app.db().execute(&format!("VACUUM INTO '{}'", copy.display()), []).unwrap();
     let c = rusqlite::Connection::open(&copy).unwrap();
     c.execute("UPDATE audit_log SET detail = '{\"reason\":\"none\"}' WHERE seq = 5", []).unwrap();
     drop(c);
-    let bad = run(&copy);
+    let bad = run(copy.as_os_str());
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stdout).contains("seq 5"), "{}", String::from_utf8_lossy(&bad.stdout));
+
+    // Whoever runs the box edits a row of the live table by hand: the API now serves the
+    // rewritten entry, and both the script (through the API) and `ufrecs check` name it.
+    let live = rusqlite::Connection::open(app.db_path()).unwrap();
+    live.execute("UPDATE audit_log SET actor = 'system' WHERE seq = 7", []).unwrap();
+    drop(live);
+    let bad = run(std::ffi::OsStr::new(&app.base));
+    assert!(
+        String::from_utf8_lossy(&bad.stdout).contains("broken at seq 7"),
+        "{}",
+        String::from_utf8_lossy(&bad.stdout)
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let check = Command::new(env!("CARGO_BIN_EXE_ufrecs"))
+        .arg("check")
+        .env("UFRECS_CONFIG", concat!(env!("CARGO_MANIFEST_DIR"), "/ufrecs.toml"))
+        .env("UFRECS_DATABASE_PATH", app.db_path())
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(err.contains("seq 7") && err.trim().lines().count() == 1, "{err}");
+
+    // A careful rewriter recomputes every later hash: the chain verifies again, and only
+    // the head an observer recorded earlier shows the rewrite (docs/security.md).
+    let live = rusqlite::Connection::open(app.db_path()).unwrap();
+    let rows: Vec<(i64, String, String, String, Option<String>, String)> = live
+        .prepare("SELECT seq, at, kind, actor, poll_office_id, detail FROM audit_log ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut prev = "0".repeat(64);
+    for (seq, at, kind, actor, office, detail) in rows {
+        let entry = json!({"seq": seq, "at": at, "kind": kind, "actor": actor, "poll_office_id": office,
+                           "detail": serde_json::from_str::<Value>(&detail).unwrap()});
+        let hash = ufrecs::domain::audit::chain_hash(&prev, &ufrecs::domain::audit::canonical(&entry));
+        live.execute("UPDATE audit_log SET hash = ?1 WHERE seq = ?2", rusqlite::params![hash, seq]).unwrap();
+        prev = hash;
+    }
+    drop(live);
+    assert!(run(std::ffi::OsStr::new(&app.base)).status.success(), "a recomputed chain verifies");
+    assert_ne!(app.get("/api/audit/head/").await.body["hash"], head["hash"], "but the recorded head differs");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
