@@ -25,6 +25,24 @@ if [ ${#packages[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
+# nginx, for the tests of the production setup (they run their own on loopback ports).
+# Debian starts a freshly installed nginx on port 80: a policy-rc.d keeps it stopped.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  say "installing nginx (not started)"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  policy=/usr/sbin/policy-rc.d
+  created=false
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod 0755 "$policy"
+    created=true
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx >/dev/null
+  if $created; then $sudo rm -f "$policy"; fi
+fi
+
 # Python tools in a venv inside the repository (git ignores it): moto, the local S3/STS
 # service of the dev mode and the tests, and boto3 to set it up.
 if ! python3 -m venv --help >/dev/null 2>&1; then

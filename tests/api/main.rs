@@ -17,6 +17,7 @@ mod concurrency;
 mod directory;
 mod durability;
 mod flags;
+mod nginx;
 mod property;
 mod s3;
 mod startup;

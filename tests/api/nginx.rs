@@ -1,0 +1,249 @@
+//! Production setup for real: `install-home-prod` into a scratch root, the installed binary
+//! and a real nginx (Debian's package) with the installed configuration, on free loopback
+//! ports; then the API through nginx.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn nginx_bin() -> PathBuf {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"].iter().map(PathBuf::from).find(|p| p.exists()).expect("nginx is installed")
+}
+
+/// A child stopped with SIGTERM when dropped (nginx's master then stops its workers too).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        // SAFETY: signalling a child of ours that has not been reaped yet.
+        unsafe {
+            libc::kill(self.0.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+struct Box_ {
+    root: PathBuf,
+    front: String,
+    back: String,
+    _server: Killed,
+    _nginx: Killed,
+}
+
+fn install(root: &Path, front: u16, back: u16) -> std::process::Output {
+    Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/install-home-prod"))
+        .args(["--root", root.to_str().unwrap(), "--no-systemd", "--binary", env!("CARGO_BIN_EXE_ufrecs")])
+        .args(["--listen", &format!("127.0.0.1:{front}"), "--backend", &format!("127.0.0.1:{back}")])
+        .output()
+        .unwrap()
+}
+
+/// Installs into `dir/root` and starts the installed binary and nginx.
+fn install_and_start(dir: &Path) -> Box_ {
+    let root = dir.join("root");
+    let (front, back) = (free_port(), free_port());
+    let out = install(&root, front, back);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let etc = root.join("etc/ufrecs");
+    let mut server = Command::new(root.join("usr/local/bin/ufrecs"))
+        .arg("serve")
+        .env("UFRECS_CONFIG", etc.join("ufrecs.toml"))
+        .env("UFRECS_AUTH_ADMIN_TOKEN_FILE", etc.join("admin-token"))
+        .env("UFRECS_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening on"), "{line}");
+    // A main configuration around the installed site file, as Debian's nginx.conf includes it.
+    let prefix = dir.join("nginx");
+    std::fs::create_dir_all(prefix.join("logs")).unwrap();
+    let main = prefix.join("nginx.conf");
+    std::fs::write(
+        &main,
+        format!(
+            "daemon off;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  fastcgi_temp_path {p}/fastcgi;\n  \
+             uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n  include {site};\n}}\n",
+            p = prefix.display(),
+            site = root.join("etc/nginx/conf.d/ufrecs.conf").display()
+        ),
+    )
+    .unwrap();
+    let test = Command::new(nginx_bin())
+        .args(["-p", prefix.to_str().unwrap(), "-c", main.to_str().unwrap(), "-t"])
+        .output()
+        .unwrap();
+    assert!(test.status.success(), "nginx -t: {}", String::from_utf8_lossy(&test.stderr));
+    let nginx = Command::new(nginx_bin())
+        .args(["-p", prefix.to_str().unwrap(), "-c", main.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Box_ {
+        root,
+        front: format!("http://127.0.0.1:{front}"),
+        back: format!("http://127.0.0.1:{back}"),
+        _server: Killed(server),
+        _nginx: Killed(nginx),
+    }
+}
+
+async fn wait_up(base: &str) {
+    let client = reqwest::Client::new();
+    eventually("nginx to answer", || async {
+        client.get(format!("{base}/healthz")).send().await.ok().filter(|r| r.status() == 200).map(|_| ())
+    })
+    .await;
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next text message, within 10 s.
+async fn next_text(socket: &mut Socket) -> Value {
+    loop {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next()).await.expect("a message");
+        if let Message::Text(t) = m.expect("open").expect("no error") {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}
+
+fn count(metrics: &str, route: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("ufrecs_requests_total{") && l.contains(&format!("route=\"{route}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_installed_box_serves_the_api_through_nginx() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = install_and_start(dir.path());
+    wait_up(&b.front).await;
+    let front = remote(&b.front);
+    let client = reqwest::Client::new();
+
+    // A vote through nginx, and its stats.
+    let s = front.login("E-1", "PO-1").await;
+    let reporter3 = front.login("E-3", "PO-3").await;
+    let (status, _) = front.vote(&s, 1).await.unwrap();
+    assert_eq!(status, 201);
+    let stats: Value =
+        client.get(format!("{}/api/pollofficesstats/PO-1/", b.front)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats["totals"]["votes"], 1);
+
+    // The micro-cache: 40 GETs of one office within a second reach the binary about once.
+    let metrics = || async { client.get(format!("{}/metrics", b.back)).send().await.unwrap().text().await.unwrap() };
+    let before = count(&metrics().await, "pollofficesstats");
+    let mut hits = 0;
+    for _ in 0..40 {
+        let r = client.get(format!("{}/api/pollofficestats/?poll_office=PO-2", b.front)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        hits += (r.headers()["x-cache-status"] == "HIT") as u32;
+    }
+    let reached = count(&metrics().await, "pollofficesstats") - before;
+    assert!(reached <= 3 && hits >= 37, "{reached} requests reached the binary, {hits} cache hits");
+    // Different offices never share an entry.
+    let other: Value = client
+        .get(format!("{}/api/pollofficestats/?poll_office=PO-1", b.front))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(other["poll_office_id"], "PO-1");
+
+    // A 20 KiB body is refused by nginx before the binary sees it.
+    let before = count(&metrics().await, "vote");
+    let r = client
+        .post(format!("{}/api/vote/", b.front))
+        .bearer_auth(&s.token)
+        .body(format!("{{\"pad\": \"{}\"}}", "x".repeat(20 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(count(&metrics().await, "vote"), before, "the binary never saw it");
+
+    // A forged X-Forwarded-For does not pass nginx: every failure counts for the one real
+    // client address, so a burst of them is rate limited.
+    let mut limited = 0;
+    for i in 0..40 {
+        let r = client
+            .post(format!("{}/api/authenticate/", b.front))
+            .header("x-forwarded-for", format!("203.0.113.{i}"))
+            .json(&json!({"elector_id": "E-1", "poll_office_id": "PO-1", "password": format!("wrong-{i}")}))
+            .send()
+            .await
+            .unwrap();
+        limited += (r.status() == 429) as u32;
+    }
+    assert!(limited > 0, "a burst of failed authentications is rate limited");
+
+    // The verification WebSocket end to end through nginx: wait, see the vote, confirm.
+    let url = format!(
+        "{}/ws/vote-verification?poll_office_id=PO-3&elector_id=SECRET-VOTER-42",
+        b.front.replace("http", "ws")
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(next_text(&mut socket).await["type"], "waiting");
+    front.vote(&reporter3, 1).await.unwrap();
+    let shown = next_text(&mut socket).await;
+    assert_eq!((&shown["type"], &shown["index"]), (&json!("vote"), &json!(1)), "{shown}");
+    let confirm = json!({"type": "confirm"}).to_string();
+    socket.send(Message::Text(confirm.into())).await.unwrap();
+    assert_eq!(next_text(&mut socket).await["type"], "recorded");
+    let stats: Value =
+        client.get(format!("{}/api/pollofficesstats/PO-3/", b.back)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats["totals"]["verified"], 1);
+
+    drop(socket);
+
+    // The access log never records a query string (the WebSocket's carries the voter id);
+    // nginx writes the socket's line once it has closed.
+    let path = b.root.join("var/log/nginx/ufrecs.access.log");
+    let log = eventually("the socket's log line", || async {
+        let log = std::fs::read_to_string(&path).unwrap();
+        log.contains("/ws/vote-verification").then_some(log)
+    })
+    .await;
+    assert!(!log.contains("SECRET-VOTER-42"), "{log}");
+}
+
+#[test]
+fn reinstalling_keeps_data_secrets_and_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    assert!(install(&root, 18081, 18082).status.success());
+    let etc = root.join("etc/ufrecs");
+    let read = |f: &str| std::fs::read_to_string(etc.join(f)).unwrap();
+    let (secret, token) = (read("secret"), read("admin-token"));
+    let mode = |p: &Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o777;
+    assert_eq!(mode(&etc.join("secret")), 0o600);
+    assert_eq!(mode(&etc.join("admin-token")), 0o600);
+    assert_eq!(mode(&root.join("var/lib/ufrecs")), 0o700);
+    std::fs::write(root.join("var/lib/ufrecs/ufrecs.sqlite3"), b"data").unwrap();
+    let edited = read("ufrecs.toml").replace("strict = false", "strict = true");
+    std::fs::write(etc.join("ufrecs.toml"), &edited).unwrap();
+    assert!(install(&root, 18081, 18082).status.success());
+    assert_eq!((read("secret"), read("admin-token")), (secret, token));
+    assert_eq!(read("ufrecs.toml"), edited);
+    assert_eq!(std::fs::read(root.join("var/lib/ufrecs/ufrecs.sqlite3")).unwrap(), b"data");
+}
