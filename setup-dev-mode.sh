@@ -12,9 +12,10 @@ tests_only=false
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 # Debian packages: curl and python3 for the scripts and tests, sqlite3 for operators and
-# integrators, wrk for the benchmark.
+# integrators, wrk for the benchmark, Chromium and its WebDriver for the public page's
+# browser test.
 packages=()
-for tool in curl:curl python3:python3 sqlite3:sqlite3 wrk:wrk; do
+for tool in curl:curl python3:python3 sqlite3:sqlite3 wrk:wrk chromium:chromium chromedriver:chromium-driver; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || packages+=("${tool##*:}")
 done
 if [ ${#packages[@]} -gt 0 ]; then

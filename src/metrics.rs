@@ -72,7 +72,7 @@ pub fn route_label(path: &str) -> usize {
         (Some("healthz"), None, None) => "healthz",
         (Some("metrics"), None, None) => "metrics",
         (Some("ws"), Some("vote-verification"), None) => "ws_vote_verification",
-        (Some(""), None, None) => "page",
+        (Some("" | "page" | "office"), _, _) => "page",
         _ => "other",
     };
     ROUTES.iter().position(|r| *r == label).unwrap_or(ROUTES.len() - 2)

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod error;
 pub mod filters;
+pub mod page;
 pub mod public;
 pub mod reporter;
 pub mod server;
@@ -174,6 +175,15 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         .and(app_f.clone())
         .then(|id, body, app| async move { finish(admin::update_source(app, id, body).await) });
 
+    let home = warp::path::end()
+        .or(warp::path!("office" / String).map(|_| ()).untuple_one())
+        .unify()
+        .and(warp::get())
+        .and(inm)
+        .map(|inm| page::serve(&page::INDEX, inm));
+    let script = warp::path!("page" / "app.js").and(warp::get()).and(inm).map(|inm| page::serve(&page::SCRIPT, inm));
+    let style = warp::path!("page" / "app.css").and(warp::get()).and(inm).map(|inm| page::serve(&page::STYLE, inm));
+
     let metrics_app = app.clone();
     let log = warp::log::custom(move |info| {
         let status = info.status().as_u16();
@@ -205,6 +215,9 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         metrics.boxed(),
         reporters.boxed(),
         sources.boxed(),
+        home.boxed(),
+        script.boxed(),
+        style.boxed(),
     ]
     .into_iter()
     .rev()

@@ -70,7 +70,11 @@ impl TestApp {
     }
 
     async fn start(&mut self) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.start_at("127.0.0.1:0").await;
+    }
+
+    async fn start_at(&mut self, addr: &str) {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let running = app::start(self.settings.clone(), self.clock.clone(), listener).await.unwrap();
         self.base = format!("http://{}", running.addr);
         self.running = Some(running);
@@ -78,10 +82,20 @@ impl TestApp {
 
     /// Stops the server (the writer closes the database) and starts a new one on the same files.
     pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start().await;
+    }
+
+    /// Stops the server; `start_again` brings it back on the same address.
+    pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await;
         }
-        self.start().await;
+    }
+
+    pub async fn start_again(&mut self) {
+        let addr = self.base.trim_start_matches("http://").to_owned();
+        self.start_at(&addr).await;
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -18,6 +18,7 @@ mod directory;
 mod durability;
 mod flags;
 mod nginx;
+mod page;
 mod property;
 mod s3;
 mod startup;
