@@ -48,6 +48,37 @@ pub enum Command {
         #[command(subcommand)]
         what: ImportKind,
     },
+    /// Rehearse an election day against a running server (loopback only): reporters,
+    /// verifying voters and public readers, then every total checked against what was sent.
+    Simulate(SimulateArgs),
+}
+
+#[derive(clap::Args)]
+pub struct SimulateArgs {
+    /// The server to drive (http on a loopback address).
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    url: String,
+    /// Offices, taken from the directory among those without data (1-5000).
+    #[arg(long, default_value_t = 20)]
+    offices: usize,
+    /// Voters per office (1-2000).
+    #[arg(long, default_value_t = 60)]
+    voters: usize,
+    /// How long the voting lasts (1-3600 s); the count follows at full speed.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// Public readers polling stats and results.
+    #[arg(long, default_value_t = 20)]
+    readers: usize,
+    /// Share of voters who verify their vote over the WebSocket (0-1).
+    #[arg(long, default_value_t = 0.2)]
+    verify_share: f64,
+    /// The seed the day is drawn from.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// With the admin token, each office's first reporter is enrolled as official.
+    #[arg(long)]
+    admin_token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -113,6 +144,16 @@ pub fn run(cli: Cli) -> i32 {
         Command::Check => report(crate::check::check(&settings.database.path)),
         Command::Import { what } => report(import(&settings, what)),
         Command::Source { what } => report(source(&settings, what)),
+        Command::Simulate(a) => report(crate::simulate::run(crate::simulate::Options {
+            url: a.url,
+            offices: a.offices,
+            voters: a.voters,
+            seconds: a.seconds,
+            readers: a.readers,
+            verify_share: a.verify_share.clamp(0.0, 1.0),
+            seed: a.seed,
+            admin_token: a.admin_token,
+        })),
     }
 }
 

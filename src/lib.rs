@@ -19,6 +19,7 @@
 //! - `import`: directory CSV files parsed into rows (stored by a write operation).
 //! - `backup`: consistent online copies of the database, locally or to S3.
 //! - `check`: integrity, accepted values and the audit chain of a database file.
+//! - `simulate`: `ufrecs simulate`, an election day played against a running server.
 //! - `follow`: noticing the CLI's commits to the same file and reloading what they touched.
 //! - `config`, `clock`, `metrics`, `app` (wiring), `cli` (the `ufrecs` command).
 //!
@@ -40,6 +41,7 @@ pub mod http;
 pub mod import;
 pub mod metrics;
 pub mod s3;
+pub mod simulate;
 pub mod stats;
 pub mod store;
 pub mod ws;

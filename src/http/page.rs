@@ -23,7 +23,8 @@ pub struct Asset {
 impl Asset {
     fn new(body: &'static str, content_type: &'static str) -> Asset {
         let digest = Sha256::digest(body.as_bytes());
-        let etag = HeaderValue::from_str(&format!("\"{}\"", hex::encode(&digest[..12]))).expect("hex is a header value");
+        let etag =
+            HeaderValue::from_str(&format!("\"{}\"", hex::encode(&digest[..12]))).expect("hex is a header value");
         Asset { body, content_type, etag }
     }
 }
@@ -35,7 +36,8 @@ pub static SCRIPT: LazyLock<Asset> =
 pub static STYLE: LazyLock<Asset> =
     LazyLock::new(|| Asset::new(include_str!("../page/app.css"), "text/css; charset=utf-8"));
 
-const CSP: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+const CSP: &str =
+    "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// Serves an asset. Browsers revalidate after a minute, so an upgraded binary's page is
 /// picked up quickly, and a revalidation costs a 304.

@@ -139,6 +139,7 @@ fn every_subcommand_has_help_and_a_usage_mistake_is_one_line() {
         &["source", "add", "--help"],
         &["source", "set-status", "--help"],
         &["source", "set-password", "--help"],
+        &["simulate", "--help"],
     ] {
         let (code, out, _) = ufrecs(db, args, None);
         assert_eq!(code, 0, "{args:?}");
@@ -158,4 +159,42 @@ fn every_subcommand_has_help_and_a_usage_mistake_is_one_line() {
     }
     let (code, _, err) = ufrecs(db, &["check"], None);
     assert_eq!((code, err.trim().lines().count()), (1, 1), "no database: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_election_day_ends_with_every_total_as_sent() {
+    let app = crate::directory::with_demo_directory().await;
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ufrecs"))
+            .arg("simulate")
+            .args(["--url", &app.base])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = tokio::task::block_in_place(|| {
+        run(&["--offices", "4", "--voters", "25", "--seconds", "3", "--readers", "3", "--verify-share", "0.3"])
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("totals checked: 4 offices, 0 wrong"), "{stdout}");
+    assert!(stdout.contains("vote/batch") && stdout.contains("ws connect"), "{stdout}");
+    let national = app.get("/api/pollofficestats/").await.body;
+    assert_eq!(national["totals"]["votes"], 100);
+    assert!(national["totals"]["verified"].as_u64().unwrap() > 0);
+
+    // The offices it used have data now: another run looks for fresh ones, and there are
+    // not enough of them.
+    let again = tokio::task::block_in_place(|| run(&["--offices", "17", "--voters", "2", "--seconds", "1"]));
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("16 offices without data"));
+    // Never a target off this machine.
+    let remote = tokio::task::block_in_place(|| {
+        Command::new(env!("CARGO_BIN_EXE_ufrecs"))
+            .args(["simulate", "--url", "http://192.0.2.1:8000"])
+            .output()
+            .unwrap()
+    });
+    assert_eq!(remote.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&remote.stderr).contains("loopback"));
 }

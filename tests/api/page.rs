@@ -152,7 +152,10 @@ async fn the_public_page_shows_an_office_live_in_both_languages_and_survives_a_r
     let search = browser.client.find(Locator::Id("search")).await.unwrap();
     search.send_keys("meiganga").await.unwrap();
     browser
-        .wait_true("a search result", "return !!document.querySelector('#search-results a[href=\"/office/CM-AD-024821\"]')")
+        .wait_true(
+            "a search result",
+            "return !!document.querySelector('#search-results a[href=\"/office/CM-AD-024821\"]')",
+        )
         .await;
 
     // The language switch.
