@@ -58,6 +58,10 @@ pub struct Registry {
 #[serde(default, deny_unknown_fields)]
 pub struct Http {
     pub public_max_age_secs: u64,
+    /// A client must send a request's headers within this time, or its connection is
+    /// closed: slow clients cannot hold connections open for ever (slowloris). Idle
+    /// keep-alive connections are closed after it too.
+    pub header_timeout_secs: u64,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -115,7 +119,7 @@ impl Default for Auth {
 
 impl Default for Http {
     fn default() -> Self {
-        Http { public_max_age_secs: 1 }
+        Http { public_max_age_secs: 1, header_timeout_secs: 15 }
     }
 }
 
@@ -310,6 +314,9 @@ impl Settings {
         }
         if !matches!(self.database.synchronous.as_str(), "full" | "normal") {
             return bad("database.synchronous must be full or normal".into());
+        }
+        if self.http.header_timeout_secs == 0 {
+            return bad("http.header_timeout_secs must be positive".into());
         }
         if self.auth.token_ttl_secs == 0 {
             return bad("auth.token_ttl_secs must be positive".into());

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use tower_service::Service;
@@ -26,6 +26,7 @@ pub struct Peer(pub SocketAddr);
 pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()>) {
     let routes = warp::service(super::routes(app.clone()));
     let graceful = GracefulShutdown::new();
+    let header_timeout = Duration::from_secs(app.settings.http.header_timeout_secs);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -53,7 +54,8 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener, shutdown: i
                     }
                 }
             });
-            let builder = Builder::new(TokioExecutor::new());
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(conn).await {
                 log::debug!("connection from {peer} ended: {e}");

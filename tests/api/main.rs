@@ -16,6 +16,7 @@ mod compat;
 mod concurrency;
 mod directory;
 mod durability;
+mod faults;
 mod flags;
 mod nginx;
 mod page;
