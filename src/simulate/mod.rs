@@ -164,7 +164,8 @@ async fn simulate(opts: Options) -> Result<String, String> {
 async fn directory(http: &reqwest::Client, base: &str, n: usize) -> Result<(Vec<String>, Vec<String>), String> {
     let get = |url: String| async move {
         let res = http.get(&url).send().await.map_err(|e| format!("{url}: {e}"))?;
-        res.json::<Value>().await.map_err(|e| format!("{url}: {e}"))
+        let body = res.bytes().await.map_err(|e| format!("{url}: {e}"))?;
+        serde_json::from_slice::<Value>(&body).map_err(|e| format!("{url}: {e}"))
     };
     let mut offices = Vec::new();
     let mut offset = 0;
@@ -458,7 +459,7 @@ async fn check(sim: &Sim, o: &Office, outcome: &Outcome) -> Vec<String> {
     let mut faults = Vec::new();
     let get = |path: String| async move {
         let res = sim.http.get(format!("{}{path}", sim.base)).send().await.ok()?;
-        res.json::<Value>().await.ok()
+        serde_json::from_slice::<Value>(&res.bytes().await.ok()?).ok()
     };
     let (Some(stats), Some(results)) =
         (get(format!("/api/pollofficesstats/{}/", o.id)).await, get(format!("/api/pollofficeresults/{}/", o.id)).await)
