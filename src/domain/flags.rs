@@ -2,8 +2,6 @@
 //! `flags` decides them from an office's figures; `Density` keeps, incrementally, whether
 //! more than 10 votes were observed within any 60 seconds.
 
-use std::collections::BTreeMap;
-
 use serde_json::{json, Value};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,59 +68,70 @@ pub fn flags(f: &Figures) -> Vec<Flag> {
 }
 
 /// Observation times (whole seconds) of an office's counted votes, and whether any window
-/// of `FAST_WINDOW_SECS` seconds holds more than `FAST_VOTES` of them. The densest window
-/// can always start at an observed second, so only windows starting at a second that holds
-/// a vote are counted; with one-second resolution a change touches at most 60 of them.
+/// of `FAST_WINDOW_SECS` seconds holds more than `FAST_VOTES` of them.
+///
+/// The times are kept sorted (4 bytes a vote: this runs for every vote of the country);
+/// a window is too dense exactly when some time and the one `FAST_VOTES` places after it
+/// are less than a window apart. `dense` counts such pairs; an insertion or removal at one
+/// place only changes the `FAST_VOTES + 1` pairs that span it.
 #[derive(Clone, Debug, Default)]
 pub struct Density {
-    /// Second -> votes observed in it.
-    seconds: BTreeMap<i64, u32>,
-    /// Second holding a vote -> votes in [second, second + window).
-    windows: BTreeMap<i64, u32>,
-    /// How many windows hold more than `FAST_VOTES`.
+    /// Seconds since `EPOCH`, sorted, one entry per counted vote.
+    times: Vec<u32>,
     dense: u32,
 }
+
+/// 2020-01-01T00:00:00Z: observation times are stored as u32 seconds after it.
+const EPOCH: i64 = 1_577_836_800;
+const GAP: usize = FAST_VOTES as usize;
 
 impl Density {
     pub fn fast(&self) -> bool {
         self.dense > 0
     }
 
+    fn key(t: i64) -> u32 {
+        (t - EPOCH).clamp(0, i64::from(u32::MAX)) as u32
+    }
+
+    /// Dense pairs `(i, i + GAP)` for `i` in `from..=to`.
+    fn dense_pairs(&self, from: usize, to: usize) -> u32 {
+        (from..=to)
+            .filter(|&i| {
+                i + GAP < self.times.len() && i64::from(self.times[i + GAP] - self.times[i]) < FAST_WINDOW_SECS
+            })
+            .count() as u32
+    }
+
     pub fn add(&mut self, t: i64) {
-        let count = self.seconds.entry(t).or_insert(0);
-        *count += 1;
-        let new_second = *count == 1;
-        for w in self.windows.range_mut(t - FAST_WINDOW_SECS + 1..=t).map(|(_, w)| w) {
-            *w += 1;
-            if *w == FAST_VOTES + 1 {
-                self.dense += 1;
-            }
+        let t = Self::key(t);
+        let p = self.times.partition_point(|&x| x <= t);
+        // Pairs spanning the insertion point (i < p <= i + GAP) are split; the new ones
+        // are those with p in i..=i + GAP.
+        if p > 0 {
+            self.dense -= self.dense_pairs(p.saturating_sub(GAP), p - 1);
         }
-        if new_second {
-            let w: u32 = self.seconds.range(t..t + FAST_WINDOW_SECS).map(|(_, c)| c).sum();
-            self.windows.insert(t, w);
-            if w > FAST_VOTES {
-                self.dense += 1;
-            }
-        }
+        self.times.insert(p, t);
+        self.dense += self.dense_pairs(p.saturating_sub(GAP), p);
     }
 
     /// Removes one vote observed at `t` (which must have been added).
     pub fn remove(&mut self, t: i64) {
-        let Some(count) = self.seconds.get_mut(&t) else { return };
-        *count -= 1;
-        if *count == 0 {
-            self.seconds.remove(&t);
-            if self.windows.remove(&t).is_some_and(|w| w > FAST_VOTES) {
-                self.dense -= 1;
-            }
+        let t = Self::key(t);
+        let p = self.times.partition_point(|&x| x < t);
+        if self.times.get(p) != Some(&t) {
+            return;
         }
-        for w in self.windows.range_mut(t - FAST_WINDOW_SECS + 1..=t).map(|(_, w)| w) {
-            if *w == FAST_VOTES + 1 {
-                self.dense -= 1;
-            }
-            *w -= 1;
+        self.dense -= self.dense_pairs(p.saturating_sub(GAP), p);
+        self.times.remove(p);
+        if p > 0 {
+            self.dense += self.dense_pairs(p.saturating_sub(GAP), p - 1);
         }
+    }
+
+    /// Gives back the spare capacity (after the start-up rebuild).
+    pub fn shrink(&mut self) {
+        self.times.shrink_to_fit();
     }
 }
 
@@ -167,17 +176,18 @@ mod tests {
     #[test]
     fn eleven_votes_within_sixty_seconds_are_fast_and_removing_one_clears_it() {
         let mut d = Density::default();
-        let times: Vec<i64> = (0..11).map(|i| i * 5).collect(); // 0..=50 s
+        let t0 = 1_755_266_531; // 2025-08-15T14:02:11Z
+        let times: Vec<i64> = (0..11).map(|i| t0 + i * 5).collect(); // 0..=50 s
         for t in &times {
             d.add(*t);
         }
         assert!(d.fast());
-        d.remove(50);
+        d.remove(t0 + 50);
         assert!(!d.fast());
-        d.add(59);
+        d.add(t0 + 59);
         assert!(d.fast(), "0 and 59 are within one window of 60 s");
-        d.remove(59);
-        d.add(60);
+        d.remove(t0 + 59);
+        d.add(t0 + 60);
         assert!(!d.fast(), "0 and 60 are not");
     }
 
@@ -196,7 +206,7 @@ mod tests {
                 let i = (next() as usize) % times.len();
                 d.remove(times.swap_remove(i));
             } else {
-                let t = next() % 400;
+                let t = EPOCH + next() % 400;
                 times.push(t);
                 d.add(t);
             }

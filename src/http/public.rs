@@ -146,9 +146,14 @@ fn int_param(
     })
 }
 
-fn paged(items: Vec<&Value>, limit: usize, offset: usize, url: impl Fn(usize) -> String) -> Value {
+fn paged<T: serde::Serialize + ?Sized>(
+    items: Vec<&T>,
+    limit: usize,
+    offset: usize,
+    url: impl Fn(usize) -> String,
+) -> Value {
     let count = items.len();
-    let results: Vec<&Value> = items.into_iter().skip(offset).take(limit).collect();
+    let results: Vec<&T> = items.into_iter().skip(offset).take(limit).collect();
     let next = (offset + limit < count).then(|| url(offset + limit));
     let previous = (offset > 0).then(|| url(offset.saturating_sub(limit)));
     json!({"count": count, "next": next, "previous": previous, "results": results})
@@ -159,11 +164,11 @@ pub fn poll_offices(app: Arc<App>, query: HashMap<String, String>, base: String)
     let (limit, offset) = page(&query)?;
     let search = query.get("search").map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
     let directory = app.directory.read();
-    let matching: Vec<&Value> = directory
+    let matching: Vec<&serde_json::value::RawValue> = directory
         .office_rows
         .iter()
         .filter(|(haystack, _)| search.as_ref().is_none_or(|s| haystack.contains(s.as_str())))
-        .map(|(_, row)| row)
+        .map(|(_, row)| &**row)
         .collect();
     let search_param = search
         .as_ref()

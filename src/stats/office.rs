@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::domain::crosscheck::{BallotDecision, VoteDecision};
 use crate::domain::flags::{self, Density, Figures, Flag};
 use crate::domain::vote::{Age, Decided, Gender, VoteAttrs};
-use crate::store::ops::{BallotRow, ProposalRow, Proposed, Verification, VoteRow};
+use crate::store::ops::{BallotRow, ProposalRow, Proposed, VoteRow};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct Totals {
@@ -66,14 +66,40 @@ impl Totals {
     }
 }
 
+/// A whole second, as seconds since 2020-01-01 in 4 bytes: every vote of the country
+/// keeps one or two of these in memory, where a timestamp string would take 44 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Secs(u32);
+
+const EPOCH: i64 = 1_577_836_800;
+
+impl Secs {
+    /// A stored timestamp (RFC 3339); times before 2020 count as 2020-01-01.
+    pub fn parse(s: &str) -> Secs {
+        let t = crate::domain::time::parse(s).map_or(EPOCH, |t| t.timestamp());
+        Secs((t - EPOCH).clamp(0, i64::from(u32::MAX)) as u32)
+    }
+
+    pub fn unix(self) -> i64 {
+        EPOCH + i64::from(self.0)
+    }
+
+    /// RFC 3339 UTC with second precision, as the API writes every timestamp.
+    pub fn to_rfc3339(self) -> String {
+        chrono::DateTime::from_timestamp(self.unix(), 0).map(crate::domain::time::format).unwrap_or_default()
+    }
+}
+
+/// What memory keeps of one vote: its accepted state and the times the public bodies show.
 #[derive(Clone, Debug)]
 pub(super) struct VoteView {
     pub id: i64,
     pub decision: Option<VoteDecision>,
-    pub verification: Option<Verification>,
-    pub first_reported_at: String,
-    /// When a counted vote was observed (section 6b), in Unix seconds.
-    pub observed: Option<i64>,
+    /// What the voter confirmed, and when.
+    pub verification: Option<(VoteAttrs, Secs)>,
+    pub first_reported: Secs,
+    /// When a counted vote was observed (section 6b).
+    pub observed: Option<Secs>,
 }
 
 impl VoteView {
@@ -85,9 +111,50 @@ impl VoteView {
                 "gender": d.accepted.gender.as_str(),
                 "age": d.accepted.age.as_str(),
                 "has_torn": d.accepted.has_torn,
-                "timestamp": self.first_reported_at,
+                "timestamp": self.first_reported.to_rfc3339(),
             })
         })
+    }
+}
+
+/// Values by index in one sorted vector: indexes mostly arrive in order, so an insertion
+/// is an append, and a million votes take a third of what a `BTreeMap` would.
+#[derive(Clone, Debug)]
+pub(super) struct ByIndex<V>(Vec<(u32, V)>);
+
+impl<V> Default for ByIndex<V> {
+    fn default() -> Self {
+        ByIndex(Vec::new())
+    }
+}
+
+impl<V> ByIndex<V> {
+    /// Inserts or replaces; the value replaced.
+    pub fn insert(&mut self, idx: u32, value: V) -> Option<V> {
+        match self.0.binary_search_by_key(&idx, |(i, _)| *i) {
+            Ok(at) => Some(std::mem::replace(&mut self.0[at].1, value)),
+            Err(at) => {
+                if self.0.len() == self.0.capacity() {
+                    // Grow by a quarter, not double: this vector holds a whole office.
+                    self.0.reserve_exact((self.0.len() / 4).max(4));
+                }
+                self.0.insert(at, (idx, value));
+                None
+            }
+        }
+    }
+
+    pub fn get(&self, idx: u32) -> Option<&V> {
+        self.0.binary_search_by_key(&idx, |(i, _)| *i).ok().map(|at| &self.0[at].1)
+    }
+
+    /// In index order (and `.rev()` from the highest).
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (u32, &V)> {
+        self.0.iter().map(|(i, v)| (*i, v))
+    }
+
+    pub fn shrink(&mut self) {
+        self.0.shrink_to_fit();
     }
 }
 
@@ -112,10 +179,10 @@ fn keep_last<T>(lasts: &mut HashMap<i64, Last<T>>, row: &ProposalRow, value: T) 
 
 #[derive(Default)]
 pub(super) struct Office {
-    pub votes: BTreeMap<u32, VoteView>,
+    pub votes: ByIndex<VoteView>,
     pub totals: Totals,
     pub vote_sources: u32,
-    pub ballots: BTreeMap<u32, Option<BallotDecision>>,
+    pub ballots: ByIndex<Option<BallotDecision>>,
     pub parties: BTreeMap<String, i64>,
     pub total_ballots: i64,
     pub undecided_ballots: i64,
@@ -131,28 +198,33 @@ pub(super) struct Office {
 }
 
 impl Office {
+    /// Gives back spare capacity (after the start-up rebuild).
+    pub fn shrink(&mut self) {
+        self.votes.shrink();
+        self.ballots.shrink();
+        self.density.shrink();
+    }
+
     pub fn set_vote(&mut self, row: &VoteRow) {
         // Observed when the app says it was (the earliest counted `observed_at`), else
         // when first reported.
-        let observed = row.decision.and_then(|_| {
-            let at = row.observed_at.as_deref().unwrap_or(&row.first_reported_at);
-            crate::domain::time::parse(at).map(|t| t.timestamp())
-        });
+        let first_reported = Secs::parse(&row.first_reported_at);
+        let observed = row.decision.map(|_| row.observed_at.as_deref().map_or(first_reported, Secs::parse));
         let view = VoteView {
             id: row.id,
             decision: row.decision,
-            verification: row.verification.clone(),
-            first_reported_at: row.first_reported_at.clone(),
+            verification: row.verification.as_ref().map(|v| (v.attrs, Secs::parse(&v.at))),
+            first_reported,
             observed,
         };
         self.totals.add(Totals::of(&view), 1);
         if let Some(t) = observed {
-            self.density.add(t);
+            self.density.add(t.unix());
         }
         if let Some(old) = self.votes.insert(row.idx, view) {
             self.totals.add(Totals::of(&old), -1);
             if let Some(t) = old.observed {
-                self.density.remove(t);
+                self.density.remove(t.unix());
             }
         }
         if row.decision.is_some() {
@@ -161,16 +233,15 @@ impl Office {
             }
         } else if self.latest.is_some_and(|(id, _)| id == row.id) {
             // Rare (an office re-weighed): find the next one.
-            self.latest = self.votes.iter().filter(|(_, v)| v.decision.is_some()).map(|(i, v)| (v.id, *i)).max();
+            self.latest = self.votes.iter().filter(|(_, v)| v.decision.is_some()).map(|(i, v)| (v.id, i)).max();
         }
     }
 
     pub fn set_ballot(&mut self, row: &BallotRow) {
-        if let Some(old) = self.ballots.remove(&row.idx) {
+        self.count_ballot(&row.decision, 1);
+        if let Some(old) = self.ballots.insert(row.idx, row.decision.clone()) {
             self.count_ballot(&old, -1);
         }
-        self.count_ballot(&row.decision, 1);
-        self.ballots.insert(row.idx, row.decision.clone());
     }
 
     fn count_ballot(&mut self, decision: &Option<BallotDecision>, sign: i64) {
@@ -200,7 +271,7 @@ impl Office {
         let figures = Figures {
             votes: self.totals.votes,
             disputed: self.totals.disputed,
-            max_index: self.votes.iter().rev().find(|(_, v)| v.decision.is_some()).map(|(i, _)| *i),
+            max_index: self.votes.iter().rev().find(|(_, v)| v.decision.is_some()).map(|(i, _)| i),
             ballots: self.total_ballots,
             registered,
             fast: self.density.fast(),
@@ -217,12 +288,12 @@ impl Office {
 
     /// The counted vote with the highest index, with its accepted attributes.
     pub fn last_vote(&self) -> Option<Value> {
-        self.votes.iter().rev().find_map(|(idx, v)| v.accepted_json(*idx))
+        self.votes.iter().rev().find_map(|(idx, v)| v.accepted_json(idx))
     }
 
     /// The decided ballot with the highest index.
     pub fn last_paper(&self) -> Option<(u32, &str)> {
-        self.ballots.iter().rev().find_map(|(idx, b)| b.as_ref().and_then(|d| d.party.as_deref()).map(|p| (*idx, p)))
+        self.ballots.iter().rev().find_map(|(idx, b)| b.as_ref().and_then(|d| d.party.as_deref()).map(|p| (idx, p)))
     }
 
     /// Accepted parties, by ballots descending then `party_id`, with unrounded shares.
