@@ -223,5 +223,14 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
     .rev()
     .reduce(|rest, route| route.or(rest).unify().boxed())
     .expect("the route table is not empty");
-    api.recover(error::recover).unify().with(log)
+    warp::path::full()
+        .and(api.recover(error::recover).unify())
+        .map(|path: warp::path::FullPath, mut res: Response| {
+            if res.status() == warp::http::StatusCode::METHOD_NOT_ALLOWED {
+                let allow = crate::metrics::allowed_methods(route_label(path.as_str()));
+                res.headers_mut().insert(warp::http::header::ALLOW, warp::http::HeaderValue::from_static(allow));
+            }
+            res
+        })
+        .with(log)
 }

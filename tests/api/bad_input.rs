@@ -222,12 +222,21 @@ async fn unknown_routes_and_wrong_methods_get_json_errors() {
         let r = app.get(path).await;
         assert_eq!((r.status.as_u16(), r.code()), (404, "not_found"), "{path}");
     }
+    // A 405 says which methods the path takes (Allow).
     let r = app.get("/api/vote/").await;
-    assert_eq!((r.status.as_u16(), r.code()), (405, "method_not_allowed"));
+    assert_eq!(
+        (r.status.as_u16(), r.code(), r.headers["allow"].to_str().unwrap()),
+        (405, "method_not_allowed", "POST")
+    );
     let r = app.send(app.client.delete(app.url("/api/pollofficesstats/PO-1/"))).await;
-    assert_eq!((r.status.as_u16(), r.code()), (405, "method_not_allowed"));
+    assert_eq!((r.status.as_u16(), r.code(), r.headers["allow"].to_str().unwrap()), (405, "method_not_allowed", "GET"));
     let r = app.send(app.client.put(app.url("/api/authenticate"))).await;
-    assert_eq!((r.status.as_u16(), r.code()), (405, "method_not_allowed"));
+    assert_eq!(
+        (r.status.as_u16(), r.code(), r.headers["allow"].to_str().unwrap()),
+        (405, "method_not_allowed", "POST")
+    );
+    let r = app.send(app.client.put(app.url("/api/refresh-s3-credentials/"))).await;
+    assert_eq!(r.headers["allow"], "GET, POST");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
