@@ -20,6 +20,7 @@ mod faults;
 mod flags;
 mod nginx;
 mod page;
+mod parsing;
 mod property;
 mod s3;
 mod startup;
