@@ -45,14 +45,15 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
 fi
 
 # Python tools in a venv inside the repository (git ignores it): moto, the local S3/STS
-# service of the dev mode and the tests, and boto3 to set it up.
+# service of the dev mode and the tests, boto3 to set it up, and schemathesis, which fuzzes
+# the running server against docs/openapi.yaml (tests/schemathesis/run.sh).
 if ! python3 -m venv --help >/dev/null 2>&1; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
 fi
-python_tools="moto[server]==5.2.5 boto3==1.44.8"
+python_tools="moto[server]==5.2.5 boto3==1.44.8 schemathesis==4.32.5"
 if [ ! -x .venv/bin/moto_server ] || [ "$(cat .venv/.tools 2>/dev/null)" != "$python_tools" ]; then
   say "installing $python_tools into .venv"
   python3 -m venv .venv
