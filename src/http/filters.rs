@@ -28,20 +28,46 @@ pub fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = std
 pub fn body(limit: usize) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length").and(warp::body::stream()).and_then(
         move |length: Option<u64>, stream| async move {
-            if length.is_some_and(|l| l > limit as u64) {
-                return Err(warp::reject::custom(ApiError::PayloadTooLarge));
+            let mut stream = std::pin::pin!(stream);
+            let read = match length {
+                Some(l) if l > limit as u64 => Err(ApiError::PayloadTooLarge),
+                _ => read_limited(&mut stream, limit).await,
+            };
+            if matches!(read, Err(ApiError::PayloadTooLarge)) {
+                drain(&mut stream).await;
             }
-            read_limited(stream, limit).await.map_err(warp::reject::custom)
+            read.map_err(warp::reject::custom)
         },
     )
 }
 
-async fn read_limited<S, B>(stream: S, limit: usize) -> Result<Bytes, ApiError>
+/// Up to this much of a refused body is read and dropped, so that a client still sending
+/// it reads the 413 rather than a reset connection; past it (or after a few seconds), the
+/// connection is closed.
+const DRAIN_MAX: usize = 1024 * 1024;
+
+async fn drain<S, B>(stream: &mut S)
 where
-    S: Stream<Item = Result<B, warp::Error>>,
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
-    let mut stream = std::pin::pin!(stream);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let mut seen = 0;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.remaining();
+            if seen > DRAIN_MAX {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+async fn read_limited<S, B>(stream: &mut S, limit: usize) -> Result<Bytes, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
     let mut body = BytesMut::new();
     while let Some(chunk) = stream.next().await {
         let mut chunk = chunk.map_err(|_| ApiError::invalid_field("body", "could not be read"))?;

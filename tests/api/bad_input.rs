@@ -165,6 +165,26 @@ async fn an_oversized_body_is_413_before_authentication_chunked_or_not() {
     .unwrap();
     assert!(status.starts_with("HTTP/1.1 413"), "{status}");
     assert!(status.contains("payload_too_large"));
+    // A phone still sending a large body on a slow link reads its 413, not a reset
+    // connection: the server reads and drops up to 1 MiB of a refused body before
+    // answering and closing.
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let len = 600 * 1024;
+        write!(s, "POST /api/vote/batch/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n")
+            .unwrap();
+        for _ in 0..10 {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            s.write_all(&[b'x'; 60 * 1024]).expect("the server still reads the body");
+        }
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     // A small chunked body is fine.
     let app_base = app.base.trim_start_matches("http://").to_owned();
     let token = a.token.clone();
