@@ -2,6 +2,7 @@
 //! source's last proposal, and the seed's bodies (`stats_json`, `results_json`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
 
 use serde_json::{json, Value};
 
@@ -66,22 +67,24 @@ impl Totals {
     }
 }
 
-/// A whole second, as seconds since 2020-01-01 in 4 bytes: every vote of the country
-/// keeps one or two of these in memory, where a timestamp string would take 44 bytes.
+/// A whole second in 4 bytes (and `Option<Secs>` too): every vote of the country keeps
+/// two or three of these in memory, where a timestamp string would take 44 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Secs(u32);
+pub(super) struct Secs(NonZeroU32);
 
-const EPOCH: i64 = 1_577_836_800;
+/// One second before 2020-01-01T00:00:00Z: `Secs(1)` is that instant.
+const EPOCH: i64 = 1_577_836_799;
 
 impl Secs {
     /// A stored timestamp (RFC 3339); times before 2020 count as 2020-01-01.
     pub fn parse(s: &str) -> Secs {
-        let t = crate::domain::time::parse(s).map_or(EPOCH, |t| t.timestamp());
-        Secs((t - EPOCH).clamp(0, i64::from(u32::MAX)) as u32)
+        let t = crate::domain::time::parse(s).map_or(EPOCH + 1, |t| t.timestamp());
+        let n = (t - EPOCH).clamp(1, i64::from(u32::MAX)) as u32;
+        Secs(NonZeroU32::new(n).expect("clamped to at least 1"))
     }
 
     pub fn unix(self) -> i64 {
-        EPOCH + i64::from(self.0)
+        EPOCH + i64::from(self.0.get())
     }
 
     /// RFC 3339 UTC with second precision, as the API writes every timestamp.
@@ -93,7 +96,8 @@ impl Secs {
 /// What memory keeps of one vote: its accepted state and the times the public bodies show.
 #[derive(Clone, Debug)]
 pub(super) struct VoteView {
-    pub id: i64,
+    /// The vote's global id (SQLite rowids: four billion votes before this saturates).
+    pub id: u32,
     pub decision: Option<VoteDecision>,
     /// What the voter confirmed, and when.
     pub verification: Option<(VoteAttrs, Secs)>,
@@ -211,7 +215,7 @@ impl Office {
         let first_reported = Secs::parse(&row.first_reported_at);
         let observed = row.decision.map(|_| row.observed_at.as_deref().map_or(first_reported, Secs::parse));
         let view = VoteView {
-            id: row.id,
+            id: u32::try_from(row.id).unwrap_or(u32::MAX),
             decision: row.decision,
             verification: row.verification.as_ref().map(|v| (v.attrs, Secs::parse(&v.at))),
             first_reported,
@@ -233,7 +237,8 @@ impl Office {
             }
         } else if self.latest.is_some_and(|(id, _)| id == row.id) {
             // Rare (an office re-weighed): find the next one.
-            self.latest = self.votes.iter().filter(|(_, v)| v.decision.is_some()).map(|(i, v)| (v.id, i)).max();
+            self.latest =
+                self.votes.iter().filter(|(_, v)| v.decision.is_some()).map(|(i, v)| (i64::from(v.id), i)).max();
         }
     }
 
@@ -327,4 +332,36 @@ pub(super) fn results_of(parties: &BTreeMap<String, i64>, total: i64) -> Vec<Val
     let mut results: Vec<(&String, i64)> = parties.iter().map(|(p, n)| (p, *n)).collect();
     results.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     results.into_iter().map(|(p, n)| json!({"party_id": p, "ballots": n, "share": n as f64 / total as f64})).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vote_takes_28_bytes_of_an_offices_vector() {
+        assert_eq!(std::mem::size_of::<(u32, VoteView)>(), 28);
+    }
+
+    #[test]
+    fn times_keep_their_second_and_their_text() {
+        for t in ["2025-08-15T14:02:11Z", "2020-01-01T00:00:00Z", "2099-12-31T23:59:59Z"] {
+            assert_eq!(Secs::parse(t).to_rfc3339(), t);
+        }
+        assert_eq!(Secs::parse("2025-08-15T16:02:11.9+02:00").to_rfc3339(), "2025-08-15T14:02:11Z");
+        assert_eq!(Secs::parse("1999-01-01T00:00:00Z").to_rfc3339(), "2020-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn by_index_keeps_order_and_replaces() {
+        let mut m = ByIndex::default();
+        for i in [5, 1, 3, 9, 3] {
+            m.insert(i, i * 10);
+        }
+        assert_eq!(m.iter().map(|(i, _)| i).collect::<Vec<_>>(), [1, 3, 5, 9]);
+        assert_eq!(m.insert(5, 0), Some(50));
+        assert_eq!(m.get(5), Some(&0));
+        assert_eq!(m.get(4), None);
+        assert_eq!(m.iter().next_back(), Some((9, &90)));
+    }
 }
