@@ -108,6 +108,7 @@ async fn main() {
     // Votes: every office in turn, 32 in flight.
     let answered: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let jobs: Vec<(usize, usize)> = (1..=per_office).flat_map(|i| (0..offices).map(move |o| (o, i))).collect();
+    let votes_started = Instant::now();
     futures_util::stream::iter(jobs)
         .for_each_concurrent(32, |(o, i)| {
             let (http, token, base, answered) = (http.clone(), tokens[o].clone(), base.clone(), answered.clone());
@@ -141,6 +142,14 @@ async fn main() {
     println!("voters waiting: {waiting} of {voters} over {offices} offices (connected in {connect_secs:.1} s)");
     println!("server RSS: {rss_before:.1} MB before, {rss_waiting:.1} MB with the voters waiting (growth {:.1} MB), {rss_end:.1} MB at the end", rss_waiting - rss_before);
     println!("votes delivered: {} of {} posted", delays.len(), answered.len());
+    if let Some(last) = received.values().max() {
+        let secs = last.saturating_duration_since(votes_started).as_secs_f64();
+        println!(
+            "matching: {} votes posted, offered and confirmed in {secs:.2} s = {:.0} votes/s",
+            received.len(),
+            received.len() as f64 / secs
+        );
+    }
     println!(
         "delay from the vote's HTTP answer to the voter's message: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         percentile(&delays, 0.5),
