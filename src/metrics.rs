@@ -51,16 +51,6 @@ pub struct Metrics {
     pub ws_waiting: AtomicU64,
 }
 
-/// The methods a route takes, for the `Allow` header of a 405.
-pub fn allowed_methods(route: usize) -> &'static str {
-    match ROUTES.get(route).copied().unwrap_or("other") {
-        "authenticate" | "vote" | "votingpaperresult" | "batch" | "reporters" => "POST",
-        "refresh_s3_credentials" => "GET, POST",
-        "sources" => "PATCH",
-        _ => "GET",
-    }
-}
-
 /// The metrics label of a request path.
 pub fn route_label(path: &str) -> usize {
     let mut segs = path.trim_matches('/').split('/');

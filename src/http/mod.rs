@@ -40,6 +40,16 @@ pub fn write_error(e: WriteError) -> ApiError {
     }
 }
 
+/// The methods a path takes, for the `Allow` header of a 405 (by its metrics route).
+fn allowed_methods(path: &str) -> &'static str {
+    match crate::metrics::ROUTES.get(route_label(path)).copied().unwrap_or("other") {
+        "authenticate" | "vote" | "votingpaperresult" | "batch" | "reporters" => "POST",
+        "refresh_s3_credentials" => "GET, POST",
+        "sources" => "PATCH",
+        _ => "GET",
+    }
+}
+
 fn finish(r: Result<Response, ApiError>) -> Response {
     r.unwrap_or_else(|e| e.response())
 }
@@ -227,8 +237,8 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         .and(api.recover(error::recover).unify())
         .map(|path: warp::path::FullPath, mut res: Response| {
             if res.status() == warp::http::StatusCode::METHOD_NOT_ALLOWED {
-                let allow = crate::metrics::allowed_methods(route_label(path.as_str()));
-                res.headers_mut().insert(warp::http::header::ALLOW, warp::http::HeaderValue::from_static(allow));
+                let allow = warp::http::HeaderValue::from_static(allowed_methods(path.as_str()));
+                res.headers_mut().insert(warp::http::header::ALLOW, allow);
             }
             res
         })
