@@ -196,3 +196,31 @@ async fn the_page_and_its_files_are_served_with_validators_and_a_strict_policy()
     assert_eq!(app.get("/page/nothing.js").await.code(), "not_found");
     assert_eq!(app.send(app.client.post(app.url("/"))).await.code(), "method_not_allowed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_s3_on_the_office_page_counts_each_reporters_evidence() {
+    let moto = Moto::start().await;
+    let op = moto.setup(&[]).await;
+    let app = TestApp::spawn_with(|s| use_moto(s, &moto, &op)).await;
+    let r = app
+        .admin_post(
+            "/api/reporters/",
+            json!({"elector_id": "E-EV", "type": "official", "full_name": "Awa N.", "password": "pw-awa"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let awa = app.login("E-EV", "PO-EV", Some("pw-awa")).await;
+    assert_eq!(app.vote(&awa, 1, "female", "less_30", false).await.status, 201);
+    let bucket = crate::s3::bucket_for(&moto.endpoint, &awa.body["s3"]["credentials"]);
+    for (key, bytes) in [("votes/vote-1-1-a.jpeg", 2000), ("verbal_process/pv.jpeg", 3000)] {
+        bucket.put_object(format!("PO-EV/source-E-EV/{key}"), &vec![7u8; bytes]).await.unwrap();
+    }
+
+    let browser = Browser::start("en-GB").await;
+    browser.client.goto(&app.url("/office/PO-EV")).await.unwrap();
+    browser.wait_true("the evidence table", "return !document.getElementById('office-evidence-box').hidden").await;
+    let row = browser.text("#office-evidence tbody tr").await;
+    assert!(row.starts_with("Awa N.") && row.contains('2') && row.contains("5 kB"), "{row}");
+    assert!(!browser.eval("return document.body.innerText").await.as_str().unwrap().contains("E-EV"));
+    browser.close().await;
+}

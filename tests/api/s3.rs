@@ -18,7 +18,7 @@ async fn with_s3(resources: &[&str]) -> (Moto, Operator, TestApp) {
     (moto, op, app)
 }
 
-fn bucket_for(endpoint: &str, creds: &Value) -> Box<::s3::Bucket> {
+pub fn bucket_for(endpoint: &str, creds: &Value) -> Box<::s3::Bucket> {
     let region = ::s3::Region::Custom { region: "us-east-1".into(), endpoint: endpoint.into() };
     let c = ::s3::creds::Credentials::new(
         creds["access_key"].as_str(),
