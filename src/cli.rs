@@ -150,7 +150,7 @@ pub fn run(cli: Cli) -> i32 {
             voters: a.voters,
             seconds: a.seconds,
             readers: a.readers,
-            verify_share: a.verify_share.clamp(0.0, 1.0),
+            verify_share: a.verify_share,
             seed: a.seed,
             admin_token: a.admin_token,
         })),

@@ -2,6 +2,8 @@
 //! `flags` decides them from an office's figures; `Density` keeps, incrementally, whether
 //! more than 10 votes were observed within any 60 seconds.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde_json::{json, Value};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,68 +72,62 @@ pub fn flags(f: &Figures) -> Vec<Flag> {
 /// Observation times (whole seconds) of an office's counted votes, and whether any window
 /// of `FAST_WINDOW_SECS` seconds holds more than `FAST_VOTES` of them.
 ///
-/// The times are kept sorted (4 bytes a vote: this runs for every vote of the country);
-/// a window is too dense exactly when some time and the one `FAST_VOTES` places after it
-/// are less than a window apart. `dense` counts such pairs; an insertion or removal at one
-/// place only changes the `FAST_VOTES + 1` pairs that span it.
+/// The densest window can always start at an observed second, so only windows starting
+/// at one are checked: a change at `t` re-counts the windows starting in the minute before
+/// `t`, and remembers the too-dense ones (normally none). Seconds are kept as u32 after
+/// 2020 with a count each: about 15 bytes a vote, in a tree, so that times arriving in any
+/// order cost a logarithmic insertion (a sorted vector would make a reversed flood
+/// quadratic).
 #[derive(Clone, Debug, Default)]
 pub struct Density {
-    /// Seconds since `EPOCH`, sorted, one entry per counted vote.
-    times: Vec<u32>,
-    dense: u32,
+    /// Second -> votes observed in it.
+    seconds: BTreeMap<u32, u32>,
+    /// Seconds starting a window with more than `FAST_VOTES` votes.
+    dense: BTreeSet<u32>,
 }
 
 /// 2020-01-01T00:00:00Z: observation times are stored as u32 seconds after it.
 const EPOCH: i64 = 1_577_836_800;
-const GAP: usize = FAST_VOTES as usize;
+const WINDOW: u32 = FAST_WINDOW_SECS as u32;
 
 impl Density {
     pub fn fast(&self) -> bool {
-        self.dense > 0
+        !self.dense.is_empty()
     }
 
     fn key(t: i64) -> u32 {
-        (t - EPOCH).clamp(0, i64::from(u32::MAX)) as u32
+        (t - EPOCH).clamp(0, i64::from(u32::MAX - WINDOW)) as u32
     }
 
-    /// Dense pairs `(i, i + GAP)` for `i` in `from..=to`.
-    fn dense_pairs(&self, from: usize, to: usize) -> u32 {
-        (from..=to)
-            .filter(|&i| {
-                i + GAP < self.times.len() && i64::from(self.times[i + GAP] - self.times[i]) < FAST_WINDOW_SECS
-            })
-            .count() as u32
+    /// Re-decides the windows that contain second `t`.
+    fn recount(&mut self, t: u32) {
+        let starts: Vec<u32> = self.seconds.range(t.saturating_sub(WINDOW - 1)..=t).map(|(s, _)| *s).collect();
+        self.dense.retain(|s| !(t.saturating_sub(WINDOW - 1)..=t).contains(s) || starts.contains(s));
+        for s in starts {
+            let votes: u32 = self.seconds.range(s..s + WINDOW).map(|(_, c)| c).sum();
+            if votes > FAST_VOTES {
+                self.dense.insert(s);
+            } else {
+                self.dense.remove(&s);
+            }
+        }
     }
 
     pub fn add(&mut self, t: i64) {
         let t = Self::key(t);
-        let p = self.times.partition_point(|&x| x <= t);
-        // Pairs spanning the insertion point (i < p <= i + GAP) are split; the new ones
-        // are those with p in i..=i + GAP.
-        if p > 0 {
-            self.dense -= self.dense_pairs(p.saturating_sub(GAP), p - 1);
-        }
-        self.times.insert(p, t);
-        self.dense += self.dense_pairs(p.saturating_sub(GAP), p);
+        *self.seconds.entry(t).or_insert(0) += 1;
+        self.recount(t);
     }
 
     /// Removes one vote observed at `t` (which must have been added).
     pub fn remove(&mut self, t: i64) {
         let t = Self::key(t);
-        let p = self.times.partition_point(|&x| x < t);
-        if self.times.get(p) != Some(&t) {
-            return;
+        let Some(count) = self.seconds.get_mut(&t) else { return };
+        *count -= 1;
+        if *count == 0 {
+            self.seconds.remove(&t);
         }
-        self.dense -= self.dense_pairs(p.saturating_sub(GAP), p);
-        self.times.remove(p);
-        if p > 0 {
-            self.dense += self.dense_pairs(p.saturating_sub(GAP), p - 1);
-        }
-    }
-
-    /// Gives back the spare capacity (after the start-up rebuild).
-    pub fn shrink(&mut self) {
-        self.times.shrink_to_fit();
+        self.recount(t);
     }
 }
 

@@ -31,15 +31,22 @@ pub fn body(limit: usize) -> impl Filter<Extract = (Bytes,), Error = Rejection> 
             let mut stream = std::pin::pin!(stream);
             let read = match length {
                 Some(l) if l > limit as u64 => Err(ApiError::PayloadTooLarge),
-                _ => read_limited(&mut stream, limit).await,
+                // A body trickled in a byte at a time must not hold a task for ever.
+                _ => tokio::time::timeout(BODY_TIMEOUT, read_limited(&mut stream, limit))
+                    .await
+                    .unwrap_or_else(|_| Err(ApiError::invalid_field("body", "was not received in time"))),
             };
-            if matches!(read, Err(ApiError::PayloadTooLarge)) {
+            // Past DRAIN_MAX the client gets a reset anyway: do not ask for the upload.
+            if matches!(read, Err(ApiError::PayloadTooLarge)) && length.is_none_or(|l| l <= DRAIN_MAX as u64) {
                 drain(&mut stream).await;
             }
             read.map_err(warp::reject::custom)
         },
     )
 }
+
+/// How long a request body may take to arrive (after its headers).
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Up to this much of a refused body is read and dropped, so that a client still sending
 /// it reads the 413 rather than a reset connection; past it (or after a few seconds), the

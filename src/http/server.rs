@@ -54,7 +54,13 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener, shutdown: i
                     }
                 }
             });
-            let mut builder = Builder::new(TokioExecutor::new());
+            // The protocol detection below reads the first bytes with no timer: a client
+            // that connects and says nothing is dropped here instead of staying for ever.
+            let mut first = [0u8; 1];
+            if !matches!(tokio::time::timeout(header_timeout, stream.peek(&mut first)).await, Ok(Ok(1..))) {
+                return;
+            }
+            let mut builder = Builder::new(TokioExecutor::new()).http1_only();
             builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(conn).await {

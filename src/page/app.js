@@ -61,7 +61,11 @@ const TEXT = {
 const params = new URLSearchParams(location.search);
 const every = Math.min(60, Math.max(1, Number(params.get("every")) || 5));
 const officeMatch = location.pathname.match(/^\/office\/([^/]+)\/?$/);
-const officeId = officeMatch ? decodeURIComponent(officeMatch[1]) : null;
+const officeId = officeMatch ? decodeOr(officeMatch[1]) : null;
+
+function decodeOr(s) {
+  try { return decodeURIComponent(s); } catch (e) { return s; }
+}
 
 let lang = pickLanguage();
 const etags = new Map();
@@ -110,8 +114,10 @@ async function get(url) {
   const body = await res.json();
   if (!res.ok) return [{ error: res.status, ...body }, true];
   const etag = res.headers.get("ETag");
-  if (etag) etags.set(url, etag);
-  bodies.set(url, body);
+  if (etag) {
+    etags.set(url, etag);
+    bodies.set(url, body);
+  }
   return [body, true];
 }
 
@@ -169,11 +175,9 @@ function renderFlagged(body) {
 }
 
 function renderOffice(stats, results) {
-  if (stats.error) {
-    $("office-missing").hidden = false;
-    $("office-body").hidden = true;
-    return;
-  }
+  $("office-missing").hidden = !stats.error;
+  $("office-body").hidden = !!stats.error;
+  if (stats.error) return;
   const s = stats.totals;
   cards($("office-totals"), [
     ["votes", num(s.votes)], ["has_torn", num(s.has_torn)], ["verified", num(s.verified)],
@@ -222,15 +226,24 @@ async function loadParties() {
   }
 }
 
-// One round of refreshes; each part renders only when one of its bodies changed.
+// One round of refreshes. Each part renders when one of its bodies changed or when it was
+// drawn in another language. The live figures decide whether the server is reachable;
+// the evidence (S3 may be down) fails alone.
 let lastEvidence = 0;
-let forceRender = true;
+let evidenceLang = null;
+const drawnIn = {};
+function render(part, changed, draw) {
+  if (changed || drawnIn[part] !== lang) {
+    draw();
+    drawnIn[part] = lang;
+  }
+}
+
 async function refresh() {
   const parts = [
-    Promise.all([get("/api/pollofficesstats/"), get("/api/pollofficeresults/")]).then(([[s, a], [r, b]]) => {
-      if (a || b || forceRender) renderNation(s, r);
-    }),
-    get("/api/flags/").then(([f, changed]) => { if (changed || forceRender) renderFlagged(f); }),
+    Promise.all([get("/api/pollofficesstats/"), get("/api/pollofficeresults/")])
+      .then(([[s, a], [r, b]]) => render("nation", a || b, () => renderNation(s, r))),
+    get("/api/flags/").then(([f, changed]) => render("flagged", changed, () => renderFlagged(f))),
     get("/api/audit/head/").then(([h]) => {
       $("audit-seq").textContent = num(h.seq);
       $("audit-hash").textContent = h.hash;
@@ -239,13 +252,14 @@ async function refresh() {
   if (officeId) {
     const id = encodeURIComponent(officeId);
     parts.push(Promise.all([get(`/api/pollofficesstats/${id}/`), get(`/api/pollofficeresults/${id}/`)])
-      .then(([[s, a], [r, b]]) => { if (a || b || forceRender) renderOffice(s, r); }));
-    if (Date.now() - lastEvidence > 60000 || forceRender) {
-      parts.push(get(`/api/pollofficeevidence/${id}/`).then(([e]) => { lastEvidence = Date.now(); renderEvidence(e); }));
+      .then(([[s, a], [r, b]]) => render("office", a || b, () => renderOffice(s, r))));
+    if (Date.now() - lastEvidence > 60000 || evidenceLang !== lang) {
+      lastEvidence = Date.now();
+      evidenceLang = lang;
+      get(`/api/pollofficeevidence/${id}/`).then(([e]) => renderEvidence(e)).catch(() => renderEvidence(null));
     }
   }
   await Promise.all(parts);
-  forceRender = false;
 }
 
 function setOffline(down) {
@@ -268,11 +282,14 @@ async function loop() {
   setTimeout(loop, every * 1000);
 }
 
+let searches = 0;
 async function search(q) {
   const list = $("search-results");
+  const mine = ++searches;
   if (q.trim().length < 2) { list.replaceChildren(); return; }
   try {
     const [body] = await get(`/api/polloffices/?search=${encodeURIComponent(q.trim())}&limit=20`);
+    if (mine !== searches) return; // a later search was typed meanwhile
     const items = (body.results || []).map((o) => el("li", {},
       el("a", { href: `/office/${encodeURIComponent(o.identifier)}`, text: o.name }),
       ` (${o.identifier})${o.city ? ` — ${o.city}` : ""}`));
@@ -289,7 +306,6 @@ function applyLanguage() {
   $("lang").textContent = TEXT[lang].other;
   $("lang").setAttribute("lang", other);
   if (offline) $("status").textContent = t("offline", { s: every });
-  forceRender = true;
 }
 
 document.addEventListener("DOMContentLoaded", () => {

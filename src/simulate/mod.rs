@@ -66,7 +66,6 @@ struct Sim {
     rec: Recorder,
     /// The WebSocket caps connections per client address; stay well under it.
     sockets: Arc<Semaphore>,
-    start: Instant,
     pace: Duration,
     parties: Vec<String>,
 }
@@ -103,30 +102,39 @@ async fn simulate(opts: Options) -> Result<String, String> {
         http,
         rec: Recorder::default(),
         sockets: Arc::new(Semaphore::new(150)),
-        start: Instant::now(),
         pace: Duration::from_secs(opts.seconds) / opts.voters as u32,
         parties,
     });
 
+    // Enrolment first, a few offices at a time (passwords are hashed two at a time on the
+    // server); the day's clock starts when every reporter holds a token.
+    let enrolled: Vec<Result<Vec<String>, String>> = futures_util::stream::iter(&day)
+        .map(|o| enrol(&sim, o, opts.admin_token.as_deref(), &run))
+        .buffered(8)
+        .collect()
+        .await;
+    let tokens = enrolled.into_iter().collect::<Result<Vec<_>, _>>()?;
+
+    let start = Instant::now();
     let done = Arc::new(AtomicBool::new(false));
     let day = Arc::new(day);
     let readers: Vec<_> = (0..opts.readers)
         .map(|r| tokio::spawn(reader(sim.clone(), day.clone(), done.clone(), opts.seed ^ r as u64)))
         .collect();
     let mut offices = Vec::new();
-    for i in 0..day.len() {
-        let (sim, day, admin, run) = (sim.clone(), day.clone(), opts.admin_token.clone(), run.clone());
-        offices.push(tokio::spawn(async move { office(&sim, &day[i], admin.as_deref(), &run).await }));
+    for (i, tokens) in tokens.into_iter().enumerate() {
+        let (sim, day, run) = (sim.clone(), day.clone(), run.clone());
+        offices.push(tokio::spawn(async move { office(&sim, &day[i], &tokens, start, &run).await }));
     }
     let mut outcomes = Vec::new();
     for task in offices {
-        outcomes.push(task.await.map_err(|e| format!("an office's task failed: {e}"))??);
+        outcomes.push(task.await.map_err(|e| format!("an office's task failed: {e}"))?);
     }
     done.store(true, Ordering::Relaxed);
     for r in readers {
         let _ = r.await;
     }
-    let elapsed = sim.start.elapsed();
+    let elapsed = start.elapsed();
 
     let mut faults = Vec::new();
     for (o, outcome) in day.iter().zip(&outcomes) {
@@ -256,8 +264,8 @@ fn vote_body(index: usize, gender: &str, age: &str, has_torn: bool) -> Value {
     json!({"index": index, "gender": gender, "age": age, "has_torn": has_torn})
 }
 
-/// One office's day: enrolment, the voters, the count.
-async fn office(sim: &Sim, o: &Office, admin: Option<&str>, run: &str) -> Result<Outcome, String> {
+/// Enrols an office's reporters (official ones through the admin API) and signs them in.
+async fn enrol(sim: &Sim, o: &Office, admin: Option<&str>, run: &str) -> Result<Vec<String>, String> {
     let password = format!("sim-{run}");
     let mut tokens = Vec::new();
     for r in &o.reporters {
@@ -274,17 +282,30 @@ async fn office(sim: &Sim, o: &Office, admin: Option<&str>, run: &str) -> Result
             }
         }
         let body = json!({"elector_id": r.elector_id, "poll_office_id": o.id, "password": if r.official { password.as_str() } else { "" }});
-        match sim.post("authenticate", "/api/authenticate/", None, &body).await {
+        // Passwords are hashed two at a time, and nginx limits authentications: retry.
+        let mut answer = None;
+        for attempt in 0..6u32 {
+            answer = sim.post("authenticate", "/api/authenticate/", None, &body).await;
+            if !matches!(answer, None | Some((429 | 503, _))) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt))).await;
+        }
+        match answer {
             Some((200 | 201, b)) => tokens.push(b["token"].as_str().unwrap_or_default().to_owned()),
             other => return Err(format!("authenticating at {}: {other:?}", o.id)),
         }
     }
+    Ok(tokens)
+}
 
+/// One office's day, from `start`: the voters, then the count.
+async fn office(sim: &Sim, o: &Office, tokens: &[String], start: Instant, run: &str) -> Outcome {
     let voters = Arc::new(o.voters.clone());
     let mut queued: Vec<Vec<Value>> = vec![Vec::new(); o.reporters.len()];
     let mut verifiers = Vec::new();
     for (j, voter) in o.voters.iter().enumerate() {
-        tokio::time::sleep_until((sim.start + sim.pace * j as u32).into()).await;
+        tokio::time::sleep_until((start + sim.pace * j as u32).into()).await;
         if voter.verifies {
             if let Some(v) =
                 verifier(sim, &o.id, &format!("VOTER-{run}-{}-{j}", o.reporters[0].elector_id), voters.clone()).await
@@ -355,7 +376,7 @@ async fn office(sim: &Sim, o: &Office, admin: Option<&str>, run: &str) -> Result
     for v in verifiers {
         verified += u64::from(v.await.unwrap_or(false));
     }
-    Ok(Outcome { verified })
+    Outcome { verified }
 }
 
 /// A reporter back online sends what it queued, in batches of at most 500.

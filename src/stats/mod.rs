@@ -151,13 +151,6 @@ impl Stats {
     }
 
     /// Takes in the effects of one commit (or of a rebuild).
-    /// Gives back the spare capacity of every office's vectors (after the start-up rebuild).
-    pub fn shrink(&self) {
-        for entry in self.state.write().offices.values_mut() {
-            entry.office.shrink();
-        }
-    }
-
     pub fn apply(&self, effects: &[Effect]) {
         let mut state = self.state.write();
         let mut changed = false;

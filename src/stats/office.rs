@@ -121,44 +121,31 @@ impl VoteView {
     }
 }
 
-/// Values by index in one sorted vector: indexes mostly arrive in order, so an insertion
-/// is an append, and a million votes take a third of what a `BTreeMap` would.
+/// Values by index. A `BTreeMap`, not a sorted vector: an insertion in the middle of a
+/// vector moves everything after it, and a reporter posting indexes 1,000,000 down to 1
+/// would make that quadratic and hold the aggregates' lock for seconds.
 #[derive(Clone, Debug)]
-pub(super) struct ByIndex<V>(Vec<(u32, V)>);
+pub(super) struct ByIndex<V>(BTreeMap<u32, V>);
 
 impl<V> Default for ByIndex<V> {
     fn default() -> Self {
-        ByIndex(Vec::new())
+        ByIndex(BTreeMap::new())
     }
 }
 
 impl<V> ByIndex<V> {
     /// Inserts or replaces; the value replaced.
     pub fn insert(&mut self, idx: u32, value: V) -> Option<V> {
-        match self.0.binary_search_by_key(&idx, |(i, _)| *i) {
-            Ok(at) => Some(std::mem::replace(&mut self.0[at].1, value)),
-            Err(at) => {
-                if self.0.len() == self.0.capacity() {
-                    // Grow by a quarter, not double: this vector holds a whole office.
-                    self.0.reserve_exact((self.0.len() / 4).max(4));
-                }
-                self.0.insert(at, (idx, value));
-                None
-            }
-        }
+        self.0.insert(idx, value)
     }
 
     pub fn get(&self, idx: u32) -> Option<&V> {
-        self.0.binary_search_by_key(&idx, |(i, _)| *i).ok().map(|at| &self.0[at].1)
+        self.0.get(&idx)
     }
 
     /// In index order (and `.rev()` from the highest).
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (u32, &V)> {
         self.0.iter().map(|(i, v)| (*i, v))
-    }
-
-    pub fn shrink(&mut self) {
-        self.0.shrink_to_fit();
     }
 }
 
@@ -202,13 +189,6 @@ pub(super) struct Office {
 }
 
 impl Office {
-    /// Gives back spare capacity (after the start-up rebuild).
-    pub fn shrink(&mut self) {
-        self.votes.shrink();
-        self.ballots.shrink();
-        self.density.shrink();
-    }
-
     pub fn set_vote(&mut self, row: &VoteRow) {
         // Observed when the app says it was (the earliest counted `observed_at`), else
         // when first reported.
@@ -339,8 +319,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_vote_takes_28_bytes_of_an_offices_vector() {
-        assert_eq!(std::mem::size_of::<(u32, VoteView)>(), 28);
+    fn a_vote_takes_24_bytes() {
+        assert_eq!(std::mem::size_of::<VoteView>(), 24);
     }
 
     #[test]
