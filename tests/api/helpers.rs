@@ -404,27 +404,39 @@ fn venv_bin(name: &str) -> PathBuf {
     p
 }
 
+/// A free loopback port (for a service that must be told its port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts a test's service process (quiet), killed with the test thread should it panic,
+/// and waits until `probe` answers 2xx.
+pub async fn spawn_service(mut cmd: Command, what: &str, probe: &str) -> Child {
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: prctl in the child between fork and exec only sets its own death signal.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    let client = reqwest::Client::new();
+    eventually(what, || {
+        let req = client.get(probe).send();
+        async move { req.await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+    })
+    .await;
+    child
+}
+
 impl Moto {
     pub async fn start() -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let mut cmd = Command::new(venv_bin("moto_server"));
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
-        // SAFETY: prctl in the child between fork and exec only sets its own death signal.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().unwrap();
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
         let endpoint = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        let probe = format!("{endpoint}/moto-api/data.json");
-        eventually("moto to listen", || {
-            let req = client.get(&probe).send();
-            async move { req.await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
-        })
-        .await;
+        let child = spawn_service(cmd, "moto to listen", &format!("{endpoint}/moto-api/data.json")).await;
         Moto { child, endpoint }
     }
 

@@ -2,7 +2,7 @@
 //! WebDriver (chromedriver), against the real server with data posted through the API.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -26,24 +26,11 @@ impl Browser {
     async fn start(language: &str) -> Browser {
         let bin = Path::new("/usr/bin/chromedriver");
         assert!(bin.exists(), "chromedriver is missing: run ./setup-dev-mode.sh");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let mut cmd = Command::new(bin);
-        cmd.arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null());
-        // SAFETY: prctl in the child between fork and exec only sets its own death signal.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let driver = cmd.spawn().unwrap();
+        cmd.arg(format!("--port={port}"));
         let webdriver = format!("http://127.0.0.1:{port}");
-        let probe = reqwest::Client::new();
-        eventually("chromedriver to listen", || {
-            let req = probe.get(format!("{webdriver}/status")).send();
-            async move { req.await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
-        })
-        .await;
+        let driver = spawn_service(cmd, "chromedriver to listen", &format!("{webdriver}/status")).await;
         let profile = tempfile::tempdir().unwrap();
         // The flags keep Chromium off the network it cannot reach (it only talks to loopback).
         let caps = json!({"goog:chromeOptions": {
