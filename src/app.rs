@@ -129,6 +129,7 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
     let stats = Arc::new(Stats::new());
     stats.set_directory(&directory);
     stats.apply(&reads::all_effects(&conn)?);
+    stats.compact();
     // The rows read for the rebuild are gone: give their pages back to the system.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the system.

@@ -119,6 +119,11 @@ impl Density {
         self.recount(t);
     }
 
+    /// Rebuilds the tree of seconds in bulk, with full nodes (after the start-up rebuild).
+    pub fn compact(&mut self) {
+        self.seconds = std::mem::take(&mut self.seconds).into_iter().collect();
+    }
+
     /// Removes one vote observed at `t` (which must have been added).
     pub fn remove(&mut self, t: i64) {
         let t = Self::key(t);

@@ -151,6 +151,14 @@ impl Stats {
     }
 
     /// Takes in the effects of one commit (or of a rebuild).
+    /// Packs every office's trees (after the start-up rebuild, when they were filled in
+    /// order and left half full).
+    pub fn compact(&self) {
+        for entry in self.state.write().offices.values_mut() {
+            entry.office.compact();
+        }
+    }
+
     pub fn apply(&self, effects: &[Effect]) {
         let mut state = self.state.write();
         let mut changed = false;

@@ -147,6 +147,12 @@ impl<V> ByIndex<V> {
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (u32, &V)> {
         self.0.iter().map(|(i, v)| (*i, v))
     }
+
+    /// Rebuilds the tree in bulk, with full nodes: insertions in order leave them half
+    /// full (done once, after the start-up rebuild).
+    pub fn compact(&mut self) {
+        self.0 = std::mem::take(&mut self.0).into_iter().collect();
+    }
 }
 
 /// A source's proposal with the highest index at an office.
@@ -189,6 +195,13 @@ pub(super) struct Office {
 }
 
 impl Office {
+    /// Packs the office's trees (after the start-up rebuild).
+    pub fn compact(&mut self) {
+        self.votes.compact();
+        self.ballots.compact();
+        self.density.compact();
+    }
+
     pub fn set_vote(&mut self, row: &VoteRow) {
         // Observed when the app says it was (the earliest counted `observed_at`), else
         // when first reported.
@@ -343,5 +356,7 @@ mod tests {
         assert_eq!(m.get(5), Some(&0));
         assert_eq!(m.get(4), None);
         assert_eq!(m.iter().next_back(), Some((9, &90)));
+        m.compact();
+        assert_eq!(m.iter().collect::<Vec<_>>(), [(1, &10), (3, &30), (5, &0), (9, &90)]);
     }
 }
