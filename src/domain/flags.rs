@@ -99,16 +99,19 @@ impl Density {
         (t - EPOCH).clamp(0, i64::from(u32::MAX - WINDOW)) as u32
     }
 
-    /// Re-decides the windows that contain second `t`.
+    /// Re-decides the windows that contain second `t` (and forgets `t` as a start if no
+    /// vote is left in it).
     fn recount(&mut self, t: u32) {
-        let starts: Vec<u32> = self.seconds.range(t.saturating_sub(WINDOW - 1)..=t).map(|(s, _)| *s).collect();
-        self.dense.retain(|s| !(t.saturating_sub(WINDOW - 1)..=t).contains(s) || starts.contains(s));
-        for s in starts {
-            let votes: u32 = self.seconds.range(s..s + WINDOW).map(|(_, c)| c).sum();
+        let Density { seconds, dense } = self;
+        if !seconds.contains_key(&t) {
+            dense.remove(&t);
+        }
+        for (&s, _) in seconds.range(t.saturating_sub(WINDOW - 1)..=t) {
+            let votes: u32 = seconds.range(s..s + WINDOW).map(|(_, c)| c).sum();
             if votes > FAST_VOTES {
-                self.dense.insert(s);
+                dense.insert(s);
             } else {
-                self.dense.remove(&s);
+                dense.remove(&s);
             }
         }
     }

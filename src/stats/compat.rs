@@ -30,7 +30,7 @@ pub(super) fn stats(office: &Office, poll_office_id: &str, book: &SourceBook) ->
     }
     let verified = office.votes.iter().rev().find_map(|(idx, v)| {
         let (a, at) = v.verification.filter(|_| v.decision.is_some())?;
-        Some(vote_entry(idx, a.gender.as_str(), a.age.as_str(), a.has_torn, &at.to_rfc3339()))
+        Some(vote_entry(*idx, a.gender.as_str(), a.age.as_str(), a.has_torn, &at.to_rfc3339()))
     });
     last_vote.insert("Verified".into(), verified.into());
     last_vote.insert("Accepted".into(), office.last_vote().map(with_created_at).into());
@@ -97,7 +97,7 @@ pub(super) fn national<'a>(
         }
     }
     let accepted = latest.and_then(|(_, id, o, idx)| {
-        let mut v = with_created_at(o.votes.get(idx)?.accepted_json(idx)?);
+        let mut v = with_created_at(o.votes.get(&idx)?.accepted_json(idx)?);
         v["poll_office_id"] = json!(id);
         Some(v)
     });

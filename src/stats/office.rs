@@ -121,40 +121,6 @@ impl VoteView {
     }
 }
 
-/// Values by index. A `BTreeMap`, not a sorted vector: an insertion in the middle of a
-/// vector moves everything after it, and a reporter posting indexes 1,000,000 down to 1
-/// would make that quadratic and hold the aggregates' lock for seconds.
-#[derive(Clone, Debug)]
-pub(super) struct ByIndex<V>(BTreeMap<u32, V>);
-
-impl<V> Default for ByIndex<V> {
-    fn default() -> Self {
-        ByIndex(BTreeMap::new())
-    }
-}
-
-impl<V> ByIndex<V> {
-    /// Inserts or replaces; the value replaced.
-    pub fn insert(&mut self, idx: u32, value: V) -> Option<V> {
-        self.0.insert(idx, value)
-    }
-
-    pub fn get(&self, idx: u32) -> Option<&V> {
-        self.0.get(&idx)
-    }
-
-    /// In index order (and `.rev()` from the highest).
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (u32, &V)> {
-        self.0.iter().map(|(i, v)| (*i, v))
-    }
-
-    /// Rebuilds the tree in bulk, with full nodes: insertions in order leave them half
-    /// full (done once, after the start-up rebuild).
-    pub fn compact(&mut self) {
-        self.0 = std::mem::take(&mut self.0).into_iter().collect();
-    }
-}
-
 /// A source's proposal with the highest index at an office.
 #[derive(Clone, Debug)]
 pub(super) struct Last<T> {
@@ -176,10 +142,12 @@ fn keep_last<T>(lasts: &mut HashMap<i64, Last<T>>, row: &ProposalRow, value: T) 
 
 #[derive(Default)]
 pub(super) struct Office {
-    pub votes: ByIndex<VoteView>,
+    /// By index. Trees, not sorted vectors: a reporter posting indexes from 1,000,000 down
+    /// to 1 would make each insertion into a vector move megabytes under the lock.
+    pub votes: BTreeMap<u32, VoteView>,
     pub totals: Totals,
     pub vote_sources: u32,
-    pub ballots: ByIndex<Option<BallotDecision>>,
+    pub ballots: BTreeMap<u32, Option<BallotDecision>>,
     pub parties: BTreeMap<String, i64>,
     pub total_ballots: i64,
     pub undecided_ballots: i64,
@@ -195,10 +163,11 @@ pub(super) struct Office {
 }
 
 impl Office {
-    /// Packs the office's trees (after the start-up rebuild).
+    /// Rebuilds the office's trees in bulk, with full nodes: the start-up rebuild filled
+    /// them in order, which leaves their nodes half full.
     pub fn compact(&mut self) {
-        self.votes.compact();
-        self.ballots.compact();
+        self.votes = std::mem::take(&mut self.votes).into_iter().collect();
+        self.ballots = std::mem::take(&mut self.ballots).into_iter().collect();
         self.density.compact();
     }
 
@@ -231,7 +200,7 @@ impl Office {
         } else if self.latest.is_some_and(|(id, _)| id == row.id) {
             // Rare (an office re-weighed): find the next one.
             self.latest =
-                self.votes.iter().filter(|(_, v)| v.decision.is_some()).map(|(i, v)| (i64::from(v.id), i)).max();
+                self.votes.iter().filter(|(_, v)| v.decision.is_some()).map(|(i, v)| (i64::from(v.id), *i)).max();
         }
     }
 
@@ -269,7 +238,7 @@ impl Office {
         let figures = Figures {
             votes: self.totals.votes,
             disputed: self.totals.disputed,
-            max_index: self.votes.iter().rev().find(|(_, v)| v.decision.is_some()).map(|(i, _)| i),
+            max_index: self.votes.iter().rev().find(|(_, v)| v.decision.is_some()).map(|(i, _)| *i),
             ballots: self.total_ballots,
             registered,
             fast: self.density.fast(),
@@ -286,12 +255,12 @@ impl Office {
 
     /// The counted vote with the highest index, with its accepted attributes.
     pub fn last_vote(&self) -> Option<Value> {
-        self.votes.iter().rev().find_map(|(idx, v)| v.accepted_json(idx))
+        self.votes.iter().rev().find_map(|(idx, v)| v.accepted_json(*idx))
     }
 
     /// The decided ballot with the highest index.
     pub fn last_paper(&self) -> Option<(u32, &str)> {
-        self.ballots.iter().rev().find_map(|(idx, b)| b.as_ref().and_then(|d| d.party.as_deref()).map(|p| (idx, p)))
+        self.ballots.iter().rev().find_map(|(idx, b)| b.as_ref().and_then(|d| d.party.as_deref()).map(|p| (*idx, p)))
     }
 
     /// Accepted parties, by ballots descending then `party_id`, with unrounded shares.
@@ -343,20 +312,5 @@ mod tests {
         }
         assert_eq!(Secs::parse("2025-08-15T16:02:11.9+02:00").to_rfc3339(), "2025-08-15T14:02:11Z");
         assert_eq!(Secs::parse("1999-01-01T00:00:00Z").to_rfc3339(), "2020-01-01T00:00:00Z");
-    }
-
-    #[test]
-    fn by_index_keeps_order_and_replaces() {
-        let mut m = ByIndex::default();
-        for i in [5, 1, 3, 9, 3] {
-            m.insert(i, i * 10);
-        }
-        assert_eq!(m.iter().map(|(i, _)| i).collect::<Vec<_>>(), [1, 3, 5, 9]);
-        assert_eq!(m.insert(5, 0), Some(50));
-        assert_eq!(m.get(5), Some(&0));
-        assert_eq!(m.get(4), None);
-        assert_eq!(m.iter().next_back(), Some((9, &90)));
-        m.compact();
-        assert_eq!(m.iter().collect::<Vec<_>>(), [(1, &10), (3, &30), (5, &0), (9, &90)]);
     }
 }

@@ -122,7 +122,7 @@ async fn the_public_page_shows_an_office_live_in_both_languages_and_survives_a_r
     browser.wait_text("#nation-totals [data-k=votes] dd", "3").await;
     let hash = app.get("/api/audit/head/").await.body["hash"].as_str().unwrap().to_owned();
     assert_eq!(hash.len(), 64);
-    assert!(browser.text("#audit-hash").await.len() == 64);
+    browser.wait_text("#audit-hash", &hash).await;
 
     // A quiet office costs a 304: the page asks again with the ETag it holds.
     let not_modified = "ufrecs_requests_total{route=\"pollofficesstats\",status=\"304\"}";
