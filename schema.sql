@@ -6,7 +6,8 @@
 --   * timestamps are RFC 3339 UTC text with second precision ('2025-08-15T14:02:11Z'),
 --     so they sort and compare as text;
 --   * booleans are 0/1 integers;
---   * `idx` is a voter's or a ballot's rank in its office (1..1000000);
+--   * `idx` is a voter's or a ballot's rank in its office (1..limits.max_index, at most
+--     1000000);
 --   * accepted values (cross-checked, section 6 of the spec) are persisted in `votes` and
 --     `ballots` so offline readers need not re-implement the rules; totals are not stored.
 
@@ -31,8 +32,13 @@ CREATE TABLE IF NOT EXISTS tokens (
     created_at     TEXT NOT NULL,
     expires_at     TEXT NOT NULL,
     revoked_at     TEXT                         -- set on rotation or password reset
-) WITHOUT ROWID;
+) WITHOUT ROWID;                            -- rows are deleted once expired
 CREATE INDEX IF NOT EXISTS tokens_by_source ON tokens (source_n, poll_office_id);
+-- The live tokens of a source at an office, without walking the revoked ones (a source
+-- that authenticated thousands of times rotates in one lookup).
+CREATE INDEX IF NOT EXISTS tokens_live ON tokens (source_n, poll_office_id) WHERE revoked_at IS NULL;
+-- Expired tokens are deleted once a minute.
+CREATE INDEX IF NOT EXISTS tokens_by_expiry ON tokens (expires_at);
 
 CREATE TABLE IF NOT EXISTS poll_offices (
     id             INTEGER PRIMARY KEY,         -- numeric directory id (served by /api/polloffices/)
@@ -133,6 +139,18 @@ CREATE TABLE IF NOT EXISTS office_sources (
     PRIMARY KEY (poll_office_id, kind, source_n)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS office_sources_by_source ON office_sources (source_n);
+
+-- Per office and kind: how many sources report there (`office_sources`) and how many of
+-- them are trusted. The office's trust tier in one lookup, however many sources invented
+-- themselves there. Derived from office_sources and sources.status, kept with them in the
+-- same transactions (and rebuilt from them when a database from before it is opened).
+CREATE TABLE IF NOT EXISTS office_tiers (
+    poll_office_id TEXT NOT NULL,
+    kind           TEXT NOT NULL CHECK (kind IN ('vote', 'ballot')),
+    sources        INTEGER NOT NULL,            -- rows of office_sources
+    trusted        INTEGER NOT NULL,            -- of which sources with a trusted status
+    PRIMARY KEY (poll_office_id, kind)
+) WITHOUT ROWID;
 
 -- The public, hash-chained log (spec section 6c):
 --   hash = hex(SHA-256(previous hash + "\n" + canonical JSON of {seq, at, kind, actor,

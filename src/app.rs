@@ -33,7 +33,7 @@ pub struct App {
     pub limits: RateLimits,
     pub hasher: Hasher,
     pub metrics: Arc<Metrics>,
-    pub directory: Arc<RwLock<Directory>>,
+    pub directory: Arc<RwLock<Arc<Directory>>>,
     pub trusted_proxies: Vec<IpNet>,
     /// The hashing secret (voters' keyed hashes).
     pub secret: Vec<u8>,
@@ -138,17 +138,27 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
     };
     let tokens = Arc::new(Tokens::new());
     tokens.load(reads::live_tokens(&conn)?);
-    let directory = Arc::new(RwLock::new(directory));
+    let directory = Arc::new(RwLock::new(Arc::new(directory)));
     let metrics = Arc::new(Metrics::default());
+    metrics.tokens.store(tokens.len() as u64, std::sync::atomic::Ordering::Relaxed);
     let pool = store::read_pool(&settings.database.path, 4)?;
     let (hubs, hub) = crate::ws::Hubs::channel(&settings.ws);
     let sink = {
         let stats = stats.clone();
         let tokens = tokens.clone();
         let feed_hub = hubs.feed();
+        let directory = directory.clone();
+        let metrics = metrics.clone();
         Box::new(move |effects: &[store::Effect]| {
+            for effect in effects {
+                if let store::Effect::Directory(d) = effect {
+                    stats.set_directory(&d.0);
+                    *directory.write() = d.0.clone();
+                }
+            }
             stats.apply(effects);
             tokens.apply(effects);
+            metrics.tokens.store(tokens.len() as u64, std::sync::atomic::Ordering::Relaxed);
             feed_hub(effects);
         })
     };
@@ -163,7 +173,11 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
         s3: crate::s3::Service::new(&settings.s3, metrics.clone()),
         hubs,
         evidence: crate::s3::evidence::Evidence::new(clock.clone()),
-        limits: RateLimits::new(settings.auth.failed_per_address_per_min, settings.auth.failures_before_lockout),
+        limits: RateLimits::new(
+            settings.auth.failed_per_address_per_min,
+            settings.auth.failures_before_lockout,
+            settings.auth.new_sources_per_address_per_min,
+        ),
         trusted_proxies: settings.trusted_proxies(),
         settings: Arc::new(settings),
         clock,

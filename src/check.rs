@@ -32,33 +32,68 @@ pub fn check(db: &Path) -> Result<String, String> {
     Ok(format!("ok: integrity, {votes} accepted values recomputed, {entries} audit entries chained"))
 }
 
-/// Recomputes every vote and ballot inside a transaction that is rolled back, and
-/// compares with what is stored.
+/// Recomputes every office's votes and ballots inside a transaction that is rolled back,
+/// and compares with what is stored: one office in memory at a time (a national database
+/// is checked in bounded memory), and `office_tiers` against a recount of its sources.
 fn recompute_matches(conn: &Connection) -> Result<usize, String> {
-    let stored = reads::all_effects(conn).map_err(|e| e.to_string())?;
-    let tx = conn.unchecked_transaction().map_err(|e| e.to_string())?;
-    let mut checked = 0;
-    for effect in &stored {
-        let (recomputed, what) = match effect {
-            Effect::Vote(v) => {
-                let trusted =
-                    ops::office_trusted(&tx, &v.poll_office_id, ops::Kind::Vote).map_err(|e| e.to_string())?;
-                let r = ops::recompute_vote(&tx, v.id, trusted).map_err(|e| e.to_string())?;
-                (Effect::Vote(r), format!("vote {} (office {}, index {})", v.id, v.poll_office_id, v.idx))
-            }
-            Effect::Ballot(b) => {
-                let trusted =
-                    ops::office_trusted(&tx, &b.poll_office_id, ops::Kind::Ballot).map_err(|e| e.to_string())?;
-                let r = ops::recompute_ballot(&tx, b.id, trusted).map_err(|e| e.to_string())?;
-                (Effect::Ballot(r), format!("ballot {} (office {}, index {})", b.id, b.poll_office_id, b.idx))
-            }
-            _ => continue,
-        };
-        if &recomputed != effect {
-            return Err(format!("{what}: the stored accepted values differ from the proposals"));
-        }
-        checked += 1;
+    let sql = |e: rusqlite::Error| e.to_string();
+    let tiers_differ: i64 = conn
+        .query_row(
+            &format!(
+                "SELECT (SELECT COUNT(*) FROM (SELECT poll_office_id, kind, sources, trusted FROM office_tiers
+                                                EXCEPT {recount}))
+                      + (SELECT COUNT(*) FROM ({recount}
+                                                EXCEPT SELECT poll_office_id, kind, sources, trusted FROM office_tiers))",
+                recount = ops::OFFICE_TIERS_RECOUNT
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql)?;
+    if tiers_differ > 0 {
+        return Err(format!("office_tiers differs from office_sources at {tiers_differ} rows"));
     }
-    tx.rollback().map_err(|e| e.to_string())?;
+    let offices: Vec<String> = conn
+        .prepare("SELECT poll_office_id FROM votes UNION SELECT poll_office_id FROM ballots")
+        .map_err(sql)?
+        .query_map([], |r| r.get(0))
+        .map_err(sql)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql)?;
+    let tx = conn.unchecked_transaction().map_err(sql)?;
+    let mut checked = 0;
+    for office in offices {
+        let stored: Vec<Effect> = reads::office_effects(&tx, &office)
+            .map_err(sql)?
+            .into_iter()
+            .filter(|e| matches!(e, Effect::Vote(_) | Effect::Ballot(_)))
+            .collect();
+        let mut recomputed = Vec::new();
+        ops::recompute_office(&tx, &office, ops::Kind::Vote, &mut recomputed).map_err(sql)?;
+        ops::recompute_office(&tx, &office, ops::Kind::Ballot, &mut recomputed).map_err(sql)?;
+        let key = |e: &Effect| match e {
+            Effect::Vote(v) => (0, v.id),
+            Effect::Ballot(b) => (1, b.id),
+            _ => (2, 0),
+        };
+        let mut stored = stored;
+        stored.sort_by_key(key);
+        recomputed.sort_by_key(key);
+        for (was, is) in stored.iter().zip(&recomputed) {
+            if was != is {
+                let what = match was {
+                    Effect::Vote(v) => format!("vote {} (office {}, index {})", v.id, v.poll_office_id, v.idx),
+                    Effect::Ballot(b) => format!("ballot {} (office {}, index {})", b.id, b.poll_office_id, b.idx),
+                    _ => unreachable!("only votes and ballots are compared"),
+                };
+                return Err(format!("{what}: the stored accepted values differ from the proposals"));
+            }
+        }
+        if stored.len() != recomputed.len() {
+            return Err(format!("office {office}: rows and proposals disagree"));
+        }
+        checked += stored.len();
+    }
+    tx.rollback().map_err(sql)?;
     Ok(checked)
 }

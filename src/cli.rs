@@ -204,13 +204,16 @@ fn source(settings: &config::Settings, what: SourceCmd) -> Result<String, String
     use crate::domain::source::Status;
     let elector = |e: &str| ElectorId::parse(e).map_err(|m| format!("elector_id {m}"));
     let status = |s: &str| Status::parse(s).ok_or_else(|| format!("status {}", Status::EXPECTED));
+    let name = |field: &str, v: Option<String>| {
+        v.map(|t| crate::domain::source::name_text(&t).map_err(|m| format!("{field} {m}"))).transpose()
+    };
     let op = match what {
         SourceCmd::Add { elector_id, status: st, full_name, org } => WriteOp::CreateSource {
             source: crate::domain::input::NewSource {
                 elector_id: elector(&elector_id)?,
                 status: status(&st)?,
-                full_name,
-                official_org: org,
+                full_name: name("--full-name", full_name)?,
+                official_org: name("--org", org)?,
                 email: None,
                 phone_number: None,
                 password: None,

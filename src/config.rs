@@ -22,6 +22,7 @@ pub struct Settings {
     pub s3: S3,
     pub ws: Ws,
     pub compat: Compat,
+    pub limits: Limits,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -46,12 +47,83 @@ pub struct Auth {
     pub secret_file: PathBuf,
     pub failed_per_address_per_min: u32,
     pub failures_before_lockout: u32,
+    /// Authentications that create a source, per client address and minute.
+    pub new_sources_per_address_per_min: u32,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Registry {
-    pub strict: bool,
+    pub strict: Strict,
+}
+
+/// `registry.strict`: `true`, `false`, or `"auto"` (checked once the directory has an
+/// entry of that kind: an election with a directory never takes invented identifiers into
+/// its permanent public log).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Strict {
+    Yes,
+    No,
+    #[default]
+    Auto,
+}
+
+impl Strict {
+    /// Whether identifiers of a kind must be in the directory, given whether the
+    /// directory holds any of that kind.
+    pub fn applies(self, directory_has_any: bool) -> bool {
+        match self {
+            Strict::Yes => true,
+            Strict::No => false,
+            Strict::Auto => directory_has_any,
+        }
+    }
+}
+
+impl Serialize for Strict {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Strict::Yes => s.serialize_bool(true),
+            Strict::No => s.serialize_bool(false),
+            Strict::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(Strict::Yes),
+            Raw::Bool(false) => Ok(Strict::No),
+            Raw::Text(t) => match t.trim() {
+                "true" | "1" | "yes" | "on" => Ok(Strict::Yes),
+                "false" | "0" | "no" | "off" => Ok(Strict::No),
+                "auto" => Ok(Strict::Auto),
+                _ => Err(serde::de::Error::custom("registry.strict must be true, false or auto")),
+            },
+        }
+    }
+}
+
+/// Bounds on what one request may make the box keep or recompute.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// The highest vote and ballot index accepted: far above any real office's voters,
+    /// and what bounds the cost of re-weighing an office.
+    pub max_index: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_index: 10_000 }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -85,6 +157,9 @@ pub struct Ws {
     pub answer_timeout_secs: u64,
     pub max_waiting_per_office: u32,
     pub max_connections_per_address: u32,
+    /// Waiting sockets per client address at one office: one address must not fill an
+    /// office's queue and "verify" every vote.
+    pub max_waiting_per_address_per_office: u32,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -113,6 +188,7 @@ impl Default for Auth {
             secret_file: "data/secret".into(),
             failed_per_address_per_min: 30,
             failures_before_lockout: 5,
+            new_sources_per_address_per_min: 30,
         }
     }
 }
@@ -146,6 +222,7 @@ impl Default for Ws {
             answer_timeout_secs: 300,
             max_waiting_per_office: 100,
             max_connections_per_address: 200,
+            max_waiting_per_address_per_office: 5,
         }
     }
 }
@@ -168,6 +245,7 @@ impl fmt::Debug for Auth {
             .field("secret_file", &self.secret_file)
             .field("failed_per_address_per_min", &self.failed_per_address_per_min)
             .field("failures_before_lockout", &self.failures_before_lockout)
+            .field("new_sources_per_address_per_min", &self.new_sources_per_address_per_min)
             .finish()
     }
 }
@@ -199,6 +277,7 @@ impl fmt::Debug for Settings {
             .field("s3", &self.s3)
             .field("ws", &self.ws)
             .field("compat", &self.compat)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -318,6 +397,9 @@ impl Settings {
         if self.http.header_timeout_secs == 0 {
             return bad("http.header_timeout_secs must be positive".into());
         }
+        if !(1..=crate::domain::ids::Index::MAX as u32).contains(&self.limits.max_index) {
+            return bad(format!("limits.max_index must be from 1 to {}", crate::domain::ids::Index::MAX));
+        }
         if self.auth.token_ttl_secs == 0 {
             return bad("auth.token_ttl_secs must be positive".into());
         }
@@ -383,7 +465,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.server.listen, "127.0.0.1:9000");
         assert_eq!(s.auth.token_ttl_secs, 60);
-        assert!(s.registry.strict);
+        assert_eq!(s.registry.strict, Strict::Yes);
         assert_eq!(s.server.trusted_proxies, ["10.0.0.0/8", "127.0.0.1"]);
         assert_eq!(s.s3.prefix, "media/");
         let clamp = |ttl: &str| {
@@ -393,6 +475,18 @@ mod tests {
                 .credentials_ttl_secs
         };
         assert_eq!((clamp("60"), clamp("3600"), clamp("100000")), (900, 3600, 43200));
+    }
+
+    #[test]
+    fn registry_strict_is_auto_by_default_and_takes_booleans_or_auto() {
+        assert_eq!(Settings::default().registry.strict, Strict::Auto);
+        let strict = |v: &str| load(Some(Path::new("ufrecs.toml")), &env(&[("UFRECS_REGISTRY_STRICT", v)]));
+        assert_eq!(strict("false").unwrap().registry.strict, Strict::No);
+        assert_eq!(strict("auto").unwrap().registry.strict, Strict::Auto);
+        assert!(strict("maybe").is_err());
+        let file: Settings = toml::from_str("[registry]\nstrict = true\n").unwrap();
+        assert_eq!(file.registry.strict, Strict::Yes);
+        assert!(Strict::Auto.applies(true) && !Strict::Auto.applies(false));
     }
 
     #[test]

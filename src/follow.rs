@@ -1,10 +1,11 @@
 //! Following another process's commits. The CLI writes the same file directly (same
 //! operations, same audit chain); the server notices within a second: a connection of its
 //! own polls `PRAGMA data_version` (it changes when another connection commits), reads the
-//! audit entries it has not seen — the audit log is the change feed — and reloads what the
-//! CLI's entries touched: the directory, a source's name and status, its offices (after a
-//! status change, already recomputed by the CLI's transaction), its tokens (after a
-//! password reset).
+//! audit entries it has not seen — the audit log is the change feed — and has the writer
+//! reread, in the writer's own order, what the CLI's entries touched: the directory, a
+//! source's name and status, its offices (after a status change, already recomputed by
+//! the CLI's transaction), its tokens (after a password reset). Rereading on this thread
+//! instead could overwrite what the writer committed in between with older rows.
 
 use std::path::Path;
 use std::sync::{Arc, Weak};
@@ -13,7 +14,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::app::App;
-use crate::store::ops::Effect;
+use crate::store::ops::{Reload, WriteOp};
 use crate::store::reads::{self, AuditRow};
 
 const POLL: Duration = Duration::from_millis(250);
@@ -46,12 +47,17 @@ fn run(conn: &Connection, app: &Weak<App>) -> rusqlite::Result<()> {
         if now == version {
             continue;
         }
-        version = now;
         let (entries, last) = reads::cli_entries_after(conn, seen)?;
-        seen = last;
-        for entry in entries {
-            follow(conn, &app, &entry)?;
+        let reload = to_reload(&entries);
+        if reload != Reload::default() {
+            if let Err(e) = app.writer.submit_blocking(WriteOp::Reload(reload)) {
+                // Tried again at the next poll.
+                log::error!("could not reload what another process wrote: {e}");
+                continue;
+            }
         }
+        version = now;
+        seen = last;
     }
 }
 
@@ -59,32 +65,26 @@ fn source_n(entry: &AuditRow) -> Option<i64> {
     entry.entry.detail["source"].as_str()?.strip_prefix("source-")?.parse().ok()
 }
 
-fn follow(conn: &Connection, app: &App, entry: &AuditRow) -> rusqlite::Result<()> {
-    let detail = &entry.entry.detail;
-    match entry.entry.kind.as_str() {
-        "import" => {
-            let directory = reads::directory(conn)?;
-            app.stats.set_directory(&directory);
-            *app.directory.write() = directory;
-        }
-        "source_created" => {
-            let Some(n) = source_n(entry) else { return Ok(()) };
-            app.stats.apply(&reads::sources(conn, Some(n))?);
-        }
-        "source_updated" => {
-            let Some(n) = source_n(entry) else { return Ok(()) };
-            app.stats.apply(&reads::sources(conn, Some(n))?);
-            if detail.get("status").is_some() {
-                for office in reads::source_offices(conn, n)? {
-                    app.stats.apply(&reads::office_effects(conn, &office)?);
+/// What the memory must reread after these entries of another process.
+fn to_reload(entries: &[AuditRow]) -> Reload {
+    let mut r = Reload::default();
+    for entry in entries {
+        let detail = &entry.entry.detail;
+        match (entry.entry.kind.as_str(), source_n(entry)) {
+            ("import", _) => r.directory = true,
+            ("source_created", Some(n)) => r.sources.push(n),
+            ("source_updated", Some(n)) => {
+                r.sources.push(n);
+                if detail.get("status").is_some() {
+                    r.offices_of.push(n);
+                }
+                if detail.get("password_reset").is_some() {
+                    r.tokens_of.push(n);
                 }
             }
-            if detail.get("password_reset").is_some() {
-                app.tokens.apply(&[Effect::TokensRevoked { source_n: n, poll_office_id: None }]);
-            }
+            _ => continue,
         }
-        _ => {}
+        log::info!("following {} #{} written by another process", entry.entry.kind, entry.entry.seq);
     }
-    log::info!("followed {} #{} written by another process", entry.entry.kind, entry.entry.seq);
-    Ok(())
+    r
 }

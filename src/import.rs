@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use crate::domain::ids::{check_identifier, PartyId, PollOfficeId};
+use crate::domain::ids::{check_identifier, check_poll_office, PartyId, PollOfficeId};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct OfficeRow {
@@ -86,11 +86,12 @@ impl Table {
         record: &csv::StringRecord,
         line: u64,
         seen: &mut HashMap<String, u64>,
+        check: fn(&str) -> Result<(), &'static str>,
     ) -> Result<String, ImportError> {
         let id = self
             .field(record, "identifier")
             .ok_or(ImportError::Row { line, message: "identifier is required".into() })?;
-        check_identifier(id).map_err(|m| ImportError::Row { line, message: format!("identifier {id:?} {m}") })?;
+        check(id).map_err(|m| ImportError::Row { line, message: format!("identifier {id:?} {m}") })?;
         if seen.insert(id.to_owned(), line).is_some() {
             return Err(ImportError::Duplicate { line, id: id.to_owned() });
         }
@@ -109,7 +110,7 @@ pub fn parse_poll_offices(input: impl Read) -> Result<Vec<OfficeRow>, ImportErro
     let mut rows = Vec::with_capacity(t.records.len());
     for (line, r) in &t.records {
         let line = *line;
-        let identifier = PollOfficeId::parse(&t.identifier(r, line, &mut seen)?).expect("checked");
+        let identifier = PollOfficeId::parse(&t.identifier(r, line, &mut seen, check_poll_office)?).expect("checked");
         let name = t.text(r, "name", line)?.ok_or(ImportError::Row { line, message: "name is required".into() })?;
         let voters_count = match t.field(r, "voters_count") {
             None => None,
@@ -143,7 +144,7 @@ pub fn parse_parties(input: impl Read) -> Result<Vec<PartyRow>, ImportError> {
     for (line, r) in &t.records {
         let line = *line;
         rows.push(PartyRow {
-            identifier: PartyId::parse(&t.identifier(r, line, &mut seen)?).expect("checked"),
+            identifier: PartyId::parse(&t.identifier(r, line, &mut seen, check_identifier)?).expect("checked"),
             party_name: t.text(r, "party_name", line)?,
             candidate_name: t.text(r, "candidate_name", line)?,
         });

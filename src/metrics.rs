@@ -49,6 +49,8 @@ pub struct Metrics {
     pub sts_failures: AtomicU64,
     pub ws_connections: AtomicU64,
     pub ws_waiting: AtomicU64,
+    /// Reporter tokens held in memory (expired ones leave within a minute).
+    pub tokens: AtomicU64,
 }
 
 /// The metrics label of a request path.
@@ -144,6 +146,7 @@ impl Metrics {
         let gauges = [
             ("ufrecs_ws_connections", "Open verification WebSocket connections.", self.ws_connections.load(Relaxed)),
             ("ufrecs_ws_waiting_voters", "Voters waiting for a vote.", self.ws_waiting.load(Relaxed)),
+            ("ufrecs_tokens", "Reporter tokens held in memory.", self.tokens.load(Relaxed)),
         ];
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

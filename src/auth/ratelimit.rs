@@ -1,8 +1,10 @@
 //! Rate limits on failed authentications (section 4): per client address, a number of
 //! failures a minute; per `elector_id`, after N failures within 10 minutes a lock-out of
 //! one minute, doubling at each further failure up to 15 minutes. Successes are not
-//! limited (many reporters share a carrier's address). Pure bookkeeping over an injected
-//! time, so the rules are tested without waiting.
+//! limited (many reporters share a carrier's address), but authentications that create a
+//! source are, per address. IPv6 addresses count by their /64: one subscriber's prefix
+//! holds more addresses than anyone could list. Pure bookkeeping over an injected time, so
+//! the rules are tested without waiting.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -18,10 +20,66 @@ const MAX_LOCKOUT_SECS: i64 = 15 * 60;
 /// Above this many tracked keys, stale ones are dropped.
 const PRUNE_ABOVE: usize = 10_000;
 
+/// The unit an address limit counts: an IPv4 address, or an IPv6 address's /64.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AddressKey(u128);
+
+impl AddressKey {
+    pub fn of(addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(v4) => AddressKey(u128::from(u32::from(v4))),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => AddressKey(u128::from(u32::from(v4))),
+                // The /64, tagged apart from every IPv4 key.
+                None => AddressKey((u128::from(v6) >> 64) | (1 << 127)),
+            },
+        }
+    }
+}
+
+/// Events of each address within the last minute, capped at `per_min`.
+struct PerMinute {
+    per_min: usize,
+    times: Mutex<HashMap<AddressKey, VecDeque<Timestamp>>>,
+}
+
+impl PerMinute {
+    fn new(per_min: u32) -> Self {
+        Self { per_min: per_min.max(1) as usize, times: Mutex::default() }
+    }
+
+    fn check(&self, addr: IpAddr, now: Timestamp) -> Result<(), u64> {
+        match self.times.lock().get_mut(&AddressKey::of(addr)) {
+            Some(times) => {
+                prune(times, now - Duration::minutes(1));
+                if times.len() >= self.per_min {
+                    Err(secs_until(times[0] + Duration::minutes(1), now))
+                } else {
+                    Ok(())
+                }
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn record(&self, addr: IpAddr, now: Timestamp) {
+        let mut times = self.times.lock();
+        if times.len() > PRUNE_ABOVE {
+            times.retain(|_, f| f.back().is_some_and(|t| *t > now - Duration::minutes(1)));
+        }
+        let mine = times.entry(AddressKey::of(addr)).or_default();
+        prune(mine, now - Duration::minutes(1));
+        // Never more than the limit kept: a refused address cannot grow its own queue.
+        if mine.len() < self.per_min {
+            mine.push_back(now);
+        }
+    }
+}
+
 pub struct RateLimits {
-    per_address_per_min: usize,
     failures_before_lockout: usize,
-    addresses: Mutex<HashMap<IpAddr, VecDeque<Timestamp>>>,
+    failures: PerMinute,
+    new_sources: PerMinute,
     electors: Mutex<HashMap<String, Elector>>,
 }
 
@@ -38,13 +96,21 @@ fn secs_until(t: Timestamp, now: Timestamp) -> u64 {
 }
 
 impl RateLimits {
-    pub fn new(per_address_per_min: u32, failures_before_lockout: u32) -> Self {
+    pub fn new(per_address_per_min: u32, failures_before_lockout: u32, new_sources_per_min: u32) -> Self {
         Self {
-            per_address_per_min: per_address_per_min.max(1) as usize,
             failures_before_lockout: failures_before_lockout.max(1) as usize,
-            addresses: Mutex::default(),
+            failures: PerMinute::new(per_address_per_min),
+            new_sources: PerMinute::new(new_sources_per_min),
             electors: Mutex::default(),
         }
+    }
+
+    /// `Err(retry_after_secs)` when this address created its share of sources this
+    /// minute; otherwise counts one more (checked before any password is hashed).
+    pub fn new_source(&self, addr: IpAddr, now: Timestamp) -> Result<(), u64> {
+        self.new_sources.check(addr, now)?;
+        self.new_sources.record(addr, now);
+        Ok(())
     }
 
     /// `Err(retry_after_secs)` while this `elector_id` is locked out: it may not try at all.
@@ -59,27 +125,11 @@ impl RateLimits {
     /// refuses that address's next failures, never its successes: many reporters share a
     /// carrier's address, and one of them guessing must not lock out the others.
     pub fn check_address(&self, addr: IpAddr, now: Timestamp) -> Result<(), u64> {
-        match self.addresses.lock().get_mut(&addr) {
-            Some(failures) => {
-                prune(failures, now - Duration::minutes(1));
-                if failures.len() >= self.per_address_per_min {
-                    Err(secs_until(failures[0] + Duration::minutes(1), now))
-                } else {
-                    Ok(())
-                }
-            }
-            None => Ok(()),
-        }
+        self.failures.check(addr, now)
     }
 
     pub fn failed(&self, addr: IpAddr, elector_id: &str, now: Timestamp) {
-        {
-            let mut addresses = self.addresses.lock();
-            if addresses.len() > PRUNE_ABOVE {
-                addresses.retain(|_, f| f.back().is_some_and(|t| *t > now - Duration::minutes(1)));
-            }
-            addresses.entry(addr).or_default().push_back(now);
-        }
+        self.failures.record(addr, now);
         let mut electors = self.electors.lock();
         if electors.len() > PRUNE_ABOVE {
             let horizon = now - Duration::minutes(ELECTOR_WINDOW_MINUTES);
@@ -128,7 +178,7 @@ mod tests {
 
     #[test]
     fn an_elector_is_locked_out_after_five_failures_with_doubling_lockouts() {
-        let r = RateLimits::new(1000, 5);
+        let r = RateLimits::new(1000, 5, 30);
         let now = t0();
         for _ in 0..4 {
             r.failed(A, "E", now);
@@ -155,7 +205,7 @@ mod tests {
 
     #[test]
     fn an_address_is_limited_per_minute_and_a_success_clears_an_elector() {
-        let r = RateLimits::new(3, 100);
+        let r = RateLimits::new(3, 100, 30);
         let now = t0();
         for i in 0..3 {
             r.failed(A, &format!("E{i}"), now);
@@ -163,10 +213,35 @@ mod tests {
         assert_eq!(r.check_address(A, now), Err(60));
         assert_eq!(r.check_address(B, now), Ok(()));
         assert_eq!(r.check_address(A, now + Duration::seconds(60)), Ok(()));
-        let r = RateLimits::new(1000, 2);
+        let r = RateLimits::new(1000, 2, 30);
         r.failed(A, "E", now);
         r.succeeded("E");
         r.failed(A, "E", now);
         assert_eq!(r.check_elector("E", now), Ok(()));
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64_and_mapped_ipv4_as_ipv4() {
+        let r = RateLimits::new(3, 100, 30);
+        let now = t0();
+        for i in 0..3u16 {
+            let addr: IpAddr = format!("2001:db8:1:2:{i}::{i}").parse().unwrap();
+            r.failed(addr, "E", now);
+        }
+        assert!(r.check_address("2001:db8:1:2:ffff::1".parse().unwrap(), now).is_err());
+        assert_eq!(r.check_address("2001:db8:1:3::1".parse().unwrap(), now), Ok(()));
+        assert_eq!(AddressKey::of("::ffff:10.0.0.1".parse().unwrap()), AddressKey::of(A));
+        assert_ne!(AddressKey::of("::a00:1".parse().unwrap()), AddressKey::of(A));
+    }
+
+    #[test]
+    fn an_address_creates_a_bounded_number_of_sources_a_minute() {
+        let r = RateLimits::new(30, 5, 2);
+        let now = t0();
+        assert_eq!(r.new_source(A, now), Ok(()));
+        assert_eq!(r.new_source(A, now), Ok(()));
+        assert_eq!(r.new_source(A, now), Err(60));
+        assert_eq!(r.new_source(B, now), Ok(()));
+        assert_eq!(r.new_source(A, now + Duration::seconds(60)), Ok(()));
     }
 }

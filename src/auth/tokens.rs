@@ -1,6 +1,8 @@
 //! Reporter tokens. A token is 256 random bits, URL-safe base64; only its SHA-256 is
 //! stored (in `tokens`) and kept here, mapped to the source and office it is bound to.
-//! Changed only by committed effects (issue, rotation, password reset); rebuilt at start.
+//! Changed only by committed effects (issue, rotation, password reset), and by `prune`,
+//! which forgets expired tokens (their rows are deleted by `WriteOp::PruneTokens`);
+//! rebuilt at start. A source's tokens are found by source and office, never by a scan.
 
 use std::collections::HashMap;
 
@@ -48,7 +50,8 @@ pub struct Tokens {
 #[derive(Default)]
 struct Inner {
     by_hash: HashMap<String, TokenRow>,
-    by_source: HashMap<i64, Vec<String>>,
+    /// Source -> office -> hashes of its tokens there (one, but for a race).
+    by_source: HashMap<i64, HashMap<String, Vec<String>>>,
 }
 
 impl Tokens {
@@ -80,23 +83,33 @@ impl Tokens {
         for effect in effects {
             match effect {
                 Effect::TokenIssued(row) => inner.insert(row.clone()),
+                Effect::TokensExpired(now) => inner.prune(*now),
                 Effect::TokensRevoked { source_n, poll_office_id } => {
                     let Inner { by_hash, by_source } = &mut *inner;
-                    if let Some(hashes) = by_source.get_mut(source_n) {
-                        hashes.retain(|h| {
-                            let hit = poll_office_id
-                                .as_ref()
-                                .is_none_or(|o| by_hash.get(h).is_some_and(|t| &t.poll_office_id == o));
-                            if hit {
-                                by_hash.remove(h);
-                            }
-                            !hit
-                        });
+                    let Some(offices) = by_source.get_mut(source_n) else { continue };
+                    let revoked: Vec<String> = match poll_office_id {
+                        Some(o) => offices.remove(o).unwrap_or_default(),
+                        None => offices.drain().flat_map(|(_, hashes)| hashes).collect(),
+                    };
+                    for h in revoked {
+                        by_hash.remove(&h);
+                    }
+                    if offices.is_empty() {
+                        by_source.remove(source_n);
                     }
                 }
                 _ => {}
             }
         }
+    }
+
+    /// Tokens held in memory.
+    pub fn len(&self) -> usize {
+        self.inner.read().by_hash.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn load(&self, rows: Vec<TokenRow>) {
@@ -109,8 +122,35 @@ impl Tokens {
 
 impl Inner {
     fn insert(&mut self, row: TokenRow) {
-        self.by_source.entry(row.source_n).or_default().push(row.token_hash.clone());
+        self.by_source
+            .entry(row.source_n)
+            .or_default()
+            .entry(row.poll_office_id.clone())
+            .or_default()
+            .push(row.token_hash.clone());
         self.by_hash.insert(row.token_hash.clone(), row);
+    }
+
+    /// Forgets the tokens that expired by `now`.
+    fn prune(&mut self, now: Timestamp) {
+        let expired: Vec<TokenRow> = self.by_hash.values().filter(|t| t.expires_at <= now).cloned().collect();
+        for t in &expired {
+            self.remove(t);
+        }
+    }
+
+    fn remove(&mut self, row: &TokenRow) {
+        self.by_hash.remove(&row.token_hash);
+        let Some(offices) = self.by_source.get_mut(&row.source_n) else { return };
+        if let Some(hashes) = offices.get_mut(&row.poll_office_id) {
+            hashes.retain(|h| *h != row.token_hash);
+            if hashes.is_empty() {
+                offices.remove(&row.poll_office_id);
+            }
+        }
+        if offices.is_empty() {
+            self.by_source.remove(&row.source_n);
+        }
     }
 }
 
@@ -152,5 +192,17 @@ mod tests {
         assert!(t.check("b", None, before).is_ok());
         t.apply(&[Effect::TokensRevoked { source_n: 1, poll_office_id: None }]);
         assert_eq!(t.check("b", None, before), Err(TokenError::Failed));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn expired_tokens_leave_memory() {
+        let t = Tokens::new();
+        t.apply(&[Effect::TokenIssued(row(&hash("a"), 1, "PO-1")), Effect::TokenIssued(row(&hash("b"), 2, "PO-1"))]);
+        t.apply(&[Effect::TokensExpired(time::parse("2025-08-15T19:59:59Z").unwrap())]);
+        assert_eq!(t.len(), 2);
+        t.apply(&[Effect::TokensExpired(time::parse("2025-08-15T20:00:00Z").unwrap())]);
+        assert!(t.is_empty());
+        assert!(t.inner.read().by_source.is_empty());
     }
 }

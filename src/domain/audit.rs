@@ -124,14 +124,32 @@ fn write_canonical(v: &Value, out: &mut String) {
 /// Where a chain first breaks: the `seq` of the first entry whose hash (or numbering) is
 /// wrong, or `None` when the whole chain verifies.
 pub fn first_break<'a>(entries: impl IntoIterator<Item = (&'a Entry, &'a str)>) -> Option<i64> {
-    let mut prev = GENESIS.to_owned();
-    for (expected_seq, (entry, stored_hash)) in (1..).zip(entries) {
-        if entry.seq != expected_seq || entry.hash(&prev) != stored_hash {
-            return Some(entry.seq);
-        }
-        prev = stored_hash.to_owned();
+    let mut chain = Chain::default();
+    entries.into_iter().find(|(entry, hash)| !chain.extend(entry, hash)).map(|(entry, _)| entry.seq)
+}
+
+/// A chain verified one entry at a time (so a national log is checked in constant memory).
+pub struct Chain {
+    prev: String,
+    next_seq: i64,
+}
+
+impl Default for Chain {
+    fn default() -> Self {
+        Chain { prev: GENESIS.to_owned(), next_seq: 1 }
     }
-    None
+}
+
+impl Chain {
+    /// Whether `entry`, stored with `hash`, follows the entries before it.
+    pub fn extend(&mut self, entry: &Entry, hash: &str) -> bool {
+        if entry.seq != self.next_seq || entry.hash(&self.prev) != hash {
+            return false;
+        }
+        self.prev = hash.to_owned();
+        self.next_seq += 1;
+        true
+    }
 }
 
 #[cfg(test)]

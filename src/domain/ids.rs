@@ -18,15 +18,28 @@ pub fn check_identifier(s: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The operator's folders in the bucket (`{s3.prefix}backups/`, `log/`, `replica/`): no
+/// office may be named like one, or its reporters' keys would land among them.
+pub const RESERVED_OFFICES: [&str; 3] = ["backups", "log", "replica"];
+
+/// Why a string is not a poll office identifier.
+pub fn check_poll_office(s: &str) -> Result<(), &'static str> {
+    check_identifier(s)?;
+    if RESERVED_OFFICES.contains(&s) {
+        return Err("backups, log and replica are reserved");
+    }
+    Ok(())
+}
+
 macro_rules! identifier {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident, $check:path) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(String);
 
         impl $name {
             pub fn parse(s: &str) -> Result<Self, &'static str> {
-                check_identifier(s).map(|()| Self(s.to_owned()))
+                $check(s).map(|()| Self(s.to_owned()))
             }
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -52,15 +65,18 @@ macro_rules! identifier {
 
 identifier!(
     /// A reporter's or a voter's national voter number: personal data, never published.
-    ElectorId
+    ElectorId,
+    check_identifier
 );
 identifier!(
     /// A poll office's public identifier.
-    PollOfficeId
+    PollOfficeId,
+    check_poll_office
 );
 identifier!(
     /// A party's identifier in the directory.
-    PartyId
+    PartyId,
+    check_identifier
 );
 
 /// A voter's or a ballot's rank in its office: 1 to 1,000,000.
@@ -103,6 +119,15 @@ mod tests {
             assert!(check_identifier(bad).is_err(), "{bad:?}");
         }
         assert!(check_identifier(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn the_operators_bucket_folders_are_no_office() {
+        for reserved in RESERVED_OFFICES {
+            assert!(PollOfficeId::parse(reserved).is_err());
+            assert!(ElectorId::parse(reserved).is_ok());
+        }
+        assert!(PollOfficeId::parse("Backups").is_ok(), "compared case-sensitively");
     }
 
     #[test]

@@ -78,6 +78,15 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An optional full name or organisation: NFC, without control or format characters.
+    pub fn optional_name(&mut self, field: &str) -> Option<String> {
+        let text = self.optional_text(field, TEXT_MAX)?;
+        match super::source::name_text(&text) {
+            Ok(t) => Some(t),
+            Err(msg) => self.fail(field, msg),
+        }
+    }
+
     pub fn identifier<T>(&mut self, field: &str, parse: fn(&str) -> Result<T, &'static str>) -> Option<T> {
         let s = self.required_str(field)?;
         match parse(s) {
@@ -86,14 +95,15 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn index(&mut self, field: &str) -> Option<Index> {
+    /// An index from 1 to `max` (`limits.max_index`).
+    pub fn index(&mut self, field: &str, max: u32) -> Option<Index> {
         let n = match self.get(field) {
             None => return self.fail(field, "is required"),
             Some(v) => v.as_i64(),
         };
-        match n.map(Index::new) {
+        match n.filter(|n| *n <= i64::from(max)).map(Index::new) {
             Some(Ok(i)) => Some(i),
-            _ => self.fail(field, "must be an integer from 1 to 1000000"),
+            _ => self.fail(field, &format!("must be an integer from 1 to {max}")),
         }
     }
 
@@ -178,9 +188,9 @@ pub struct VoteInput {
 }
 
 impl VoteInput {
-    pub fn parse(map: &Map<String, Value>) -> Result<Self, InputError> {
+    pub fn parse(map: &Map<String, Value>, max_index: u32) -> Result<Self, InputError> {
         let mut f = Fields::new(map);
-        let index = f.index("index");
+        let index = f.index("index", max_index);
         let gender = f.choice("gender", Gender::parse, Gender::EXPECTED);
         let age = f.choice("age", Age::parse, Age::EXPECTED);
         let has_torn = f.bool_or("has_torn", false);
@@ -203,9 +213,9 @@ pub struct BallotInput {
 }
 
 impl BallotInput {
-    pub fn parse(map: &Map<String, Value>) -> Result<Self, InputError> {
+    pub fn parse(map: &Map<String, Value>, max_index: u32) -> Result<Self, InputError> {
         let mut f = Fields::new(map);
-        let index = f.index("index");
+        let index = f.index("index", max_index);
         let party_id = f.identifier("party_id", PartyId::parse);
         let v = index.zip(party_id).map(|(index, party_id)| Self { index, party_id });
         f.finish(v)
@@ -240,8 +250,8 @@ impl NewSource {
                 password: None,
             })
         })();
-        let full_name = f.optional_text("full_name", TEXT_MAX);
-        let official_org = f.optional_text("official_org", TEXT_MAX);
+        let full_name = f.optional_name("full_name");
+        let official_org = f.optional_name("official_org");
         let email = f.optional_text("email", TEXT_MAX);
         let phone_number = f.optional_text("phone_number", TEXT_MAX);
         let password = f.optional_text("password", PASSWORD_MAX);
@@ -263,8 +273,8 @@ impl SourcePatch {
         let mut f = Fields::new(map);
         let status = f.optional_choice("status", Status::parse, Status::EXPECTED);
         let password = f.optional_text("password", PASSWORD_MAX);
-        let full_name = f.optional_text("full_name", TEXT_MAX);
-        let official_org = f.optional_text("official_org", TEXT_MAX);
+        let full_name = f.optional_name("full_name");
+        let official_org = f.optional_name("official_org");
         let any = ["status", "password", "full_name", "official_org"].iter().any(|k| f.has(k));
         if !any {
             return Err(one("body", "give at least one of status, password, full_name, official_org"));
@@ -298,7 +308,8 @@ mod tests {
 
     #[test]
     fn a_vote_defaults_has_torn_to_false_and_ignores_unknown_fields() {
-        let v = VoteInput::parse(&map(json!({"index": 3, "gender": "male", "age": "less_30", "extra": 1}))).unwrap();
+        let v = VoteInput::parse(&map(json!({"index": 3, "gender": "male", "age": "less_30", "extra": 1})), 10_000)
+            .unwrap();
         assert_eq!(v.index.get(), 3);
         assert!(!v.attrs.has_torn);
         assert_eq!(v.observed_at, None);
@@ -307,20 +318,24 @@ mod tests {
     #[test]
     fn every_bad_vote_field_is_named() {
         let e = fields(
-            VoteInput::parse(&map(
-                json!({"index": 1.5, "gender": "M", "age": 3, "has_torn": "yes", "observed_at": "noon"}),
-            ))
+            VoteInput::parse(
+                &map(json!({"index": 1.5, "gender": "M", "age": 3, "has_torn": "yes", "observed_at": "noon"})),
+                10_000,
+            )
             .unwrap_err(),
         );
         assert_eq!(e.keys().collect::<Vec<_>>(), ["age", "gender", "has_torn", "index", "observed_at"]);
         assert_eq!(e["gender"], "must be one of male, female");
-        let e = fields(VoteInput::parse(&map(json!({}))).unwrap_err());
+        let e = fields(VoteInput::parse(&map(json!({})), 10_000).unwrap_err());
         assert_eq!(e["index"], "is required");
-        let e = fields(VoteInput::parse(&map(json!({"index": "1", "gender": "male", "age": "less_30"}))).unwrap_err());
+        let e = fields(
+            VoteInput::parse(&map(json!({"index": "1", "gender": "male", "age": "less_30"})), 10_000).unwrap_err(),
+        );
         assert!(e.contains_key("index"));
-        let e =
-            fields(VoteInput::parse(&map(json!({"index": 1000001, "gender": "male", "age": "less_30"}))).unwrap_err());
-        assert!(e.contains_key("index"));
+        let e = fields(
+            VoteInput::parse(&map(json!({"index": 10_001, "gender": "male", "age": "less_30"})), 10_000).unwrap_err(),
+        );
+        assert_eq!(e["index"], "must be an integer from 1 to 10000");
     }
 
     #[test]

@@ -39,18 +39,58 @@ pub fn actor(n: i64) -> String {
 }
 
 /// Names that always take their source's number: they are keys of the compatibility
-/// forms (section 5) that a source must never overwrite.
+/// forms (section 5) that a source must never overwrite. So does any `source-{digits}`,
+/// the name of sources without one.
 const RESERVED_NAMES: [&str; 4] = ["Accepted", "Verified", "index", "party_id"];
 
+/// A full name or organisation as stored: NFC-normalised; `Err` when it holds a control
+/// or format character (zero-width characters, bidirectional overrides), which could make
+/// one name look like another.
+pub fn name_text(s: &str) -> Result<String, &'static str> {
+    use unicode_general_category::{get_general_category, GeneralCategory};
+    use unicode_normalization::UnicodeNormalization;
+    if s.chars().any(|c| matches!(get_general_category(c), GeneralCategory::Control | GeneralCategory::Format)) {
+        return Err("must not contain control or format characters");
+    }
+    Ok(s.nfc().collect())
+}
+
+/// What two names are compared by: their confusable skeletons (Unicode TR39), so that a
+/// Cyrillic `А` or a look-alike of another name counts as the same name.
+fn skeleton(s: &str) -> String {
+    unicode_security::skeleton(s).collect()
+}
+
+/// Whether a chosen name would pass for a reserved key or another source's default name.
+fn reserved(skel: &str) -> bool {
+    if RESERVED_NAMES.iter().any(|r| skeleton(r) == skel) {
+        return true;
+    }
+    let digits: Vec<String> = ('0'..='9').map(|d| skeleton(&d.to_string())).collect();
+    let Some(mut rest) = skel.strip_prefix(skeleton("source-").as_str()) else { return false };
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        match digits.iter().find(|d| rest.starts_with(d.as_str())) {
+            Some(d) => rest = &rest[d.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
 /// Public display names (spec section 5): the full name, else the organisation, else
-/// `source-{n}`; never the `elector_id`. Where two sources would share a name, the lowest
-/// `n` keeps it and the others get ` ({n})`; reserved names always get it.
+/// `source-{n}`; never the `elector_id`. Where two sources would share a name (by their
+/// confusable skeletons), the lowest `n` keeps it and the others get ` ({n})`; reserved
+/// names (and their look-alikes) always get it.
 ///
 /// Names are given in increasing `n`, so a new source (the highest `n` so far) is named
 /// without renaming anyone; any other change needs a rebuild (`display_names`).
 #[derive(Clone, Debug, Default)]
 pub struct DisplayNames {
     names: HashMap<i64, String>,
+    /// Skeletons of the names given.
     taken: HashSet<String>,
     last: i64,
 }
@@ -64,21 +104,19 @@ impl DisplayNames {
     /// Names source `n`, which must be higher than every source named so far.
     pub fn push(&mut self, n: i64, full_name: Option<&str>, official_org: Option<&str>) {
         debug_assert!(n > self.last, "display names are given in increasing n");
-        let base = [full_name, official_org]
-            .into_iter()
-            .flatten()
-            .map(str::trim)
-            .find(|s| !s.is_empty())
-            .map_or_else(|| actor(n), str::to_owned);
-        let mut name = base;
-        if RESERVED_NAMES.contains(&name.as_str()) {
+        let chosen = [full_name, official_org].into_iter().flatten().map(str::trim).find(|s| !s.is_empty());
+        let mut name = chosen.map_or_else(|| actor(n), str::to_owned);
+        let mut skel = skeleton(&name);
+        if chosen.is_some() && reserved(&skel) {
             name = format!("{name} ({n})");
+            skel = skeleton(&name);
         }
         // A suffixed name may itself be a lower source's literal name: suffix again.
-        while self.taken.contains(&name) {
+        while self.taken.contains(&skel) {
             name = format!("{name} ({n})");
+            skel = skeleton(&name);
         }
-        self.taken.insert(name.clone());
+        self.taken.insert(skel);
         self.names.insert(n, name);
         self.last = n;
     }
@@ -143,6 +181,34 @@ mod tests {
         assert_eq!(names.get(6), Some("index (6)"));
         assert_eq!(names.get(7), Some("party_id (7)"));
         assert_eq!(names.last(), 7);
+    }
+
+    #[test]
+    fn look_alikes_of_reserved_and_taken_names_get_the_suffix() {
+        let names = display_names([
+            (1, Some("Awa"), None),
+            (2, Some("\u{410}ccepted"), None),
+            (3, Some("\u{410}wa"), None),
+            (4, Some("source-1"), None),
+            (5, None, Some("source-12")),
+            (6, Some("source-x"), None),
+            (7, None, None),
+        ]);
+        assert_eq!(names.get(2), Some("\u{410}ccepted (2)"), "a Cyrillic A");
+        assert_eq!(names.get(3), Some("\u{410}wa (3)"), "a look-alike of source 1's name");
+        assert_eq!(names.get(4), Some("source-1 (4)"), "source-{{digits}} is reserved");
+        assert_eq!(names.get(5), Some("source-12 (5)"));
+        assert_eq!(names.get(6), Some("source-x"));
+        assert_eq!(names.get(7), Some("source-7"), "a default name is no choice");
+    }
+
+    #[test]
+    fn names_are_stored_nfc_and_invisible_characters_are_refused() {
+        assert_eq!(name_text("Yaounde\u{301}").unwrap(), "Yaound\u{e9}");
+        for bad in ["Accepted\u{200b}", "a\u{202e}b", "a\u{7}b", "a\nb", "\u{feff}x"] {
+            assert!(name_text(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(name_text("Parti Alpha").unwrap(), "Parti Alpha");
     }
 
     #[test]

@@ -28,7 +28,7 @@ fn source_json(s: &SourceRecord) -> Value {
 pub async fn create_reporter(app: Arc<App>, body: Bytes) -> Result<Response, ApiError> {
     let source = NewSource::parse(&input::object(&body)?)?;
     let password_hash = match &source.password {
-        Some(p) => Some(app.hasher.hash(p.clone()).await),
+        Some(p) => Some(app.hasher.hash(p.clone()).await?),
         None => None,
     };
     let op = WriteOp::CreateSource { source, password_hash, actor: Actor::Admin };
@@ -44,7 +44,7 @@ pub async fn update_source(app: Arc<App>, elector_id: String, body: Bytes) -> Re
     let elector_id = ElectorId::parse(&elector_id).map_err(|m| ApiError::invalid_field("elector_id", m))?;
     let patch = SourcePatch::parse(&input::object(&body)?)?;
     let password_hash = match &patch.password {
-        Some(p) => Some(app.hasher.hash(p.clone()).await),
+        Some(p) => Some(app.hasher.hash(p.clone()).await?),
         None => None,
     };
     let update = SourceUpdate {

@@ -141,3 +141,10 @@ pub async fn recover(r: Rejection) -> Result<Response, Infallible> {
     };
     Ok(e.response())
 }
+
+/// The password hashing queue is full: the client retries in a second.
+impl From<crate::auth::password::Busy> for ApiError {
+    fn from(_: crate::auth::password::Busy) -> Self {
+        ApiError::RateLimited { retry_after_secs: 1 }
+    }
+}

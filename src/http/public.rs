@@ -14,7 +14,7 @@ use warp::Reply;
 use super::error::{json_response, ApiError};
 use crate::app::App;
 use crate::domain::audit::GENESIS;
-use crate::domain::ids::check_identifier;
+use crate::domain::ids::check_poll_office;
 use crate::stats::{Body, Rendered};
 use crate::store::reads;
 
@@ -44,16 +44,17 @@ fn cached(r: Rendered, if_none_match: Option<&str>, cache_control: &HeaderValue)
 
 /// Checks an office id from a public path (no copy: this is the busiest path of the day).
 fn public_office(app: &App, id: &str) -> Result<(), ApiError> {
-    check_identifier(id).map_err(|m| ApiError::invalid_field("poll_office_id", m))?;
-    if app.settings.registry.strict && !app.directory.read().offices.contains_key(id) {
+    check_poll_office(id).map_err(|m| ApiError::invalid_field("poll_office_id", m))?;
+    if app.directory.read().refuses_office(app.settings.registry.strict, id) {
         return Err(ApiError::UnknownPollOffice);
     }
     Ok(())
 }
 
 /// The office a compatibility form names (`?poll_office=` or `?poll_office_id=`), or
-/// `None` for the national view. An all-digit value that is no office's identifier (in the
-/// directory or with data) is a numeric directory id.
+/// `None` for the national view. Resolved in the order of section 5: a directory
+/// identifier, then (all digits) a directory office's numeric id, and only then an office
+/// outside the directory: an office nobody imported never shadows one the operator did.
 fn compat_office(app: &App, query: &HashMap<String, String>) -> Result<Option<String>, ApiError> {
     let Some(raw) = ["poll_office", "poll_office_id"].iter().find_map(|k| query.get(*k)).map(|s| s.trim()) else {
         return Ok(None);
@@ -62,12 +63,14 @@ fn compat_office(app: &App, query: &HashMap<String, String>) -> Result<Option<St
         return Ok(None);
     }
     let directory = app.directory.read();
-    let numeric = raw.bytes().all(|b| b.is_ascii_digit());
-    let id = match raw.parse::<i64>() {
-        Ok(n) if numeric && !directory.offices.contains_key(raw) && !app.stats.has_office(raw) => {
-            directory.by_id.get(&n).cloned().unwrap_or_else(|| raw.to_owned())
-        }
-        _ => raw.to_owned(),
+    let numeric = || raw.bytes().all(|b| b.is_ascii_digit());
+    let id = if directory.offices.contains_key(raw) {
+        raw.to_owned()
+    } else if let Some(identifier) = raw.parse::<i64>().ok().filter(|_| numeric()).and_then(|n| directory.by_id.get(&n))
+    {
+        identifier.clone()
+    } else {
+        raw.to_owned()
     };
     drop(directory);
     public_office(app, &id)?;
@@ -191,7 +194,7 @@ pub fn parties(app: Arc<App>, query: HashMap<String, String>, base: String) -> R
 
 /// The evidence index of an office in the directory or with data.
 pub async fn evidence(app: Arc<App>, id: String) -> Result<Response, ApiError> {
-    check_identifier(&id).map_err(|m| ApiError::invalid_field("poll_office_id", m))?;
+    check_poll_office(&id).map_err(|m| ApiError::invalid_field("poll_office_id", m))?;
     if !app.s3.enabled() {
         return Ok(json_response(StatusCode::OK, &json!({"s3": "unconfigured"})));
     }

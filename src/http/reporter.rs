@@ -39,7 +39,7 @@ pub async fn authenticate(app: Arc<App>, client: IpAddr, body: Bytes) -> Result<
     if let Err(retry_after_secs) = app.limits.check_elector(&elector, app.clock.now()) {
         return Err(rate_limited(&app, retry_after_secs));
     }
-    if app.settings.registry.strict && !app.directory.read().offices.contains_key(input.poll_office_id.as_str()) {
+    if app.directory.read().refuses_office(app.settings.registry.strict, input.poll_office_id.as_str()) {
         return Err(ApiError::UnknownPollOffice);
     }
     // The password is checked outside the write; if it changed before the write commits,
@@ -48,10 +48,16 @@ pub async fn authenticate(app: Arc<App>, client: IpAddr, body: Bytes) -> Result<
         let e = elector.clone();
         let found = app.read(move |c| reads::source_auth(c, &e)).await?;
         let (checked_hash, new_password_hash) = match (found, &input.password) {
-            (None, p) => (None, hash_opt(&app, p).await),
+            (None, p) => {
+                // Creating sources is limited per address, before any password is hashed.
+                if let Err(retry_after_secs) = app.limits.new_source(client, app.clock.now()) {
+                    return Err(rate_limited(&app, retry_after_secs));
+                }
+                (None, hash_opt(&app, p).await?)
+            }
             (Some(s), p) => match (&s.password_hash, p) {
                 (Some(h), Some(p)) => {
-                    if !app.hasher.verify(p.clone(), h.clone()).await {
+                    if !app.hasher.verify(p.clone(), h.clone()).await? {
                         return Err(auth_failed(&app, client, &input, s.n, "wrong_password").await);
                     }
                     (Some(h.clone()), None)
@@ -60,7 +66,7 @@ pub async fn authenticate(app: Arc<App>, client: IpAddr, body: Bytes) -> Result<
                 (None, _) if s.status.is_trusted() => {
                     return Err(auth_failed(&app, client, &input, s.n, "no_password_set").await)
                 }
-                (None, p) => (None, hash_opt(&app, p).await),
+                (None, p) => (None, hash_opt(&app, p).await?),
             },
         };
         let (token, token_hash) = tokens::mint();
@@ -95,10 +101,10 @@ pub async fn authenticate(app: Arc<App>, client: IpAddr, body: Bytes) -> Result<
     Err(ApiError::Unavailable)
 }
 
-async fn hash_opt(app: &App, password: &Option<String>) -> Option<String> {
+async fn hash_opt(app: &App, password: &Option<String>) -> Result<Option<String>, ApiError> {
     match password {
-        Some(p) => Some(app.hasher.hash(p.clone()).await),
-        None => None,
+        Some(p) => Ok(Some(app.hasher.hash(p.clone()).await?)),
+        None => Ok(None),
     }
 }
 
@@ -123,7 +129,7 @@ async fn auth_failed(app: &App, client: IpAddr, input: &AuthInput, source_n: i64
 }
 
 pub async fn vote(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Response, ApiError> {
-    let input = VoteInput::parse(&input::object(&body)?)?;
+    let input = VoteInput::parse(&input::object(&body)?, app.settings.limits.max_index)?;
     let index = input.index.get();
     let op = WriteOp::ProposeVote {
         source_n: reporter.source_n,
@@ -141,8 +147,8 @@ pub async fn vote(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Resp
 }
 
 pub async fn ballot(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Response, ApiError> {
-    let input = BallotInput::parse(&input::object(&body)?)?;
-    if app.settings.registry.strict && !app.directory.read().parties.contains(input.party_id.as_str()) {
+    let input = BallotInput::parse(&input::object(&body)?, app.settings.limits.max_index)?;
+    if app.directory.read().refuses_party(app.settings.registry.strict, input.party_id.as_str()) {
         return Err(ApiError::UnknownParty);
     }
     let op = WriteOp::ProposeBallot { source_n: reporter.source_n, poll_office_id: token_office(&reporter)?, input };
@@ -226,8 +232,9 @@ pub async fn vote_batch(app: Arc<App>, reporter: Reporter, body: Bytes) -> Resul
     let items = batch_items(&body, "votes")?;
     let office = token_office(&reporter)?;
     let numeric = app.settings.compat.numeric_vote_ids;
+    let max_index = app.settings.limits.max_index;
     let parse = |item: &Value| -> Result<WriteOp, ApiError> {
-        let input = VoteInput::parse(item_object(item)?)?;
+        let input = VoteInput::parse(item_object(item)?, max_index)?;
         Ok(WriteOp::ProposeVote { source_n: reporter.source_n, poll_office_id: office.clone(), input, batch: true })
     };
     let success = |_, id: i64| json!({"id": if numeric { json!(id) } else { json!(id.to_string()) }});
@@ -239,9 +246,10 @@ pub async fn ballot_batch(app: Arc<App>, reporter: Reporter, body: Bytes) -> Res
     let items = batch_items(&body, "papers")?;
     let office = token_office(&reporter)?;
     let strict = app.settings.registry.strict;
+    let max_index = app.settings.limits.max_index;
     let parse = |item: &Value| -> Result<WriteOp, ApiError> {
-        let input = BallotInput::parse(item_object(item)?)?;
-        if strict && !app.directory.read().parties.contains(input.party_id.as_str()) {
+        let input = BallotInput::parse(item_object(item)?, max_index)?;
+        if app.directory.read().refuses_party(strict, input.party_id.as_str()) {
             return Err(ApiError::UnknownParty);
         }
         Ok(WriteOp::ProposeBallot { source_n: reporter.source_n, poll_office_id: office.clone(), input })

@@ -56,7 +56,7 @@ async fn accept(app: &Arc<App>, req: &mut Request<Incoming>, peer: SocketAddr) -
     }
     let query: std::collections::HashMap<String, String> = req.uri().query().map(form_pairs).unwrap_or_default();
     let (office, elector) = crate::ws::parameters(&query).map_err(ApiError::invalid)?;
-    if app.settings.registry.strict && !app.directory.read().offices.contains_key(office.as_str()) {
+    if app.directory.read().refuses_office(app.settings.registry.strict, office.as_str()) {
         return Err(ApiError::UnknownPollOffice);
     }
     let h = req.headers();

@@ -28,8 +28,8 @@ pub(super) fn stats(office: &Office, poll_office_id: &str, book: &SourceBook) ->
             vote_entry(last.idx, a.gender.as_str(), a.age.as_str(), a.has_torn, &last.reported_at),
         );
     }
-    let verified = office.votes.iter().rev().find_map(|(idx, v)| {
-        let (a, at) = v.verification.filter(|_| v.decision.is_some())?;
+    let verified = office.counted.iter().rev().find_map(|idx| {
+        let (a, at) = office.votes.get(idx)?.verification?;
         Some(vote_entry(*idx, a.gender.as_str(), a.age.as_str(), a.has_torn, &at.to_rfc3339()))
     });
     last_vote.insert("Verified".into(), verified.into());
@@ -90,7 +90,7 @@ pub(super) fn national<'a>(
         }
         total_ballots += o.total_ballots;
         undecided_ballots += o.undecided_ballots;
-        if let Some((vote_id, idx)) = o.latest {
+        if let Some((vote_id, idx)) = o.latest() {
             if latest.is_none_or(|(l, ..)| vote_id > l) {
                 latest = Some((vote_id, id, o, idx));
             }

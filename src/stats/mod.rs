@@ -177,7 +177,10 @@ impl Stats {
                     changed = true;
                     continue;
                 }
-                Effect::TokenIssued(_) | Effect::TokensRevoked { .. } => continue,
+                Effect::TokenIssued(_)
+                | Effect::TokensRevoked { .. }
+                | Effect::TokensExpired(_)
+                | Effect::Directory(_) => continue,
             };
             let entry = match state.offices.get_mut(office) {
                 Some(e) => e,
@@ -498,7 +501,7 @@ mod tests {
         let Effect::Vote(mut row) = vote_in("A", 3, 2, Decided::Value(Gender::Male), false) else { unreachable!() };
         row.decision = None;
         s.apply(&[Effect::Vote(row)]);
-        let office_a = s.state.read().offices["A"].office.latest;
+        let office_a = s.state.read().offices["A"].office.latest();
         assert_eq!(office_a, Some((1, 1)));
     }
 }

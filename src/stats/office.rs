@@ -1,7 +1,7 @@
 //! One office's aggregates: every vote's and ballot's accepted state, running totals, each
 //! source's last proposal, and the seed's bodies (`stats_json`, `results_json`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::num::NonZeroU32;
 
 use serde_json::{json, Value};
@@ -154,9 +154,13 @@ pub(super) struct Office {
     pub ballot_sources: u32,
     pub vote_lasts: HashMap<i64, Last<VoteAttrs>>,
     pub ballot_lasts: HashMap<i64, Last<String>>,
-    /// The counted vote first reported most recently, as `(id, idx)`: vote ids grow with
-    /// first reports, so it is the counted vote with the highest id.
-    pub latest: Option<(i64, u32)>,
+    /// Indexes of the counted votes: the highest counted index (flags, `last_vote`) without
+    /// walking past uncounted votes, however many an opportunistic reporter posted.
+    pub counted: BTreeSet<u32>,
+    /// The counted votes as `(id, idx)`: the last is the counted vote first reported most
+    /// recently (vote ids grow with first reports), found again at once when it stops
+    /// counting (an office re-weighed).
+    pub counted_by_id: BTreeSet<(u32, u32)>,
     /// Observation times of the counted votes, for `fast_voting`.
     pub density: Density,
     pub flags: Vec<Flag>,
@@ -167,6 +171,8 @@ impl Office {
     /// them in order, which leaves their nodes half full.
     pub fn compact(&mut self) {
         self.votes = std::mem::take(&mut self.votes).into_iter().collect();
+        self.counted = std::mem::take(&mut self.counted).into_iter().collect();
+        self.counted_by_id = std::mem::take(&mut self.counted_by_id).into_iter().collect();
         self.ballots = std::mem::take(&mut self.ballots).into_iter().collect();
         self.density.compact();
     }
@@ -187,21 +193,25 @@ impl Office {
         if let Some(t) = observed {
             self.density.add(t.unix());
         }
+        let id = view.id;
         if let Some(old) = self.votes.insert(row.idx, view) {
             self.totals.add(Totals::of(&old), -1);
             if let Some(t) = old.observed {
                 self.density.remove(t.unix());
             }
+            self.counted_by_id.remove(&(old.id, row.idx));
         }
         if row.decision.is_some() {
-            if self.latest.is_none_or(|(id, _)| row.id >= id) {
-                self.latest = Some((row.id, row.idx));
-            }
-        } else if self.latest.is_some_and(|(id, _)| id == row.id) {
-            // Rare (an office re-weighed): find the next one.
-            self.latest =
-                self.votes.iter().filter(|(_, v)| v.decision.is_some()).map(|(i, v)| (i64::from(v.id), *i)).max();
+            self.counted.insert(row.idx);
+            self.counted_by_id.insert((id, row.idx));
+        } else {
+            self.counted.remove(&row.idx);
         }
+    }
+
+    /// The counted vote first reported most recently, as `(id, idx)`.
+    pub fn latest(&self) -> Option<(i64, u32)> {
+        self.counted_by_id.last().map(|&(id, idx)| (i64::from(id), idx))
     }
 
     pub fn set_ballot(&mut self, row: &BallotRow) {
@@ -238,7 +248,7 @@ impl Office {
         let figures = Figures {
             votes: self.totals.votes,
             disputed: self.totals.disputed,
-            max_index: self.votes.iter().rev().find(|(_, v)| v.decision.is_some()).map(|(i, _)| *i),
+            max_index: self.counted.last().copied(),
             ballots: self.total_ballots,
             registered,
             fast: self.density.fast(),
@@ -255,7 +265,8 @@ impl Office {
 
     /// The counted vote with the highest index, with its accepted attributes.
     pub fn last_vote(&self) -> Option<Value> {
-        self.votes.iter().rev().find_map(|(idx, v)| v.accepted_json(*idx))
+        let idx = *self.counted.last()?;
+        self.votes.get(&idx)?.accepted_json(idx)
     }
 
     /// The decided ballot with the highest index.

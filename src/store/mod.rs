@@ -18,7 +18,7 @@ pub use writer::{WriteError, Writer};
 
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 /// Bumped when `schema.sql` changes in a way that needs a migration.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 
@@ -58,9 +58,20 @@ pub fn open(path: &Path, synchronous_full: bool) -> Result<Connection, OpenError
     }
     conn.execute_batch(SCHEMA)?;
     if version < SCHEMA_VERSION {
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        migrate(&conn, version)?;
     }
     Ok(conn)
+}
+
+/// Brings a database of an older schema version up to this one, in one transaction.
+fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    if from < 2 {
+        // office_tiers (version 2) is derived from office_sources and the statuses.
+        ops::rebuild_office_tiers(&tx)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()
 }
 
 /// An in-memory database with the schema, for unit tests of SQL.

@@ -8,6 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::ops::{
     vote_attrs_from, BallotRow, Effect, Kind, ProposalRow, Proposed, SourceRow, TokenRow, Verification, VoteRow,
 };
+use crate::config::Strict;
 use crate::domain::audit::{self, Entry};
 use crate::domain::crosscheck::{self, BallotDecision, VoteDecision};
 use crate::domain::source::Status;
@@ -49,14 +50,23 @@ pub fn office_effects(conn: &Connection, office: &str) -> rusqlite::Result<Vec<E
     effects_of(conn, Some(office))
 }
 
+/// `WHERE column = ?1` for one office, or a clause that keeps every row (and still binds
+/// `?1`): one office's rows come through its index, never a scan of the table.
+fn office_filter(office: Option<&str>, column: &str) -> String {
+    match office {
+        Some(_) => format!("WHERE {column} = ?1"),
+        None => "WHERE ?1 IS NULL".into(),
+    }
+}
+
 fn effects_of(conn: &Connection, office: Option<&str>) -> rusqlite::Result<Vec<Effect>> {
     let mut effects = Vec::new();
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT v.id, v.poll_office_id, v.idx, v.first_reported_at, v.live, v.counted, v.gender, v.age, v.has_torn,
                 v.disputed, v.observed_at, vv.gender, vv.age, vv.has_torn, vv.created_at
-           FROM votes v LEFT JOIN vote_verifications vv ON vv.vote_id = v.id
-          WHERE ?1 IS NULL OR v.poll_office_id = ?1",
-    )?;
+           FROM votes v LEFT JOIN vote_verifications vv ON vv.vote_id = v.id {}",
+        office_filter(office, "v.poll_office_id")
+    ))?;
     let mut rows = stmt.query([office])?;
     while let Some(r) = rows.next()? {
         let counted: bool = r.get(5)?;
@@ -93,10 +103,11 @@ fn effects_of(conn: &Connection, office: Option<&str>) -> rusqlite::Result<Vec<E
     }
     // Each source's highest index per office (SQLite takes the bare columns from the row
     // holding the MAX).
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT poll_office_id, source_n, MAX(idx), gender, age, has_torn, created_at FROM vote_proposals
-          WHERE ?1 IS NULL OR poll_office_id = ?1 GROUP BY poll_office_id, source_n",
-    )?;
+          {} GROUP BY poll_office_id, source_n",
+        office_filter(office, "poll_office_id")
+    ))?;
     let mut rows = stmt.query([office])?;
     while let Some(r) = rows.next()? {
         effects.push(Effect::Proposal(ProposalRow {
@@ -107,10 +118,11 @@ fn effects_of(conn: &Connection, office: Option<&str>) -> rusqlite::Result<Vec<E
             value: Proposed::Vote(vote_attrs_from(&r.get::<_, String>(3)?, &r.get::<_, String>(4)?, r.get(5)?)?),
         }));
     }
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT poll_office_id, source_n, MAX(idx), party_id, created_at FROM ballot_proposals
-          WHERE ?1 IS NULL OR poll_office_id = ?1 GROUP BY poll_office_id, source_n",
-    )?;
+          {} GROUP BY poll_office_id, source_n",
+        office_filter(office, "poll_office_id")
+    ))?;
     let mut rows = stmt.query([office])?;
     while let Some(r) = rows.next()? {
         effects.push(Effect::Proposal(ProposalRow {
@@ -121,9 +133,10 @@ fn effects_of(conn: &Connection, office: Option<&str>) -> rusqlite::Result<Vec<E
             value: Proposed::Ballot(r.get(3)?),
         }));
     }
-    let mut stmt = conn.prepare(
-        "SELECT id, poll_office_id, idx, counted, party_id, disputed FROM ballots WHERE ?1 IS NULL OR poll_office_id = ?1",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT id, poll_office_id, idx, counted, party_id, disputed FROM ballots {}",
+        office_filter(office, "poll_office_id")
+    ))?;
     let mut rows = stmt.query([office])?;
     while let Some(r) = rows.next()? {
         let counted: bool = r.get(3)?;
@@ -136,11 +149,10 @@ fn effects_of(conn: &Connection, office: Option<&str>) -> rusqlite::Result<Vec<E
                 .transpose()?,
         }));
     }
-    let mut stmt = conn.prepare(
-        "SELECT o.poll_office_id, o.kind, COALESCE(SUM(s.status <> 'unverified'), 0), COUNT(*)
-           FROM office_sources o JOIN sources s ON s.n = o.source_n
-          WHERE ?1 IS NULL OR o.poll_office_id = ?1 GROUP BY o.poll_office_id, o.kind",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT poll_office_id, kind, trusted, sources FROM office_tiers {}",
+        office_filter(office, "poll_office_id")
+    ))?;
     let mut rows = stmt.query([office])?;
     while let Some(r) = rows.next()? {
         let kind: String = r.get(1)?;
@@ -186,6 +198,19 @@ pub struct Directory {
     /// MB, where `serde_json::Value`s took forty.
     pub office_rows: Vec<(Box<str>, Box<serde_json::value::RawValue>)>,
     pub party_rows: Vec<serde_json::Value>,
+}
+
+impl Directory {
+    /// Whether `registry.strict` refuses this office (section 9: `auto` checks offices
+    /// once any office is in the directory).
+    pub fn refuses_office(&self, strict: Strict, id: &str) -> bool {
+        strict.applies(!self.offices.is_empty()) && !self.offices.contains_key(id)
+    }
+
+    /// The same for a party.
+    pub fn refuses_party(&self, strict: Strict, id: &str) -> bool {
+        strict.applies(!self.parties.is_empty()) && !self.parties.contains(id)
+    }
 }
 
 pub fn directory(conn: &Connection) -> rusqlite::Result<Directory> {
@@ -294,8 +319,15 @@ pub fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
 pub fn audit_first_break(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     let mut stmt =
         conn.prepare("SELECT seq, at, kind, actor, poll_office_id, detail, hash FROM audit_log ORDER BY seq")?;
-    let rows: Vec<AuditRow> = stmt.query_map([], audit_row)?.collect::<rusqlite::Result<_>>()?;
-    Ok(audit::first_break(rows.iter().map(|r| (&r.entry, r.hash.as_str()))))
+    // Streamed: a national log holds millions of entries.
+    let mut chain = audit::Chain::default();
+    for row in stmt.query_map([], audit_row)? {
+        let row = row?;
+        if !chain.extend(&row.entry, &row.hash) {
+            return Ok(Some(row.entry.seq));
+        }
+    }
+    Ok(None)
 }
 
 pub fn count_verifications(conn: &Connection) -> rusqlite::Result<i64> {

@@ -62,6 +62,13 @@ impl Writer {
         self.submit_all(vec![op]).await.pop().unwrap_or(Err(WriteError::Unavailable))
     }
 
+    /// `submit` from a thread outside the async runtime (`follow`).
+    pub fn submit_blocking(&self, op: WriteOp) -> Result<Outcome, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender.blocking_send(Job { ops: vec![op], reply }).map_err(|_| WriteError::Unavailable)?;
+        answer.blocking_recv().ok().and_then(|mut a| a.pop()).unwrap_or(Err(WriteError::Unavailable))
+    }
+
     /// Performs several operations in order, in the same commit, each in its own savepoint.
     pub async fn submit_all(&self, ops: Vec<WriteOp>) -> Vec<Result<Outcome, WriteError>> {
         let n = ops.len();
@@ -80,6 +87,7 @@ fn run(
     metrics: Arc<Metrics>,
     mut sink: Sink,
 ) {
+    let mut next_prune = clock.now();
     while let Some(first) = receiver.blocking_recv() {
         let mut jobs = vec![first];
         let mut ops = jobs[0].ops.len();
@@ -93,7 +101,7 @@ fn run(
             }
         }
         let started = Instant::now();
-        match commit(&mut conn, &jobs, clock.as_ref()) {
+        match commit(&mut conn, &jobs, clock.as_ref(), &mut next_prune) {
             Ok((answers, effects)) => {
                 metrics.commit(ops as u64, started.elapsed());
                 sink(&effects);
@@ -123,11 +131,23 @@ pub fn apply_now(conn: &mut Connection, op: &WriteOp, now: crate::domain::time::
 
 type Answers = Vec<Vec<Result<Outcome, WriteError>>>;
 
-fn commit(conn: &mut Connection, jobs: &[Job], clock: &dyn Clock) -> rusqlite::Result<(Answers, Vec<Effect>)> {
+/// How often expired tokens are deleted (and forgotten by the memory).
+const PRUNE_EVERY_SECS: i64 = 60;
+
+fn commit(
+    conn: &mut Connection,
+    jobs: &[Job],
+    clock: &dyn Clock,
+    next_prune: &mut crate::domain::time::Timestamp,
+) -> rusqlite::Result<(Answers, Vec<Effect>)> {
     let now = clock.now();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut answers = Vec::with_capacity(jobs.len());
     let mut effects = Vec::new();
+    if now >= *next_prune {
+        super::ops::prune_tokens(&tx, now, &mut effects)?;
+        *next_prune = now + chrono::Duration::seconds(PRUNE_EVERY_SECS);
+    }
     for job in jobs {
         let mut job_answers = Vec::with_capacity(job.ops.len());
         for op in &job.ops {

@@ -24,6 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use crate::auth::ratelimit::AddressKey;
 use crate::clock::Clock;
 use crate::domain::ids::{ElectorId, PollOfficeId};
 use crate::domain::input::{Fields, InputError};
@@ -131,8 +132,10 @@ enum Cmd {
 pub struct Hubs {
     tx: mpsc::UnboundedSender<Cmd>,
     next: Arc<AtomicU64>,
-    per_address: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    per_address: Counts<AddressKey>,
     max_per_address: u32,
+    per_address_office: Counts<(AddressKey, String)>,
+    max_per_address_office: u32,
 }
 
 /// The vote rows of committed effects, as the hub needs them.
@@ -165,6 +168,8 @@ impl Hubs {
             next: Arc::new(AtomicU64::new(1)),
             per_address: Arc::default(),
             max_per_address: settings.max_connections_per_address,
+            per_address_office: Arc::default(),
+            max_per_address_office: settings.max_waiting_per_address_per_office,
         };
         let hub = Hub::new(
             Duration::from_secs(settings.wait_timeout_secs),
@@ -274,19 +279,34 @@ async fn run(
     }
 }
 
-/// Counts a client address's open connections; the count drops with the guard.
-struct AddressGuard {
-    addr: IpAddr,
-    counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
+/// Open connections per key (a client address, or an address at an office).
+type Counts<K> = Arc<Mutex<HashMap<K, u32>>>;
+
+/// One open connection counted under a key; the count drops with the guard.
+struct Held<K: std::hash::Hash + Eq> {
+    key: K,
+    counts: Counts<K>,
 }
 
-impl Drop for AddressGuard {
+impl<K: std::hash::Hash + Eq + Clone> Held<K> {
+    /// Counts one more under `key`; with whether that is over `max`.
+    fn take(counts: &Counts<K>, key: K, max: u32) -> (Self, bool) {
+        let mut map = counts.lock();
+        let n = map.entry(key.clone()).or_default();
+        *n += 1;
+        let over = *n > max;
+        drop(map);
+        (Held { key, counts: counts.clone() }, over)
+    }
+}
+
+impl<K: std::hash::Hash + Eq> Drop for Held<K> {
     fn drop(&mut self) {
         let mut counts = self.counts.lock();
-        if let Some(n) = counts.get_mut(&self.addr) {
+        if let Some(n) = counts.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                counts.remove(&self.addr);
+                counts.remove(&self.key);
             }
         }
     }
@@ -307,13 +327,13 @@ where
 {
     metrics.ws_connections.fetch_add(1, Relaxed);
     let (mut sink, mut stream) = socket.split();
-    let (guard, over_cap) = {
-        let mut counts = hubs.per_address.lock();
-        let n = counts.entry(open.client).or_default();
-        *n += 1;
-        (AddressGuard { addr: open.client, counts: hubs.per_address.clone() }, *n > hubs.max_per_address)
-    };
-    if over_cap {
+    // One address (an IPv6 /64) may hold only so many sockets in all, and fewer at one
+    // office: otherwise it could fill an office's queue and answer for its voters.
+    let key = AddressKey::of(open.client);
+    let (guard, over_all) = Held::take(&hubs.per_address, key, hubs.max_per_address);
+    let (office_guard, over_office) =
+        Held::take(&hubs.per_address_office, (key, open.office.clone()), hubs.max_per_address_office);
+    if over_all || over_office {
         let busy = out_json(&Out::Error { code: "busy", message: None }).to_string();
         let _ = sink.send(Message::text(busy)).await;
         let _ = sink.send(close(hub::CLOSE_BUSY)).await;
@@ -374,7 +394,7 @@ where
     let _ = hubs.tx.send(Cmd::Disconnect { conn });
     drop(own);
     let _ = writer.await;
-    drop(guard);
+    drop((guard, office_guard));
     metrics.ws_connections.fetch_sub(1, Relaxed);
 }
 

@@ -91,7 +91,7 @@ async fn a_mixed_batch_answers_and_stores_exactly_what_single_posts_do() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ballot_batches_answer_per_paper() {
-    let app = TestApp::spawn_with(|s| s.registry.strict = true).await;
+    let app = TestApp::spawn_with(|s| s.registry.strict = ufrecs::config::Strict::Yes).await;
     let csv = app.dir.path().join("parties.csv");
     std::fs::write(&csv, "identifier\nPA\nPB\n").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ufrecs"))

@@ -103,7 +103,7 @@ async fn the_operators_commands_take_effect_in_the_running_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_while_the_server_runs_opens_the_office_under_the_strict_registry() {
-    let app = TestApp::spawn_with(|s| s.registry.strict = true).await;
+    let app = TestApp::spawn_with(|s| s.registry.strict = ufrecs::config::Strict::Yes).await;
     let r = app.authenticate_with("E-1", "PO-NEW", None).await;
     assert_eq!((r.status.as_u16(), r.code()), (404, "unknown_poll_office"));
     let csv = app.dir.path().join("offices.csv");

@@ -147,7 +147,7 @@ async fn the_query_forms_refuse_bad_and_unknown_offices() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_strict_registry_refuses_unknown_offices_in_the_query_forms() {
-    let app = TestApp::spawn_with(|s| s.registry.strict = true).await;
+    let app = TestApp::spawn_with(|s| s.registry.strict = ufrecs::config::Strict::Yes).await;
     for path in ["/api/pollofficestats/?poll_office=PO-X", "/api/pollofficeresults/?poll_office=42"] {
         let r = app.get(path).await;
         assert_eq!((r.status.as_u16(), r.code()), (404, "unknown_poll_office"), "{path}");

@@ -64,6 +64,8 @@ async fn thousands_of_idle_voters_do_not_starve_http() {
     let app = TestApp::spawn_with(|s| {
         s.ws.max_connections_per_address = 5000;
         s.ws.max_waiting_per_office = 100;
+        // One test client stands for 2,000 voters' phones.
+        s.ws.max_waiting_per_address_per_office = 5000;
     })
     .await;
     let ws_base = app.base.replace("http", "ws");

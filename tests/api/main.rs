@@ -5,6 +5,7 @@
 mod helpers;
 
 mod admin;
+mod attacks;
 mod audit;
 mod auth;
 mod backup;

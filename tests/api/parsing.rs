@@ -9,6 +9,9 @@ use ufrecs::domain::input::{object, AuthInput, BallotInput, InputError, NewSourc
 use ufrecs::domain::vote::{Age, Gender};
 use ufrecs::import::{parse_parties, parse_poll_offices, ImportError};
 
+/// `limits.max_index` at its default.
+const MAX: u32 = 10_000;
+
 /// The spec's identifier rule, written independently of `check_identifier`.
 fn allowed(s: &str) -> bool {
     let chars: Vec<char> = s.chars().collect();
@@ -87,7 +90,7 @@ proptest! {
     #[test]
     fn any_bytes_are_an_object_or_an_error(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
         if let Ok(map) = object(&bytes) {
-            let _ = VoteInput::parse(&map);
+            let _ = VoteInput::parse(&map, MAX);
         }
     }
 
@@ -97,19 +100,19 @@ proptest! {
             Ok(()) => true,
             Err(e) => !fields(e).is_empty(),
         };
-        prop_assert!(named(VoteInput::parse(&map).map(|_| ())));
-        prop_assert!(named(BallotInput::parse(&map).map(|_| ())));
+        prop_assert!(named(VoteInput::parse(&map, MAX).map(|_| ())));
+        prop_assert!(named(BallotInput::parse(&map, MAX).map(|_| ())));
         prop_assert!(named(AuthInput::parse(&map).map(|_| ())));
         prop_assert!(named(NewSource::parse(&map).map(|_| ())));
         prop_assert!(named(SourcePatch::parse(&map).map(|_| ())));
-        if let Ok(v) = VoteInput::parse(&map) {
+        if let Ok(v) = VoteInput::parse(&map, MAX) {
             let index = map["index"].as_i64().unwrap();
-            prop_assert!((1..=1_000_000).contains(&index));
+            prop_assert!((1..=i64::from(MAX)).contains(&index));
             prop_assert_eq!(i64::from(v.index.get()), index);
             prop_assert_eq!(Some(v.attrs.gender), map["gender"].as_str().and_then(Gender::parse));
             prop_assert_eq!(Some(v.attrs.age), map["age"].as_str().and_then(Age::parse));
         }
-        if let Ok(b) = BallotInput::parse(&map) {
+        if let Ok(b) = BallotInput::parse(&map, MAX) {
             prop_assert!(allowed(map["party_id"].as_str().unwrap()));
             prop_assert_eq!(i64::from(b.index.get()), map["index"].as_i64().unwrap());
         }
@@ -117,12 +120,12 @@ proptest! {
 
     #[test]
     fn a_valid_vote_always_parses_to_what_was_sent(
-        index in 1..=1_000_000i64, male in any::<bool>(), age in 0..3usize, torn in any::<bool>(),
+        index in 1..=i64::from(MAX), male in any::<bool>(), age in 0..3usize, torn in any::<bool>(),
         extra in "[a-z]{1,6}",
     ) {
         let (g, a) = (if male { "male" } else { "female" }, ["less_30", "less_60", "more_60"][age]);
         let body = json!({"index": index, "gender": g, "age": a, "has_torn": torn, extra: "ignored"});
-        let v = VoteInput::parse(body.as_object().unwrap()).unwrap();
+        let v = VoteInput::parse(body.as_object().unwrap(), MAX).unwrap();
         prop_assert_eq!(i64::from(v.index.get()), index);
         prop_assert_eq!(v.attrs.gender, Gender::parse(g).unwrap());
         prop_assert_eq!(v.attrs.age, Age::parse(a).unwrap());

@@ -196,7 +196,7 @@ async fn numeric_vote_ids_are_served_as_numbers_when_configured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_strict_registry_refuses_unknown_offices_and_parties() {
-    let app = TestApp::spawn_with(|s| s.registry.strict = true).await;
+    let app = TestApp::spawn_with(|s| s.registry.strict = ufrecs::config::Strict::Yes).await;
     let csv = app.dir.path().join("offices.csv");
     std::fs::write(&csv, "name,identifier,voters_count\nÉcole Publique Yaoundé,PO-1,300\n").unwrap();
     let parties = app.dir.path().join("parties.csv");

@@ -16,11 +16,21 @@ struct Voter {
 
 impl Voter {
     async fn open(app: &TestApp, office: &str, elector: &str) -> Voter {
+        Self::open_from(app, office, elector, None).await
+    }
+
+    /// Opens as a client of another address (through the trusted loopback proxy).
+    async fn open_from(app: &TestApp, office: &str, elector: &str, address: Option<&str>) -> Voter {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let url = format!(
             "{}/ws/vote-verification?poll_office_id={office}&elector_id={elector}",
             app.base.replace("http", "ws")
         );
-        let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let mut req = url.into_client_request().unwrap();
+        if let Some(a) = address {
+            req.headers_mut().insert("x-forwarded-for", a.parse().unwrap());
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(req).await.unwrap();
         Voter { socket }
     }
 
@@ -238,8 +248,43 @@ async fn a_crowded_client_address_is_busy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_fill_an_offices_queue_and_answer_for_its_voters() {
+    let app = TestApp::spawn().await;
+    let mut held = Vec::new();
+    let mut busy = 0;
+    for i in 0..100 {
+        let mut v = Voter::open_from(&app, "PO-1", &format!("FAKE-{i}"), Some("198.51.100.7")).await;
+        match v.next().await["type"].as_str() {
+            Some("waiting") => held.push(v),
+            _ => {
+                assert_eq!(v.closed().await, 1013);
+                busy += 1;
+            }
+        }
+    }
+    println!("100 sockets from one address at one office: {} waiting, {busy} busy", held.len());
+    assert_eq!(held.len(), 5, "ws.max_waiting_per_address_per_office");
+    // The real voter, from their own address, still gets in and is offered the vote.
+    let mut real = Voter::open_from(&app, "PO-1", "V-REAL", Some("203.0.113.9")).await;
+    assert_eq!(real.next().await["type"], "waiting");
+    // The attacker's sockets came first: they are offered the first votes in FIFO order;
+    // a vote they pass on (not_mine) goes on, the next reaches the real voter.
+    let s = app.reporter("E-1", "PO-1").await;
+    for i in 1..=6 {
+        app.vote(&s, i, "female", "less_30", false).await;
+    }
+    for v in held.iter_mut() {
+        assert_eq!(v.next().await["type"], "vote");
+    }
+    assert_eq!(real.next().await["type"], "vote", "the sixth vote reaches the real voter");
+    // Elsewhere the same address is welcome.
+    let mut elsewhere = Voter::open_from(&app, "PO-2", "FAKE-X", Some("198.51.100.7")).await;
+    assert_eq!(elsewhere.next().await["type"], "waiting");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_parameters_are_refused_before_the_upgrade() {
-    let app = TestApp::spawn_with(|s| s.registry.strict = true).await;
+    let app = TestApp::spawn_with(|s| s.registry.strict = ufrecs::config::Strict::Yes).await;
     let ws = app.base.replace("http", "ws");
     for (query, status) in [
         ("poll_office_id=PO-1", 400),

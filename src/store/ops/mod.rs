@@ -20,6 +20,7 @@ use crate::domain::source::{self, Status};
 use crate::domain::time::{self, Timestamp};
 use crate::domain::vote::{Age, Gender, VoteAttrs};
 use crate::import::{OfficeRow, PartyRow};
+use crate::store::reads::Directory;
 
 /// Who performs an administrative operation, as named in the audit log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +89,22 @@ pub enum WriteOp {
         rows: Vec<PartyRow>,
         actor: Actor,
     },
+    /// Rereads what another process's commit touched, in this writer's order: whatever
+    /// this writer commits after the reload is applied after it, so the memory never
+    /// goes back to an older state (section 9). Writes nothing.
+    Reload(Reload),
+}
+
+/// What to reread after another process's commit (`follow`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reload {
+    pub directory: bool,
+    /// Sources whose status or names changed.
+    pub sources: Vec<i64>,
+    /// Sources whose offices were re-weighed (a status change).
+    pub offices_of: Vec<i64>,
+    /// Sources whose tokens were all revoked (a password reset).
+    pub tokens_of: Vec<i64>,
 }
 
 #[derive(Clone, Debug)]
@@ -269,6 +286,26 @@ pub enum Effect {
         poll_office_id: Option<String>,
     },
     TokenIssued(TokenRow),
+    /// Every token that expired by then is gone (their rows deleted).
+    TokensExpired(Timestamp),
+    /// The directory as it now stands (after an import by another process).
+    Directory(Shared<Directory>),
+}
+
+/// A value shared with the effect's readers without copying; equal when it is the same.
+#[derive(Clone)]
+pub struct Shared<T>(pub std::sync::Arc<T>);
+
+impl<T> PartialEq for Shared<T> {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl<T> std::fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shared(..)")
+    }
 }
 
 /// Performs one operation on `conn` (a transaction or savepoint) at time `now`.
@@ -313,11 +350,41 @@ pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<
         }
         WriteOp::ImportPollOffices { rows, actor } => import_poll_offices(conn, &now_s, rows, *actor),
         WriteOp::ImportParties { rows, actor } => import_parties(conn, &now_s, rows, *actor),
+        WriteOp::Reload(r) => {
+            reload(conn, r, effects)?;
+            Ok(Outcome::Recorded)
+        }
     }
 }
 
-/// Appends one entry to the audit chain. The head is read here, inside the transaction,
-/// so another process writing the same file cannot fork the chain.
+/// Deletes the tokens that expired by `now` (an expired token only ever answers
+/// `token_expired`, which an unknown one answers as `auth_failed`: the app re-authenticates
+/// either way).
+pub fn prune_tokens(conn: &Connection, now: Timestamp, effects: &mut Vec<Effect>) -> rusqlite::Result<usize> {
+    let deleted = conn.prepare_cached("DELETE FROM tokens WHERE expires_at <= ?1")?.execute([time::format(now)])?;
+    effects.push(Effect::TokensExpired(now));
+    Ok(deleted)
+}
+
+fn reload(conn: &Connection, r: &Reload, effects: &mut Vec<Effect>) -> rusqlite::Result<()> {
+    use crate::store::reads;
+    if r.directory {
+        effects.push(Effect::Directory(Shared(std::sync::Arc::new(reads::directory(conn)?))));
+    }
+    for n in &r.sources {
+        effects.extend(reads::sources(conn, Some(*n))?);
+    }
+    for n in &r.offices_of {
+        for office in reads::source_offices(conn, *n)? {
+            effects.extend(reads::office_effects(conn, &office)?);
+        }
+    }
+    for n in &r.tokens_of {
+        effects.push(Effect::TokensRevoked { source_n: *n, poll_office_id: None });
+    }
+    Ok(())
+}
+
 fn parse_status(s: &str) -> rusqlite::Result<Status> {
     Status::parse(s)
         .ok_or_else(|| rusqlite::Error::InvalidColumnType(0, format!("status {s}"), rusqlite::types::Type::Text))
@@ -340,8 +407,22 @@ pub(crate) fn vote_attrs_from(gender: &str, age: &str, has_torn: bool) -> rusqli
 pub use audit::append_audit;
 use auth::authenticate;
 use directory::{import_parties, import_poll_offices};
-use proposals::{propose_ballot, propose_vote, recompute_office, verify};
-pub use proposals::{recompute_ballot, recompute_vote};
+use proposals::{propose_ballot, propose_vote, verify};
+pub use proposals::{recompute_ballot, recompute_office, recompute_vote};
+
+/// `office_tiers` recounted from `office_sources` and the statuses (`check` compares them).
+pub const OFFICE_TIERS_RECOUNT: &str = "SELECT o.poll_office_id, o.kind, COUNT(*), SUM(s.status <> 'unverified')
+       FROM office_sources o JOIN sources s ON s.n = o.source_n GROUP BY o.poll_office_id, o.kind";
+
+/// Rebuilds `office_tiers` (a migration from a database without it).
+pub fn rebuild_office_tiers(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM office_tiers", [])?;
+    conn.execute(
+        &format!("INSERT INTO office_tiers (poll_office_id, kind, sources, trusted) {OFFICE_TIERS_RECOUNT}"),
+        [],
+    )?;
+    Ok(())
+}
 
 /// Whether any trusted source reports this kind at this office (its trust tier).
 pub fn office_trusted(conn: &Connection, office: &str, kind: Kind) -> rusqlite::Result<bool> {

@@ -7,17 +7,34 @@ use serde_json::json;
 use super::*;
 use crate::domain::crosscheck;
 
+/// Whether the office is trusted for this kind, and how many sources count there: one
+/// row of `office_tiers`, whatever the number of sources.
 pub(super) fn office_tier(conn: &Connection, office: &str, kind: Kind) -> rusqlite::Result<(bool, u32)> {
-    conn.prepare_cached(
-        "SELECT COALESCE(SUM(s.status <> 'unverified'), 0), COUNT(*)
-           FROM office_sources o JOIN sources s ON s.n = o.source_n
-          WHERE o.poll_office_id = ?1 AND o.kind = ?2",
-    )?
-    .query_row(params![office, kind.as_str()], |r| {
-        let trusted: u32 = r.get(0)?;
-        let all: u32 = r.get(1)?;
-        Ok((trusted > 0, crosscheck::counted_sources(trusted, all)))
-    })
+    let (all, trusted): (u32, u32) = conn
+        .prepare_cached("SELECT sources, trusted FROM office_tiers WHERE poll_office_id = ?1 AND kind = ?2")?
+        .query_row(params![office, kind.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .unwrap_or((0, 0));
+    Ok((trusted > 0, crosscheck::counted_sources(trusted, all)))
+}
+
+/// Records that a source reports this kind at this office (once), with its tier counts.
+fn join_office(conn: &Connection, office: &str, kind: Kind, source_n: i64, now_s: &str) -> rusqlite::Result<()> {
+    let joined = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO office_sources (poll_office_id, kind, source_n, first_at) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![office, kind.as_str(), source_n, now_s])?;
+    if joined == 1 {
+        conn.prepare_cached(
+            "INSERT INTO office_tiers (poll_office_id, kind, sources, trusted)
+             SELECT ?1, ?2, 1, status <> 'unverified' FROM sources WHERE n = ?3
+             ON CONFLICT (poll_office_id, kind) DO UPDATE SET
+               sources = sources + 1, trusted = trusted + excluded.trusted",
+        )?
+        .execute(params![office, kind.as_str(), source_n])?;
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -52,13 +69,16 @@ pub(super) fn propose_vote(
         })
         .optional()?;
     let new = input.attrs;
+    // A resend returns before anything else is read.
+    if let Some((id, Some((g, a, t, _)))) = &existing {
+        if vote_attrs_from(g, a, *t)? == new {
+            return Ok(Outcome::Proposed { created: false, id: *id });
+        }
+    }
     let (trusted_before, _) = office_tier(conn, office, Kind::Vote)?;
     let (vote_id, created, reported_at) = match existing {
         Some((id, Some((g, a, t, reported_at)))) => {
             let old = vote_attrs_from(&g, &a, t)?;
-            if old == new {
-                return Ok(Outcome::Proposed { created: false, id });
-            }
             conn.prepare_cached(
                 "UPDATE vote_proposals SET gender = ?1, age = ?2, has_torn = ?3, updated_at = ?4 WHERE vote_id = ?5 AND source_n = ?6",
             )?
@@ -109,10 +129,7 @@ pub(super) fn propose_vote(
                 batch,
                 now_s
             ])?;
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO office_sources (poll_office_id, kind, source_n, first_at) VALUES (?1, 'vote', ?2, ?3)",
-            )?
-            .execute(params![office, source_n, now_s])?;
+            join_office(conn, office, Kind::Vote, source_n, now_s)?;
             let mut detail = json!({"vote_id": id.to_string(), "index": idx, "new": new.to_json()});
             if let Some(o) = &observed_at {
                 detail["observed_at"] = json!(o);
@@ -153,12 +170,14 @@ pub(super) fn propose_ballot(
             Ok((r.get(0)?, party.map(|p| r.get(2).map(|at| (p, at))).transpose()?))
         })
         .optional()?;
+    if let Some((id, Some((old, _)))) = &existing {
+        if old == party {
+            return Ok(Outcome::Proposed { created: false, id: *id });
+        }
+    }
     let (trusted_before, _) = office_tier(conn, office, Kind::Ballot)?;
     let (ballot_id, created, reported_at) = match existing {
         Some((id, Some((old, reported_at)))) => {
-            if old == party {
-                return Ok(Outcome::Proposed { created: false, id });
-            }
             conn.prepare_cached(
                 "UPDATE ballot_proposals SET party_id = ?1, updated_at = ?2 WHERE ballot_id = ?3 AND source_n = ?4",
             )?
@@ -189,10 +208,7 @@ pub(super) fn propose_ballot(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
             )?
             .execute(params![id, source_n, office, idx, party, now_s])?;
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO office_sources (poll_office_id, kind, source_n, first_at) VALUES (?1, 'ballot', ?2, ?3)",
-            )?
-            .execute(params![office, source_n, now_s])?;
+            join_office(conn, office, Kind::Ballot, source_n, now_s)?;
             append_audit(
                 conn,
                 now_s,
@@ -277,97 +293,122 @@ pub(super) fn verify(
     Ok(Outcome::Verified { vote_id })
 }
 
-/// Recomputes a vote's accepted values from its proposals and verification, stores them
-/// and returns the vote's new state.
-pub fn recompute_vote(conn: &Connection, vote_id: i64, office_trusted: bool) -> rusqlite::Result<VoteRow> {
-    type Stored = (Option<String>, Option<String>, Option<bool>, bool, Option<String>);
-    let (poll_office_id, idx, first_reported_at, live, stored, verification): (
-        String,
-        u32,
-        String,
-        bool,
-        Stored,
-        Option<Verification>,
-    ) = conn
-        .prepare_cached(
-            "SELECT v.poll_office_id, v.idx, v.first_reported_at, v.live, v.gender, v.age, v.has_torn, v.disputed,
-                    v.observed_at, vv.gender, vv.age, vv.has_torn, vv.created_at
-               FROM votes v LEFT JOIN vote_verifications vv ON vv.vote_id = v.id WHERE v.id = ?1",
-        )?
-        .query_row([vote_id], |r| {
-            let verification = match r.get::<_, Option<String>>(9)? {
-                Some(g) => Some(Verification {
-                    attrs: vote_attrs_from(&g, &r.get::<_, String>(10)?, r.get(11)?)?,
-                    at: r.get(12)?,
-                }),
-                None => None,
-            };
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                (r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?),
-                verification,
-            ))
-        })?;
-    let mut counted = Vec::new();
-    let mut observed_at: Option<String> = None;
-    {
-        let mut stmt = conn.prepare_cached(
-            "SELECT p.gender, p.age, p.has_torn, p.observed_at, s.status
-               FROM vote_proposals p JOIN sources s ON s.n = p.source_n WHERE p.vote_id = ?1",
-        )?;
-        let mut rows = stmt.query([vote_id])?;
-        while let Some(r) = rows.next()? {
-            let status = parse_status(&r.get::<_, String>(4)?)?;
-            if !crosscheck::counts(office_trusted, status.is_trusted()) {
-                continue;
-            }
-            counted.push(vote_attrs_from(&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, r.get(2)?)?);
-            if let Some(o) = r.get::<_, Option<String>>(3)? {
-                if observed_at.as_ref().is_none_or(|cur| o < *cur) {
-                    observed_at = Some(o);
-                }
+/// The columns of a vote as stored, read by `stored_vote` (one vote or a whole office).
+const VOTE_COLUMNS: &str = "v.id, v.poll_office_id, v.idx, v.first_reported_at, v.live, v.gender, v.age, v.has_torn,
+    v.disputed, v.observed_at, vv.gender, vv.age, vv.has_torn, vv.created_at
+    FROM votes v LEFT JOIN vote_verifications vv ON vv.vote_id = v.id";
+
+/// What a vote row holds of its accepted values: (gender, age, has_torn, disputed,
+/// observed_at), compared before writing so an unchanged vote is not rewritten.
+type StoredDecision = (Option<String>, Option<String>, Option<bool>, bool, Option<String>);
+
+struct StoredVote {
+    row: VoteRow,
+    stored: StoredDecision,
+}
+
+fn stored_vote(r: &rusqlite::Row) -> rusqlite::Result<StoredVote> {
+    let verification = match r.get::<_, Option<String>>(10)? {
+        Some(g) => {
+            Some(Verification { attrs: vote_attrs_from(&g, &r.get::<_, String>(11)?, r.get(12)?)?, at: r.get(13)? })
+        }
+        None => None,
+    };
+    Ok(StoredVote {
+        row: VoteRow {
+            id: r.get(0)?,
+            poll_office_id: r.get(1)?,
+            idx: r.get(2)?,
+            first_reported_at: r.get(3)?,
+            live: r.get(4)?,
+            decision: None,
+            verification,
+            observed_at: None,
+        },
+        stored: (r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?),
+    })
+}
+
+/// One vote proposal as cross-checking needs it: (attributes, observed_at, trusted source).
+type VoteProposal = (VoteAttrs, Option<String>, bool);
+
+fn vote_proposal(r: &rusqlite::Row) -> rusqlite::Result<VoteProposal> {
+    Ok((
+        vote_attrs_from(&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, r.get(2)?)?,
+        r.get(3)?,
+        parse_status(&r.get::<_, String>(4)?)?.is_trusted(),
+    ))
+}
+
+/// Decides a vote from its proposals (section 6) and stores the decision if it changed.
+fn settle_vote(
+    conn: &Connection,
+    vote: StoredVote,
+    proposals: &[VoteProposal],
+    office_trusted: bool,
+) -> rusqlite::Result<VoteRow> {
+    let mut counted = Vec::with_capacity(proposals.len());
+    let mut observed_at: Option<&String> = None;
+    for (attrs, observed, trusted) in proposals {
+        if !crosscheck::counts(office_trusted, *trusted) {
+            continue;
+        }
+        counted.push(*attrs);
+        if let Some(o) = observed {
+            if observed_at.is_none_or(|cur| o < cur) {
+                observed_at = Some(o);
             }
         }
     }
-    let decision = crosscheck::decide_vote(&counted, verification.as_ref().map(|v| v.attrs));
-    let new: Stored = (
+    let StoredVote { mut row, stored } = vote;
+    let decision = crosscheck::decide_vote(&counted, row.verification.as_ref().map(|v| v.attrs));
+    let new: StoredDecision = (
         decision.map(|d| d.accepted.gender.as_str().to_owned()),
         decision.map(|d| d.accepted.age.as_str().to_owned()),
         decision.map(|d| d.accepted.has_torn),
         decision.is_some_and(|d| d.disputed),
-        observed_at.clone(),
+        observed_at.cloned(),
     );
     if new != stored {
         conn.prepare_cached(
             "UPDATE votes SET counted = ?1, gender = ?2, age = ?3, has_torn = ?4, disputed = ?5, observed_at = ?6 WHERE id = ?7",
         )?
-        .execute(params![decision.is_some(), new.0, new.1, new.2, new.3, new.4, vote_id])?;
+        .execute(params![decision.is_some(), new.0, new.1, new.2, new.3, new.4, row.id])?;
     }
-    Ok(VoteRow { id: vote_id, poll_office_id, idx, first_reported_at, live, decision, verification, observed_at })
+    row.decision = decision;
+    row.observed_at = new.4;
+    Ok(row)
 }
 
-/// Recomputes a ballot's accepted party from its proposals, stores it and returns it.
-pub fn recompute_ballot(conn: &Connection, ballot_id: i64, office_trusted: bool) -> rusqlite::Result<BallotRow> {
-    let (poll_office_id, idx, stored): (String, u32, (bool, Option<String>, bool)) = conn
-        .prepare_cached("SELECT poll_office_id, idx, counted, party_id, disputed FROM ballots WHERE id = ?1")?
-        .query_row([ballot_id], |r| Ok((r.get(0)?, r.get(1)?, (r.get(2)?, r.get(3)?, r.get(4)?))))?;
-    let mut parties: Vec<String> = Vec::new();
-    {
-        let mut stmt = conn.prepare_cached(
-            "SELECT p.party_id, s.status FROM ballot_proposals p JOIN sources s ON s.n = p.source_n WHERE p.ballot_id = ?1",
-        )?;
-        let mut rows = stmt.query([ballot_id])?;
-        while let Some(r) = rows.next()? {
-            let status = parse_status(&r.get::<_, String>(1)?)?;
-            if crosscheck::counts(office_trusted, status.is_trusted()) {
-                parties.push(r.get(0)?);
-            }
-        }
-    }
-    let refs: Vec<&str> = parties.iter().map(String::as_str).collect();
+/// A vote proposal's columns as `vote_proposal` reads them, then its index (column 5).
+const VOTE_PROPOSAL_COLUMNS: &str = "p.gender, p.age, p.has_torn, p.observed_at, s.status, p.idx
+    FROM vote_proposals p JOIN sources s ON s.n = p.source_n";
+
+/// Recomputes a vote's accepted values from its proposals and verification, stores them
+/// and returns the vote's new state.
+pub fn recompute_vote(conn: &Connection, vote_id: i64, office_trusted: bool) -> rusqlite::Result<VoteRow> {
+    let vote =
+        conn.prepare_cached(&format!("SELECT {VOTE_COLUMNS} WHERE v.id = ?1"))?.query_row([vote_id], stored_vote)?;
+    let proposals: Vec<VoteProposal> = conn
+        .prepare_cached(&format!("SELECT {VOTE_PROPOSAL_COLUMNS} WHERE p.vote_id = ?1"))?
+        .query_map([vote_id], vote_proposal)?
+        .collect::<rusqlite::Result<_>>()?;
+    settle_vote(conn, vote, &proposals, office_trusted)
+}
+
+/// Decides a ballot from its proposals (`(party, trusted source)`) and stores it if it
+/// changed.
+fn settle_ballot(
+    conn: &Connection,
+    (mut row, stored): (BallotRow, (bool, Option<String>, bool)),
+    proposals: &[(String, bool)],
+    office_trusted: bool,
+) -> rusqlite::Result<BallotRow> {
+    let refs: Vec<&str> = proposals
+        .iter()
+        .filter(|(_, trusted)| crosscheck::counts(office_trusted, *trusted))
+        .map(|(p, _)| p.as_str())
+        .collect();
     let decision = crosscheck::decide_ballot(&refs);
     let new = (
         decision.is_some(),
@@ -376,30 +417,104 @@ pub fn recompute_ballot(conn: &Connection, ballot_id: i64, office_trusted: bool)
     );
     if new != stored {
         conn.prepare_cached("UPDATE ballots SET counted = ?1, party_id = ?2, disputed = ?3 WHERE id = ?4")?
-            .execute(params![new.0, new.1, new.2, ballot_id])?;
+            .execute(params![new.0, new.1, new.2, row.id])?;
     }
-    Ok(BallotRow { id: ballot_id, poll_office_id, idx, decision })
+    row.decision = decision;
+    Ok(row)
 }
 
-/// Re-weighs every vote or ballot of an office (its tier changed).
-pub(super) fn recompute_office(
+const BALLOT_COLUMNS: &str = "id, poll_office_id, idx, counted, party_id, disputed FROM ballots";
+
+fn stored_ballot(r: &rusqlite::Row) -> rusqlite::Result<(BallotRow, (bool, Option<String>, bool))> {
+    Ok((
+        BallotRow { id: r.get(0)?, poll_office_id: r.get(1)?, idx: r.get(2)?, decision: None },
+        (r.get(3)?, r.get(4)?, r.get(5)?),
+    ))
+}
+
+/// A ballot proposal's columns as `ballot_proposal` reads them, then its index (column 2).
+const BALLOT_PROPOSAL_COLUMNS: &str =
+    "p.party_id, s.status, p.idx FROM ballot_proposals p JOIN sources s ON s.n = p.source_n";
+
+fn ballot_proposal(r: &rusqlite::Row) -> rusqlite::Result<(String, bool)> {
+    Ok((r.get(0)?, parse_status(&r.get::<_, String>(1)?)?.is_trusted()))
+}
+
+/// Recomputes a ballot's accepted party from its proposals, stores it and returns it.
+pub fn recompute_ballot(conn: &Connection, ballot_id: i64, office_trusted: bool) -> rusqlite::Result<BallotRow> {
+    let ballot = conn
+        .prepare_cached(&format!("SELECT {BALLOT_COLUMNS} WHERE id = ?1"))?
+        .query_row([ballot_id], stored_ballot)?;
+    let proposals: Vec<(String, bool)> = conn
+        .prepare_cached(&format!("SELECT {BALLOT_PROPOSAL_COLUMNS} WHERE p.ballot_id = ?1"))?
+        .query_map([ballot_id], ballot_proposal)?
+        .collect::<rusqlite::Result<_>>()?;
+    settle_ballot(conn, ballot, &proposals, office_trusted)
+}
+
+/// Re-weighs every vote or ballot of an office (its tier changed) in two ordered scans,
+/// one of its rows and one of its proposals, merged by index: the cost is the office's
+/// rows and proposals read once, never a query per vote.
+pub fn recompute_office(
     conn: &Connection,
     office: &str,
     kind: Kind,
     effects: &mut Vec<Effect>,
 ) -> rusqlite::Result<u32> {
     let (trusted, counted) = office_tier(conn, office, kind)?;
-    let sql = match kind {
-        Kind::Vote => "SELECT id FROM votes WHERE poll_office_id = ?1 ORDER BY idx",
-        Kind::Ballot => "SELECT id FROM ballots WHERE poll_office_id = ?1 ORDER BY idx",
-    };
-    let ids: Vec<i64> =
-        conn.prepare_cached(sql)?.query_map([office], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-    for id in ids {
-        effects.push(match kind {
-            Kind::Vote => Effect::Vote(recompute_vote(conn, id, trusted)?),
-            Kind::Ballot => Effect::Ballot(recompute_ballot(conn, id, trusted)?),
-        });
+    match kind {
+        Kind::Vote => {
+            let mut votes =
+                conn.prepare_cached(&format!("SELECT {VOTE_COLUMNS} WHERE v.poll_office_id = ?1 ORDER BY v.idx"))?;
+            let mut proposals = conn.prepare_cached(&format!(
+                "SELECT {VOTE_PROPOSAL_COLUMNS} WHERE p.poll_office_id = ?1 ORDER BY p.idx"
+            ))?;
+            let mut proposals = proposals.query([office])?;
+            let read = |r: &rusqlite::Row| Ok::<_, rusqlite::Error>((r.get::<_, u32>(5)?, vote_proposal(r)?));
+            let mut next = proposals.next()?.map(read).transpose()?;
+            let all: Vec<StoredVote> = votes.query_map([office], stored_vote)?.collect::<rusqlite::Result<_>>()?;
+            let mut of_vote = Vec::new();
+            for vote in all {
+                of_vote.clear();
+                while let Some((idx, p)) = next.take() {
+                    if idx > vote.row.idx {
+                        next = Some((idx, p));
+                        break;
+                    }
+                    if idx == vote.row.idx {
+                        of_vote.push(p);
+                    }
+                    next = proposals.next()?.map(read).transpose()?;
+                }
+                effects.push(Effect::Vote(settle_vote(conn, vote, &of_vote, trusted)?));
+            }
+        }
+        Kind::Ballot => {
+            let mut ballots =
+                conn.prepare_cached(&format!("SELECT {BALLOT_COLUMNS} WHERE poll_office_id = ?1 ORDER BY idx"))?;
+            let mut proposals = conn.prepare_cached(&format!(
+                "SELECT {BALLOT_PROPOSAL_COLUMNS} WHERE p.poll_office_id = ?1 ORDER BY p.idx"
+            ))?;
+            let mut proposals = proposals.query([office])?;
+            let read = |r: &rusqlite::Row| Ok::<_, rusqlite::Error>((r.get::<_, u32>(2)?, ballot_proposal(r)?));
+            let mut next = proposals.next()?.map(read).transpose()?;
+            let all: Vec<_> = ballots.query_map([office], stored_ballot)?.collect::<rusqlite::Result<_>>()?;
+            let mut of_ballot = Vec::new();
+            for ballot in all {
+                of_ballot.clear();
+                while let Some((idx, p)) = next.take() {
+                    if idx > ballot.0.idx {
+                        next = Some((idx, p));
+                        break;
+                    }
+                    if idx == ballot.0.idx {
+                        of_ballot.push(p);
+                    }
+                    next = proposals.next()?.map(read).transpose()?;
+                }
+                effects.push(Effect::Ballot(settle_ballot(conn, ballot, &of_ballot, trusted)?));
+            }
+        }
     }
     Ok(counted)
 }

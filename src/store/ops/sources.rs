@@ -83,6 +83,14 @@ pub(super) fn update_source(
     let status_changed = u.status.is_some_and(|s| s != old_status);
     if let Some(status) = u.status.filter(|_| status_changed) {
         conn.prepare_cached("UPDATE sources SET status = ?1 WHERE n = ?2")?.execute(params![status.as_str(), n])?;
+        let shift = i64::from(status.is_trusted()) - i64::from(old_status.is_trusted());
+        if shift != 0 {
+            conn.prepare_cached(
+                "UPDATE office_tiers SET trusted = trusted + ?1
+                  WHERE (poll_office_id, kind) IN (SELECT poll_office_id, kind FROM office_sources WHERE source_n = ?2)",
+            )?
+            .execute(params![shift, n])?;
+        }
         detail["status"] = json!({"old": old_status.as_str(), "new": status.as_str()});
     }
     conn.prepare_cached("UPDATE sources SET updated_at = ?1 WHERE n = ?2")?.execute(params![now, n])?;
