@@ -123,6 +123,13 @@ fn load_secret(path: &Path, verifications: i64) -> Result<Vec<u8>, StartError> {
 
 /// Opens the database, rebuilds the in-memory state from it and starts the writer.
 pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std::thread::JoinHandle<()>), StartError> {
+    // Large blocks (argon2id's 19 MiB above all) always come from mmap and go back to the
+    // system when freed: glibc's moving threshold would otherwise keep them in the arenas.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; it is called before the server's threads.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
     let conn = store::open(&settings.database.path, settings.synchronous_full())?;
     let secret = load_secret(&settings.auth.secret_file, reads::count_verifications(&conn)?)?;
     let directory = reads::directory(&conn)?;

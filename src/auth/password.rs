@@ -16,6 +16,10 @@ use tokio::sync::oneshot;
 const THREADS: usize = 2;
 /// Logins waiting for a hashing thread before new ones are refused (429).
 const QUEUE: usize = 32;
+/// New passwords (a source created, a password set) hashed or waiting at most: the rest of
+/// the queue is kept for known reporters' logins, so a flood of invented sources with
+/// passwords cannot keep a real reporter out.
+const NEW_PASSWORDS: usize = QUEUE / 2;
 
 /// The queue is full: the caller answers 429 with `Retry-After`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +43,7 @@ struct Job {
 #[derive(Clone)]
 pub struct Hasher {
     jobs: SyncSender<Job>,
+    new_passwords: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Default for Hasher {
@@ -61,7 +66,7 @@ impl Default for Hasher {
                 })
                 .expect("spawn a hashing thread");
         }
-        Self { jobs }
+        Self { jobs, new_passwords: Arc::default() }
     }
 }
 
@@ -87,7 +92,14 @@ impl Hasher {
     }
 
     pub async fn hash(&self, password: String) -> Result<String, Busy> {
-        match self.run(Task::Hash(password)).await? {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.new_passwords.fetch_add(1, SeqCst) >= NEW_PASSWORDS {
+            self.new_passwords.fetch_sub(1, SeqCst);
+            return Err(Busy);
+        }
+        let answer = self.run(Task::Hash(password)).await;
+        self.new_passwords.fetch_sub(1, SeqCst);
+        match answer? {
             Answer::Hashed(h) => Ok(h),
             Answer::Verified(_) => unreachable!("a hash task answers a hash"),
         }

@@ -121,6 +121,10 @@ async fn an_invented_office_never_shadows_a_directory_office_of_the_citizen_app(
     let file = app.dir.path().join("offices.csv");
     std::fs::write(&file, csv).unwrap();
     import_offices(&app, &file);
+    eventually("the directory to be followed", || async {
+        (app.get("/api/polloffices/").await.body["count"] == 6).then_some(())
+    })
+    .await;
     let id_of_dir5: i64 =
         app.db().query_row("SELECT id FROM poll_offices WHERE identifier = 'DIR-5'", [], |r| r.get(0)).unwrap();
     let real = app.reporter("E-REAL", "DIR-5").await;
@@ -185,7 +189,7 @@ async fn once_a_directory_exists_invented_offices_and_parties_never_reach_the_lo
         (app.ballot(&s, 2, "Voter-699123456").await.code() == "unknown_party").then_some(())
     })
     .await;
-    assert_eq!(app.ballot(&s, 2, "ABC").await.status, 201);
+    assert_eq!(app.ballot(&s, 3, "ABC").await.status, 201);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,7 +304,8 @@ async fn uncounted_votes_above_a_trusted_reporters_cost_nothing_per_write() {
     let stats = app.stats("PO-1").await;
     assert_eq!(stats["totals"]["votes"], 210);
     assert_eq!(stats["last_vote"]["index"], 210, "the highest counted vote, not the highest stored");
-    assert!(stats["flags"].as_array().unwrap().is_empty(), "uncounted votes raise no index_gaps: {stats}");
+    let flags: Vec<&Value> = stats["flags"].as_array().unwrap().iter().map(|f| &f["code"]).collect();
+    assert!(!flags.contains(&&json!("index_gaps")), "uncounted votes raise no index_gaps: {stats}");
     let t = Instant::now();
     app.restart().await;
     println!("restart with 9,790 uncounted votes: {:.2} s", t.elapsed().as_secs_f64());

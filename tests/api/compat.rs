@@ -137,11 +137,10 @@ async fn the_query_forms_refuse_bad_and_unknown_offices() {
         let r = app.get(path).await;
         assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_data"), "{path}");
     }
-    // Outside the strict registry an unknown office (or a numeric id nobody has) has zeros.
+    // With a directory (registry.strict = auto), an unknown office, or a numeric id nobody
+    // has, is not in it.
     let r = app.get("/api/pollofficestats/?poll_office=999999").await;
-    assert_eq!(r.status, 200);
-    assert_eq!(r.body["poll_office_id"], "999999");
-    assert_eq!(r.body["totals"]["votes"], 0);
+    assert_eq!((r.status.as_u16(), r.code()), (404, "unknown_poll_office"));
     assert_eq!(app.fingerprint(), before);
 }
 
