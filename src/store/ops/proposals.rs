@@ -400,7 +400,7 @@ pub fn recompute_vote(conn: &Connection, vote_id: i64, office_trusted: bool) -> 
 /// changed.
 fn settle_ballot(
     conn: &Connection,
-    (mut row, stored): (BallotRow, (bool, Option<String>, bool)),
+    (mut row, stored): StoredBallot,
     proposals: &[(String, bool)],
     office_trusted: bool,
 ) -> rusqlite::Result<BallotRow> {
@@ -425,7 +425,10 @@ fn settle_ballot(
 
 const BALLOT_COLUMNS: &str = "id, poll_office_id, idx, counted, party_id, disputed FROM ballots";
 
-fn stored_ballot(r: &rusqlite::Row) -> rusqlite::Result<(BallotRow, (bool, Option<String>, bool))> {
+/// A ballot row and what it holds of its decision: (counted, party_id, disputed).
+type StoredBallot = (BallotRow, (bool, Option<String>, bool));
+
+fn stored_ballot(r: &rusqlite::Row) -> rusqlite::Result<StoredBallot> {
     Ok((
         BallotRow { id: r.get(0)?, poll_office_id: r.get(1)?, idx: r.get(2)?, decision: None },
         (r.get(3)?, r.get(4)?, r.get(5)?),
