@@ -131,6 +131,7 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
     let conn = store::open(&settings.database.path, settings.synchronous_full())?;
+    store::recount_derived(&conn)?;
     let secret = load_secret(&settings.auth.secret_file, reads::count_verifications(&conn)?)?;
     let directory = reads::directory(&conn)?;
     let stats = Arc::new(Stats::new());
@@ -144,7 +145,7 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
         libc::malloc_trim(0)
     };
     let tokens = Arc::new(Tokens::new());
-    tokens.load(reads::live_tokens(&conn)?);
+    tokens.load(reads::live_tokens(&conn, None)?);
     let directory = Arc::new(RwLock::new(Arc::new(directory)));
     let metrics = Arc::new(Metrics::default());
     metrics.tokens.store(tokens.len() as u64, std::sync::atomic::Ordering::Relaxed);

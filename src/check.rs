@@ -37,19 +37,17 @@ pub fn check(db: &Path) -> Result<String, String> {
 /// is checked in bounded memory), and `office_tiers` against a recount of its sources.
 fn recompute_matches(conn: &Connection) -> Result<usize, String> {
     let sql = |e: rusqlite::Error| e.to_string();
-    let tiers_differ: i64 = conn
-        .query_row(
-            &format!(
-                "SELECT (SELECT COUNT(*) FROM (SELECT poll_office_id, kind, sources, trusted FROM office_tiers
-                                                EXCEPT {recount}))
-                      + (SELECT COUNT(*) FROM ({recount}
-                                                EXCEPT SELECT poll_office_id, kind, sources, trusted FROM office_tiers))",
-                recount = ops::OFFICE_TIERS_RECOUNT
-            ),
-            [],
-            |r| r.get(0),
-        )
+    let tx = conn.unchecked_transaction().map_err(sql)?;
+    // A file from before office_tiers (an old backup) is checked as the server would
+    // migrate it, in the transaction that is rolled back.
+    let has_tiers: bool = tx
+        .query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'office_tiers')", [], |r| r.get(0))
         .map_err(sql)?;
+    if !has_tiers {
+        tx.execute_batch(crate::store::SCHEMA).map_err(sql)?;
+        ops::rebuild_office_tiers(&tx).map_err(sql)?;
+    }
+    let tiers_differ = ops::office_tiers_mismatches(&tx).map_err(sql)?;
     if tiers_differ > 0 {
         return Err(format!("office_tiers differs from office_sources at {tiers_differ} rows"));
     }
@@ -60,7 +58,6 @@ fn recompute_matches(conn: &Connection) -> Result<usize, String> {
         .map_err(sql)?
         .collect::<rusqlite::Result<_>>()
         .map_err(sql)?;
-    let tx = conn.unchecked_transaction().map_err(sql)?;
     let mut checked = 0;
     for office in offices {
         let stored: Vec<Effect> = reads::office_effects(&tx, &office)

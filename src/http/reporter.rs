@@ -28,9 +28,16 @@ fn created_or_ok(created: bool) -> StatusCode {
     }
 }
 
-/// Reporters' offices come from their tokens, which were only issued for valid ids.
-fn token_office(r: &Reporter) -> Result<PollOfficeId, ApiError> {
-    PollOfficeId::parse(&r.poll_office_id).map_err(|_| ApiError::Internal)
+/// A reporter's office, from its token: checked again at every write, since a token
+/// issued before the directory was imported (`registry.strict = auto`) must not go on
+/// writing an invented office into the public log. A token for an identifier that is no
+/// longer an office (a folder name reserved since) is refused like any bad token.
+fn token_office(app: &App, r: &Reporter) -> Result<PollOfficeId, ApiError> {
+    let office = PollOfficeId::parse(&r.poll_office_id).map_err(|_| ApiError::AuthFailed)?;
+    if app.directory.read().refuses_office(app.settings.registry.strict, office.as_str()) {
+        return Err(ApiError::UnknownPollOffice);
+    }
+    Ok(office)
 }
 
 pub async fn authenticate(app: Arc<App>, client: IpAddr, body: Bytes) -> Result<Response, ApiError> {
@@ -133,7 +140,7 @@ pub async fn vote(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Resp
     let index = input.index.get();
     let op = WriteOp::ProposeVote {
         source_n: reporter.source_n,
-        poll_office_id: token_office(&reporter)?,
+        poll_office_id: token_office(&app, &reporter)?,
         input,
         batch: false,
     };
@@ -151,7 +158,8 @@ pub async fn ballot(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Re
     if app.directory.read().refuses_party(app.settings.registry.strict, input.party_id.as_str()) {
         return Err(ApiError::UnknownParty);
     }
-    let op = WriteOp::ProposeBallot { source_n: reporter.source_n, poll_office_id: token_office(&reporter)?, input };
+    let op =
+        WriteOp::ProposeBallot { source_n: reporter.source_n, poll_office_id: token_office(&app, &reporter)?, input };
     match app.writer.submit(op).await.map_err(write_error)? {
         Outcome::Proposed { created, .. } => Ok(json_response(created_or_ok(created), &json!({"status": "ok"}))),
         _ => Err(ApiError::Internal),
@@ -230,7 +238,7 @@ async fn run_batch(
 /// `POST /api/vote/batch/` `{"votes": [...]}`: an offline queue flushed at once.
 pub async fn vote_batch(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Response, ApiError> {
     let items = batch_items(&body, "votes")?;
-    let office = token_office(&reporter)?;
+    let office = token_office(&app, &reporter)?;
     let numeric = app.settings.compat.numeric_vote_ids;
     let max_index = app.settings.limits.max_index;
     let parse = |item: &Value| -> Result<WriteOp, ApiError> {
@@ -244,7 +252,7 @@ pub async fn vote_batch(app: Arc<App>, reporter: Reporter, body: Bytes) -> Resul
 /// `POST /api/votingpaperresult/batch/` `{"papers": [...]}`.
 pub async fn ballot_batch(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Response, ApiError> {
     let items = batch_items(&body, "papers")?;
-    let office = token_office(&reporter)?;
+    let office = token_office(&app, &reporter)?;
     let strict = app.settings.registry.strict;
     let max_index = app.settings.limits.max_index;
     let parse = |item: &Value| -> Result<WriteOp, ApiError> {
@@ -258,7 +266,7 @@ pub async fn ballot_batch(app: Arc<App>, reporter: Reporter, body: Bytes) -> Res
 }
 
 pub async fn refresh_s3(app: Arc<App>, reporter: Reporter) -> Result<Response, ApiError> {
-    let office = token_office(&reporter)?;
+    let office = token_office(&app, &reporter)?;
     let elector = ElectorId::parse(&reporter.elector_id).map_err(|_| ApiError::Internal)?;
     let minted = credentials(&app, reporter.source_n, &office, &elector).await;
     let body = s3::refresh_answer(&app.settings.s3, &office, &elector, minted, app.clock.now());

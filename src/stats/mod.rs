@@ -219,6 +219,8 @@ impl Stats {
             flags_changed |= state.refresh_flags(&id);
         }
         drop(state);
+        // A re-import may rename offices or change which count as covered.
+        self.national.lock().changed = true;
         if flags_changed {
             *self.flags.lock() = None;
         }

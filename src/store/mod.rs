@@ -63,6 +63,19 @@ pub fn open(path: &Path, synchronous_full: bool) -> Result<Connection, OpenError
     Ok(conn)
 }
 
+/// What the server does at every start besides `open`: derived tables recounted from
+/// their sources, and rewritten if they differ (an older binary may have written the file
+/// since a newer CLI migrated it).
+pub fn recount_derived(conn: &Connection) -> rusqlite::Result<()> {
+    if ops::office_tiers_mismatches(conn)? == 0 {
+        return Ok(());
+    }
+    log::warn!("office_tiers differed from office_sources: rebuilt");
+    let tx = conn.unchecked_transaction()?;
+    ops::rebuild_office_tiers(&tx)?;
+    tx.commit()
+}
+
 /// Brings a database of an older schema version up to this one, in one transaction.
 fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;

@@ -30,9 +30,9 @@ pub fn all_effects(conn: &Connection) -> rusqlite::Result<Vec<Effect>> {
 
 /// Sources as the aggregates know them, in increasing `n`: all, or one.
 pub fn sources(conn: &Connection, n: Option<i64>) -> rusqlite::Result<Vec<Effect>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT n, status, full_name, official_org FROM sources WHERE ?1 IS NULL OR n = ?1 ORDER BY n",
-    )?;
+    let filter = if n.is_some() { "WHERE n = ?1" } else { "WHERE ?1 IS NULL" };
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT n, status, full_name, official_org FROM sources {filter} ORDER BY n"))?;
     let rows = stmt.query_map([n], |r| {
         let status: String = r.get(1)?;
         Ok(Effect::Source(SourceRow {
@@ -165,13 +165,15 @@ fn effects_of(conn: &Connection, office: Option<&str>) -> rusqlite::Result<Vec<E
     Ok(effects)
 }
 
-/// Tokens not revoked (expired ones included, so they can be told apart as expired).
-pub fn live_tokens(conn: &Connection) -> rusqlite::Result<Vec<TokenRow>> {
-    let mut stmt = conn.prepare(
+/// Tokens not revoked (expired ones included, so they can be told apart as expired): all,
+/// or one source's.
+pub fn live_tokens(conn: &Connection, source_n: Option<i64>) -> rusqlite::Result<Vec<TokenRow>> {
+    let filter = if source_n.is_some() { "AND t.source_n = ?1" } else { "AND ?1 IS NULL" };
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT t.token_hash, t.source_n, s.elector_id, t.poll_office_id, t.expires_at
-           FROM tokens t JOIN sources s ON s.n = t.source_n WHERE t.revoked_at IS NULL",
-    )?;
-    let rows = stmt.query_map([], |r| {
+           FROM tokens t JOIN sources s ON s.n = t.source_n WHERE t.revoked_at IS NULL {filter}"
+    ))?;
+    let rows = stmt.query_map([source_n], |r| {
         let expires: String = r.get(4)?;
         Ok(TokenRow {
             token_hash: r.get(0)?,

@@ -156,7 +156,8 @@ fn import_offices(app: &TestApp, file: &std::path::Path) {
 async fn once_a_directory_exists_invented_offices_and_parties_never_reach_the_log() {
     let app = TestApp::spawn().await;
     // No directory yet: an open registry (an election without one still works).
-    assert_eq!(app.authenticate_with("E-0", "ANY-OFFICE", None).await.status, 201);
+    let early = app.login("E-0", "ANY-OFFICE", None).await;
+    assert_eq!(early.status, 201);
     let file = app.dir.path().join("offices.csv");
     std::fs::write(&file, "identifier,name\nPO-1,One\n").unwrap();
     import_offices(&app, &file);
@@ -166,6 +167,9 @@ async fn once_a_directory_exists_invented_offices_and_parties_never_reach_the_lo
     })
     .await;
     let before = app.fingerprint();
+    // A token taken before the import writes nothing more at its invented office.
+    let r = app.vote(&early, 1, "male", "less_30", false).await;
+    assert_eq!((r.status.as_u16(), r.code()), (404, "unknown_poll_office"));
     for id in ["Awa-Ndiaye-699123456", "02-12-069-0080-16-000701"] {
         let r = app.authenticate_with("E-2", id, None).await;
         assert_eq!((r.status.as_u16(), r.code()), (404, "unknown_poll_office"));
@@ -415,12 +419,26 @@ async fn a_thousand_logins_of_one_source_keep_one_token_and_expired_ones_leave()
     assert_eq!(app.metric("ufrecs_tokens").await, 1, "one token in memory");
     let (a, b) = (p99(first), p99(last));
     println!("authentications 1-100: p99 {a:.1} ms; 901-1000: p99 {b:.1} ms");
-    // Past their lifetime, the next commit deletes them and the memory forgets them.
+    // Just past its lifetime, a token is still told apart as expired (the app's signal to
+    // log in again), even after the minute's prune ran.
+    let old = app.login("E-1", "PO-1", None).await;
     app.advance(21_600 + 61);
+    app.login("E-3", "PO-1", None).await;
+    let r = app.vote(&old, 1, "male", "less_30", false).await;
+    assert_eq!((r.status.as_u16(), r.code()), (401, "token_expired"));
+    // A day later, the next commit deletes them and the memory forgets them.
+    app.advance(24 * 3600);
     app.login("E-2", "PO-1", None).await;
-    let rows: i64 = app.db().query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0)).unwrap();
-    assert_eq!(rows, 1, "only the new token's row is left");
-    assert_eq!(app.metric("ufrecs_tokens").await, 1);
+    let rows: i64 = app
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM tokens t JOIN sources s ON s.n = t.source_n WHERE s.elector_id = 'E-1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rows, 0, "E-1's 1,001 rows, expired for a day, are deleted");
+    assert_eq!(app.metric("ufrecs_tokens").await, 2, "E-3's (expired for less than a day) and E-2's");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

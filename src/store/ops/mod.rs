@@ -357,12 +357,15 @@ pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<
     }
 }
 
-/// Deletes the tokens that expired by `now` (an expired token only ever answers
-/// `token_expired`, which an unknown one answers as `auth_failed`: the app re-authenticates
-/// either way).
+/// How long an expired token is kept, so that it is still told apart as `token_expired`
+/// (the app's signal to re-authenticate) by a phone that was offline for a day.
+pub const EXPIRED_TOKENS_KEPT_SECS: i64 = 24 * 3600;
+
+/// Deletes the tokens that expired more than `EXPIRED_TOKENS_KEPT_SECS` before `now`.
 pub fn prune_tokens(conn: &Connection, now: Timestamp, effects: &mut Vec<Effect>) -> rusqlite::Result<usize> {
-    let deleted = conn.prepare_cached("DELETE FROM tokens WHERE expires_at <= ?1")?.execute([time::format(now)])?;
-    effects.push(Effect::TokensExpired(now));
+    let before = now - chrono::Duration::seconds(EXPIRED_TOKENS_KEPT_SECS);
+    let deleted = conn.prepare_cached("DELETE FROM tokens WHERE expires_at <= ?1")?.execute([time::format(before)])?;
+    effects.push(Effect::TokensExpired(before));
     Ok(deleted)
 }
 
@@ -379,8 +382,11 @@ fn reload(conn: &Connection, r: &Reload, effects: &mut Vec<Effect>) -> rusqlite:
             effects.extend(reads::office_effects(conn, &office)?);
         }
     }
+    // The source's tokens as the table has them now: those the reset revoked leave, and
+    // one this writer issued since (a login with the new password) stays.
     for n in &r.tokens_of {
         effects.push(Effect::TokensRevoked { source_n: *n, poll_office_id: None });
+        effects.extend(reads::live_tokens(conn, Some(*n))?.into_iter().map(Effect::TokenIssued));
     }
     Ok(())
 }
@@ -413,6 +419,20 @@ pub use proposals::{recompute_ballot, recompute_office, recompute_vote};
 /// `office_tiers` recounted from `office_sources` and the statuses (`check` compares them).
 pub const OFFICE_TIERS_RECOUNT: &str = "SELECT o.poll_office_id, o.kind, COUNT(*), SUM(s.status <> 'unverified')
        FROM office_sources o JOIN sources s ON s.n = o.source_n GROUP BY o.poll_office_id, o.kind";
+
+/// Rows of `office_tiers` that differ from a recount, either way.
+pub fn office_tiers_mismatches(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        &format!(
+            "SELECT (SELECT COUNT(*) FROM (SELECT poll_office_id, kind, sources, trusted FROM office_tiers
+                                           EXCEPT {OFFICE_TIERS_RECOUNT}))
+                  + (SELECT COUNT(*) FROM ({OFFICE_TIERS_RECOUNT}
+                                           EXCEPT SELECT poll_office_id, kind, sources, trusted FROM office_tiers))"
+        ),
+        [],
+        |r| r.get(0),
+    )
+}
 
 /// Rebuilds `office_tiers` (a migration from a database without it).
 pub fn rebuild_office_tiers(conn: &Connection) -> rusqlite::Result<()> {
