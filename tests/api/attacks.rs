@@ -143,8 +143,13 @@ async fn an_invented_office_never_shadows_a_directory_office_of_the_citizen_app(
 }
 
 fn import_offices(app: &TestApp, file: &std::path::Path) {
+    import(app, "poll-offices", file);
+}
+
+/// `ufrecs import WHAT FILE` on the running server's database.
+fn import(app: &TestApp, what: &str, file: &std::path::Path) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ufrecs"))
-        .args(["import", "poll-offices", file.to_str().unwrap()])
+        .args(["import", what, file.to_str().unwrap()])
         .env("UFRECS_CONFIG", concat!(env!("CARGO_MANIFEST_DIR"), "/ufrecs.toml"))
         .env("UFRECS_DATABASE_PATH", app.db_path())
         .output()
@@ -182,13 +187,7 @@ async fn once_a_directory_exists_invented_offices_and_parties_never_reach_the_lo
     assert_eq!(app.ballot(&s, 1, "Jean-Phone-699").await.status, 201);
     let parties = app.dir.path().join("parties.csv");
     std::fs::write(&parties, "identifier,party_name\nABC,Alpha\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ufrecs"))
-        .args(["import", "parties", parties.to_str().unwrap()])
-        .env("UFRECS_CONFIG", concat!(env!("CARGO_MANIFEST_DIR"), "/ufrecs.toml"))
-        .env("UFRECS_DATABASE_PATH", app.db_path())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    import(&app, "parties", &parties);
     eventually("the parties to be followed", || async {
         (app.ballot(&s, 2, "Voter-699123456").await.code() == "unknown_party").then_some(())
     })
