@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::ops::{
-    vote_attrs_from, BallotRow, Effect, Kind, ProposalRow, Proposed, SourceRow, TokenRow, Verification, VoteRow,
+    verification_from, vote_attrs_from, BallotRow, Effect, Kind, ProposalRow, Proposed, SourceRow, TokenRow, VoteRow,
 };
 use crate::config::Strict;
 use crate::domain::audit::{self, Entry};
@@ -91,13 +91,7 @@ fn effects_of(conn: &Connection, office: Option<&str>) -> rusqlite::Result<Vec<E
             first_reported_at: r.get(3)?,
             live: r.get(4)?,
             decision,
-            verification: match r.get::<_, Option<String>>(11)? {
-                Some(g) => Some(Verification {
-                    attrs: vote_attrs_from(&g, &r.get::<_, String>(12)?, r.get(13)?)?,
-                    at: r.get(14)?,
-                }),
-                None => None,
-            },
+            verification: verification_from(r, 11)?,
             observed_at: r.get(10)?,
         }));
     }

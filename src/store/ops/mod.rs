@@ -410,6 +410,18 @@ pub(crate) fn vote_attrs_from(gender: &str, age: &str, has_torn: bool) -> rusqli
     })
 }
 
+/// A vote's verification from four columns starting at `first` (gender, age, has_torn,
+/// created_at of `vote_verifications`, NULL when there is none).
+pub(crate) fn verification_from(r: &rusqlite::Row, first: usize) -> rusqlite::Result<Option<Verification>> {
+    match r.get::<_, Option<String>>(first)? {
+        Some(g) => Ok(Some(Verification {
+            attrs: vote_attrs_from(&g, &r.get::<_, String>(first + 1)?, r.get(first + 2)?)?,
+            at: r.get(first + 3)?,
+        })),
+        None => Ok(None),
+    }
+}
+
 pub use audit::append_audit;
 use auth::authenticate;
 use directory::{import_parties, import_poll_offices};

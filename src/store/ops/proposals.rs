@@ -308,12 +308,7 @@ struct StoredVote {
 }
 
 fn stored_vote(r: &rusqlite::Row) -> rusqlite::Result<StoredVote> {
-    let verification = match r.get::<_, Option<String>>(10)? {
-        Some(g) => {
-            Some(Verification { attrs: vote_attrs_from(&g, &r.get::<_, String>(11)?, r.get(12)?)?, at: r.get(13)? })
-        }
-        None => None,
-    };
+    let verification = verification_from(r, 10)?;
     Ok(StoredVote {
         row: VoteRow {
             id: r.get(0)?,
@@ -467,57 +462,74 @@ pub fn recompute_office(
     let (trusted, counted) = office_tier(conn, office, kind)?;
     match kind {
         Kind::Vote => {
-            let mut votes =
-                conn.prepare_cached(&format!("SELECT {VOTE_COLUMNS} WHERE v.poll_office_id = ?1 ORDER BY v.idx"))?;
-            let mut proposals = conn.prepare_cached(&format!(
+            let votes: Vec<StoredVote> = conn
+                .prepare_cached(&format!("SELECT {VOTE_COLUMNS} WHERE v.poll_office_id = ?1 ORDER BY v.idx"))?
+                .query_map([office], stored_vote)?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {VOTE_PROPOSAL_COLUMNS} WHERE p.poll_office_id = ?1 ORDER BY p.idx"
             ))?;
-            let mut proposals = proposals.query([office])?;
-            let read = |r: &rusqlite::Row| Ok::<_, rusqlite::Error>((r.get::<_, u32>(5)?, vote_proposal(r)?));
-            let mut next = proposals.next()?.map(read).transpose()?;
-            let all: Vec<StoredVote> = votes.query_map([office], stored_vote)?.collect::<rusqlite::Result<_>>()?;
-            let mut of_vote = Vec::new();
-            for vote in all {
-                of_vote.clear();
-                while let Some((idx, p)) = next.take() {
-                    if idx > vote.row.idx {
-                        next = Some((idx, p));
-                        break;
-                    }
-                    if idx == vote.row.idx {
-                        of_vote.push(p);
-                    }
-                    next = proposals.next()?.map(read).transpose()?;
-                }
-                effects.push(Effect::Vote(settle_vote(conn, vote, &of_vote, trusted)?));
-            }
+            let read = |r: &rusqlite::Row| Ok((r.get::<_, u32>(5)?, vote_proposal(r)?));
+            merge_by_index(
+                votes,
+                |v| v.row.idx,
+                &mut stmt.query([office])?,
+                read,
+                |vote, proposals| {
+                    effects.push(Effect::Vote(settle_vote(conn, vote, proposals, trusted)?));
+                    Ok(())
+                },
+            )?;
         }
         Kind::Ballot => {
-            let mut ballots =
-                conn.prepare_cached(&format!("SELECT {BALLOT_COLUMNS} WHERE poll_office_id = ?1 ORDER BY idx"))?;
-            let mut proposals = conn.prepare_cached(&format!(
+            let ballots: Vec<StoredBallot> = conn
+                .prepare_cached(&format!("SELECT {BALLOT_COLUMNS} WHERE poll_office_id = ?1 ORDER BY idx"))?
+                .query_map([office], stored_ballot)?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {BALLOT_PROPOSAL_COLUMNS} WHERE p.poll_office_id = ?1 ORDER BY p.idx"
             ))?;
-            let mut proposals = proposals.query([office])?;
-            let read = |r: &rusqlite::Row| Ok::<_, rusqlite::Error>((r.get::<_, u32>(2)?, ballot_proposal(r)?));
-            let mut next = proposals.next()?.map(read).transpose()?;
-            let all: Vec<_> = ballots.query_map([office], stored_ballot)?.collect::<rusqlite::Result<_>>()?;
-            let mut of_ballot = Vec::new();
-            for ballot in all {
-                of_ballot.clear();
-                while let Some((idx, p)) = next.take() {
-                    if idx > ballot.0.idx {
-                        next = Some((idx, p));
-                        break;
-                    }
-                    if idx == ballot.0.idx {
-                        of_ballot.push(p);
-                    }
-                    next = proposals.next()?.map(read).transpose()?;
-                }
-                effects.push(Effect::Ballot(settle_ballot(conn, ballot, &of_ballot, trusted)?));
-            }
+            let read = |r: &rusqlite::Row| Ok((r.get::<_, u32>(2)?, ballot_proposal(r)?));
+            merge_by_index(
+                ballots,
+                |b| b.0.idx,
+                &mut stmt.query([office])?,
+                read,
+                |ballot, proposals| {
+                    effects.push(Effect::Ballot(settle_ballot(conn, ballot, proposals, trusted)?));
+                    Ok(())
+                },
+            )?;
         }
     }
     Ok(counted)
+}
+
+/// Walks an office's rows (ordered by index) beside its proposals (ordered by index, read
+/// by `read` as `(index, proposal)`), handing each row the proposals of its index: one
+/// pass over each, whatever the number of sources.
+fn merge_by_index<R, P>(
+    rows: Vec<R>,
+    index: impl Fn(&R) -> u32,
+    proposals: &mut rusqlite::Rows,
+    read: impl Fn(&rusqlite::Row) -> rusqlite::Result<(u32, P)>,
+    mut each: impl FnMut(R, &[P]) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    let mut next = proposals.next()?.map(&read).transpose()?;
+    let mut of_row = Vec::new();
+    for row in rows {
+        of_row.clear();
+        while let Some((idx, p)) = next.take() {
+            if idx > index(&row) {
+                next = Some((idx, p));
+                break;
+            }
+            if idx == index(&row) {
+                of_row.push(p);
+            }
+            next = proposals.next()?.map(&read).transpose()?;
+        }
+        each(row, &of_row)?;
+    }
+    Ok(())
 }
