@@ -28,6 +28,9 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener, shutdown: i
     let graceful = GracefulShutdown::new();
     let header_timeout = Duration::from_secs(app.settings.http.header_timeout_secs);
     let mut shutdown = std::pin::pin!(shutdown);
+    // Told to connections still waiting for their first byte, so that a silent (or a
+    // pooled, unused) connection does not hold the shutdown for the header timeout.
+    let (stopping, stop_signal) = tokio::sync::watch::channel(false);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -42,6 +45,7 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener, shutdown: i
             () = &mut shutdown => break,
         };
         let (app, routes, watcher) = (app.clone(), routes.clone(), graceful.watcher());
+        let mut stop_signal = stop_signal.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(Peer(peer));
@@ -57,8 +61,13 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener, shutdown: i
             // The protocol detection below reads the first bytes with no timer: a client
             // that connects and says nothing is dropped here instead of staying for ever.
             let mut first = [0u8; 1];
-            if !matches!(tokio::time::timeout(header_timeout, stream.peek(&mut first)).await, Ok(Ok(1..))) {
-                return;
+            tokio::select! {
+                peeked = tokio::time::timeout(header_timeout, stream.peek(&mut first)) => {
+                    if !matches!(peeked, Ok(Ok(1..))) {
+                        return;
+                    }
+                }
+                _ = stop_signal.wait_for(|stopping| *stopping) => return,
             }
             let mut builder = Builder::new(TokioExecutor::new()).http1_only();
             builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
@@ -69,5 +78,6 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener, shutdown: i
         });
     }
     drop(listener);
+    let _ = stopping.send(true);
     graceful.shutdown().await;
 }

@@ -140,3 +140,15 @@ async fn an_sts_that_never_answers_delays_authentication_by_the_budget_only() {
     assert!(vote.1 < took, "the vote did not wait for STS");
     holder.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_does_not_hold_up_a_restart() {
+    let mut app = TestApp::spawn_with(|s| s.http.header_timeout_secs = 60).await;
+    // Connected, and nothing sent: what a client's connection pool leaves open.
+    let _silent = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap();
+    let started = std::time::Instant::now();
+    app.stop().await;
+    let took = started.elapsed();
+    println!("stop with a silent connection open: {:.2} s (header timeout 60 s)", took.as_secs_f64());
+    assert!(took < Duration::from_secs(30), "the stop waited for the silent connection: {took:?}");
+}
