@@ -9,6 +9,12 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
+/// A flood's size: `default` in the test suite, larger when `bench/attacks` sets the
+/// variable (the sizes the attacks were found with).
+fn size(var: &str, default: u64) -> u64 {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 /// The p99 of a set of latencies, in milliseconds.
 fn p99(mut ms: Vec<f64>) -> f64 {
     ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -197,11 +203,11 @@ async fn once_a_directory_exists_invented_offices_and_parties_never_reach_the_lo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_invented_sources_at_an_office_cost_its_writes_nothing() {
-    const SOURCES: usize = 2000;
+    let sources = size("ATTACK_SOURCES", 2000) as usize;
     let app = TestApp::spawn_with(|s| s.auth.new_sources_per_address_per_min = 1_000_000).await;
     let started = Instant::now();
     let creating = bystander_p99(&app, "PO-ELSEWHERE", async {
-        futures_util::stream::iter(0..SOURCES)
+        futures_util::stream::iter(0..sources)
             .map(|i| {
                 let app = &app;
                 async move {
@@ -215,7 +221,7 @@ async fn thousands_of_invented_sources_at_an_office_cost_its_writes_nothing() {
     })
     .await;
     println!(
-        "{SOURCES} invented sources with a vote each at PO-CROWD in {:.1} s; a reporter elsewhere meanwhile: p99 {creating:.1} ms",
+        "{sources} invented sources with a vote each at PO-CROWD in {:.1} s; a reporter elsewhere meanwhile: p99 {creating:.1} ms",
         started.elapsed().as_secs_f64()
     );
     let crowded = app.reporter("E-REAL", "PO-CROWD").await;
@@ -245,12 +251,12 @@ async fn thousands_of_invented_sources_at_an_office_cost_its_writes_nothing() {
     })
     .await;
     println!(
-        "batch of 500 at an office with {SOURCES} sources: {at_crowd:.0} ms; alone: {at_alone:.0} ms (ratio {:.2}); identical resend {resend:.0} ms; a reporter elsewhere during more such batches: p99 {elsewhere:.1} ms",
+        "batch of 500 at an office with {sources} sources: {at_crowd:.0} ms; alone: {at_alone:.0} ms (ratio {:.2}); identical resend {resend:.0} ms; a reporter elsewhere during more such batches: p99 {elsewhere:.1} ms",
         at_crowd / at_alone
     );
     // Scanning the crowd per item made it tens of times slower; now it is the same work.
     assert!(at_crowd < at_alone * 4.0 + 50.0, "crowded {at_crowd:.0} ms vs alone {at_alone:.0} ms");
-    assert_eq!(app.stats("PO-CROWD").await["totals"]["sources"], SOURCES as u64 + 1);
+    assert_eq!(app.stats("PO-CROWD").await["totals"]["sources"], sources as u64 + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,12 +299,12 @@ async fn an_index_past_the_limit_is_refused_and_the_worst_reweigh_is_bounded() {
 async fn uncounted_votes_above_a_trusted_reporters_cost_nothing_per_write() {
     // Above the default index limit, so the uncounted votes are many enough that walking
     // them at every change (what the flags did) would show in a batch's time.
-    const UNCOUNTED: i64 = 30_000;
-    let mut app = TestApp::spawn_with(|s| s.limits.max_index = 40_000).await;
+    let uncounted = size("ATTACK_UNCOUNTED", 30_000) as i64;
+    let mut app = TestApp::spawn_with(|s| s.limits.max_index = uncounted as u32 + 10_000).await;
     let official = app.official("E-OFF", "PO-1").await;
     batch(&app, &official, 1, 10, "male").await;
     let opp = app.reporter("E-OPP", "PO-1").await;
-    for from in (11..11 + UNCOUNTED).step_by(500) {
+    for from in (11..11 + uncounted).step_by(500) {
         batch(&app, &opp, from, from + 499, "female").await;
     }
     let plain = app.official("E-PLAIN", "PO-2").await;
@@ -318,7 +324,7 @@ async fn uncounted_votes_above_a_trusted_reporters_cost_nothing_per_write() {
         at_crowded = at_crowded.min(time(official.clone(), 11 + round * 500).await);
     }
     println!(
-        "batch of 500 below {UNCOUNTED} uncounted votes: {at_crowded:.0} ms; at a plain office: {at_plain:.0} ms (ratio {:.2})",
+        "batch of 500 below {uncounted} uncounted votes: {at_crowded:.0} ms; at a plain office: {at_plain:.0} ms (ratio {:.2})",
         at_crowded / at_plain
     );
     assert!(at_crowded < at_plain * 3.0 + 50.0, "{at_crowded:.0} ms vs {at_plain:.0} ms");
@@ -336,7 +342,7 @@ async fn uncounted_votes_above_a_trusted_reporters_cost_nothing_per_write() {
     assert!(!flags.contains(&&json!("index_gaps")), "uncounted votes raise no index_gaps: {stats}");
     let t = Instant::now();
     app.restart().await;
-    println!("restart with {UNCOUNTED} uncounted votes: {:.2} s", t.elapsed().as_secs_f64());
+    println!("restart with {uncounted} uncounted votes: {:.2} s", t.elapsed().as_secs_f64());
     assert_eq!(app.stats("PO-1").await, stats);
 }
 
@@ -367,7 +373,8 @@ async fn a_login_flood_is_refused_by_a_bounded_queue_and_a_real_login_gets_throu
             .unwrap()
     };
     let idle = rss();
-    let deadline = Instant::now() + Duration::from_secs(8);
+    let flood_secs = size("ATTACK_FLOOD_SECS", 8);
+    let deadline = Instant::now() + Duration::from_secs(flood_secs);
     let (mut refused, mut answered, mut peak) = (0u64, 0u64, idle);
     let flood = futures_util::future::join_all((0..100).map(|w| {
         let post = &post;
@@ -387,7 +394,7 @@ async fn a_login_flood_is_refused_by_a_bounded_queue_and_a_real_login_gets_throu
         }
     }));
     let real = async {
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::time::sleep(Duration::from_secs(flood_secs / 2)).await;
         let t = Instant::now();
         let mut tries = 0;
         loop {
@@ -430,7 +437,7 @@ async fn a_login_flood_is_refused_by_a_bounded_queue_and_a_real_login_gets_throu
     }
     let growth_mb = peak.saturating_sub(idle) as f64 / 1024.0;
     println!(
-        "login flood, 100 connections for 8 s: {answered} answered, {refused} refused (429); RSS idle {:.0} MB, peak +{growth_mb:.0} MB; a real login took {real_ms:.0} ms ({tries} tries); a reporter's votes elsewhere: p99 {elsewhere:.1} ms",
+        "login flood, 100 connections for {flood_secs} s: {answered} answered, {refused} refused (429); RSS idle {:.0} MB, peak +{growth_mb:.0} MB; a real login took {real_ms:.0} ms ({tries} tries); a reporter's votes elsewhere: p99 {elsewhere:.1} ms",
         idle as f64 / 1024.0
     );
     assert!(refused > 0, "the hashing queue refused some");
