@@ -122,9 +122,11 @@ pub fn results(app: Arc<App>, id: String, if_none_match: Option<String>) -> Resu
 const PAGE_DEFAULT: i64 = 100;
 const PAGE_MAX: i64 = 500;
 
-/// `limit` / `offset` pagination, the way REST frameworks answer it.
+/// `limit` / `offset` pagination, the way REST frameworks answer it: a `limit` above
+/// `PAGE_MAX` is lowered to it, as Django REST framework does (the citizen app asks for
+/// 1,000 and pages on by what it received).
 fn page(query: &HashMap<String, String>) -> Result<(usize, usize), ApiError> {
-    let limit = int_param(query, "limit", PAGE_DEFAULT, 1..=PAGE_MAX)?;
+    let limit = int_param(query, "limit", PAGE_DEFAULT, 1..=i64::MAX)?.min(PAGE_MAX);
     let offset = int_param(query, "offset", 0, NON_NEGATIVE)?;
     Ok((limit as usize, offset as usize))
 }

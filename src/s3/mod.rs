@@ -37,14 +37,16 @@ fn credentials_json(s3: &config::S3, prefix: &str, c: &Minted) -> Value {
         "bucket": s3.bucket,
         "region": s3.region,
         "endpoint": s3.endpoint,
-        "prefix": prefix,
+        "prefix": prefix.trim_end_matches('/'),
         "accessKeyId": c.access_key,
         "secretAccessKey": c.secret_key,
         "sessionToken": c.session_token,
     })
 }
 
-/// The `s3` object of the authenticate answer.
+/// The `s3` object of the authenticate answer. `credentials.prefix` is the key prefix
+/// without its final `/`: the earlier reporter app joins `prefix + "/" + folder`, and MinIO
+/// refuses object names with `//`.
 pub fn answer(
     s3: &config::S3,
     office: &PollOfficeId,
@@ -261,7 +263,7 @@ mod tests {
         let v = refresh_answer(&s3, &office, &elector, Err("unconfigured".into()), now);
         assert!(v["credentials"]["session_token"] == "");
         assert_eq!(v["base_path"], "s3://ufrecs-media/media/PO-001/source-02-12/");
-        assert_eq!(v["credentials"]["prefix"], "media/PO-001/source-02-12/");
+        assert_eq!(v["credentials"]["prefix"], "media/PO-001/source-02-12");
         assert_eq!(v["secretAccessKey"], "");
         assert_eq!(v["expiration"], "2025-08-15T14:00:00Z");
         assert_eq!(v["error"], "unconfigured");

@@ -2,7 +2,7 @@
 //! office, `last_vote` and `last_paper` keyed by source display name beside `"Accepted"`
 //! (and `"Verified"`); and the national views, summed over every office.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{json, Map, Value};
 
@@ -19,35 +19,46 @@ fn with_created_at(mut v: Value) -> Value {
     v
 }
 
+/// A keyed object in the order the spec fixes: the fixed keys first, in the order given,
+/// then the sources by display name (the citizen app titles its table with the first).
+fn keyed<'a, T>(
+    fixed: Vec<(&str, Value)>,
+    book: &'a SourceBook,
+    lasts: &'a HashMap<i64, T>,
+    entry: impl Fn(&'a T) -> Value,
+) -> Map<String, Value> {
+    let mut sources: Vec<(String, Value)> =
+        book.counted(lasts).map(|(n, last)| (book.name(n).into_owned(), entry(last))).collect();
+    sources.sort_by(|a, b| a.0.cmp(&b.0));
+    fixed.into_iter().map(|(k, v)| (k.to_owned(), v)).chain(sources).collect()
+}
+
 pub(super) fn stats(office: &Office, poll_office_id: &str, book: &SourceBook) -> Value {
-    let mut last_vote = Map::new();
-    for (n, last) in book.counted(&office.vote_lasts) {
-        let a = last.value;
-        last_vote.insert(
-            book.name(n).into_owned(),
-            vote_entry(last.idx, a.gender.as_str(), a.age.as_str(), a.has_torn, &last.reported_at),
-        );
-    }
     let verified = office.counted.iter().rev().find_map(|idx| {
         let (a, at) = office.votes.get(idx)?.verification?;
         Some(vote_entry(*idx, a.gender.as_str(), a.age.as_str(), a.has_torn, &at.to_rfc3339()))
     });
-    last_vote.insert("Verified".into(), verified.into());
-    last_vote.insert("Accepted".into(), office.last_vote().map(with_created_at).into());
+    let fixed = vec![("Accepted", office.last_vote().map(with_created_at).into()), ("Verified", verified.into())];
+    let last_vote = keyed(fixed, book, &office.vote_lasts, |last| {
+        let a = last.value;
+        vote_entry(last.idx, a.gender.as_str(), a.age.as_str(), a.has_torn, &last.reported_at)
+    });
     let mut totals = office.totals.to_json(office.vote_sources);
     totals["total_sources"] = json!(office.vote_sources);
     json!({"poll_office_id": poll_office_id, "totals": totals, "last_vote": last_vote, "flags": office.flags_json()})
 }
 
 pub(super) fn results(office: &Office, poll_office_id: &str, book: &SourceBook) -> Value {
-    let accepted = office.last_paper();
-    let mut last_paper = Map::new();
-    for (n, last) in book.counted(&office.ballot_lasts) {
-        last_paper.insert(book.name(n).into_owned(), json!({"index": last.idx, "party_id": last.value}));
-    }
-    last_paper.insert("Accepted".into(), accepted.map(|(idx, p)| json!({"index": idx, "party_id": p})).into());
-    last_paper.insert("index".into(), accepted.map(|(idx, _)| idx).into());
-    last_paper.insert("party_id".into(), accepted.map(|(_, p)| p).into());
+    // The top-level `index` is the highest counted ballot, decided or not: the reporter
+    // app resumes the count after it, so a tied last ballot must not send it back.
+    let highest = office.last_counted_ballot();
+    let fixed = vec![
+        ("Accepted", office.last_paper().map(|(idx, p)| json!({"index": idx, "party_id": p})).into()),
+        ("index", highest.map(|(idx, _)| idx).into()),
+        ("party_id", highest.and_then(|(_, p)| p).into()),
+    ];
+    let last_paper =
+        keyed(fixed, book, &office.ballot_lasts, |last| json!({"index": last.idx, "party_id": last.value}));
     json!({
         "poll_office_id": poll_office_id,
         "last_paper": last_paper,
@@ -78,6 +89,7 @@ pub(super) fn national<'a>(
     let (mut total_ballots, mut undecided_ballots) = (0, 0);
     let (mut covered_votes, mut covered_ballots, mut outside_directory) = (0, 0, 0);
     let mut latest: Option<(i64, &str, &Office, u32)> = None;
+    let mut latest_paper: Option<(i64, &str, &Office, u32)> = None;
     for (id, o) in offices {
         totals.add(o.totals, 1);
         covered_votes += (o.totals.votes > 0) as usize;
@@ -95,6 +107,11 @@ pub(super) fn national<'a>(
                 latest = Some((vote_id, id, o, idx));
             }
         }
+        if let Some((ballot_id, idx)) = o.latest_paper() {
+            if latest_paper.is_none_or(|(l, ..)| ballot_id > l) {
+                latest_paper = Some((ballot_id, id, o, idx));
+            }
+        }
     }
     let accepted = latest.and_then(|(_, id, o, idx)| {
         let mut v = with_created_at(o.votes.get(&idx)?.accepted_json(idx)?);
@@ -106,7 +123,12 @@ pub(super) fn national<'a>(
     stats_totals["total_poll_offices"] = json!(dir.offices + outside_directory);
     stats_totals["covered_poll_offices"] = json!(covered_votes);
     let stats = json!({"totals": stats_totals, "last_vote": {"Accepted": accepted}});
+    let accepted_paper = latest_paper.and_then(|(_, id, o, idx)| {
+        let party = o.ballots.get(&idx)?.as_ref()?.party.as_deref()?;
+        Some(json!({"index": idx, "party_id": party, "poll_office_id": id}))
+    });
     let results = json!({
+        "last_paper": {"Accepted": accepted_paper},
         "results": results_of(&parties, total_ballots),
         "total_ballots": total_ballots,
         "undecided_ballots": undecided_ballots,

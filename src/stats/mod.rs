@@ -437,10 +437,19 @@ mod tests {
         assert_eq!(lv["Accepted"]["created_at"], AT);
         assert_eq!(lv["Verified"], Value::Null);
         // A trusted source arriving silences the opportunistic ones (section 6).
-        s.apply(&[source(3, Status::Official, Some("Obs")), proposal(3, 1, male())]);
+        // The citizen app titles its table with the first key: "Accepted", then "Verified",
+        // then the sources by name, even one that sorts before them.
+        s.apply(&[
+            source(3, Status::Official, Some("Obs")),
+            source(4, Status::Official, Some("Aaron")),
+            proposal(3, 1, male()),
+            proposal(4, 2, male()),
+        ]);
         let c = body(&s, "PO", Body::CompatStats);
         let keys: Vec<&String> = c["last_vote"].as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["Accepted", "Obs", "Verified"]);
+        assert_eq!(keys, ["Accepted", "Verified", "Aaron", "Obs"]);
+        let text = serde_json::to_string(&c["last_vote"]).unwrap();
+        assert!(text.starts_with(r#"{"Accepted":"#), "{text}");
         // A rename shows at once, though the office did not change.
         s.apply(&[source(3, Status::Official, Some("Observatoire"))]);
         assert!(body(&s, "PO", Body::CompatStats)["last_vote"]["Observatoire"].is_object());
@@ -474,9 +483,13 @@ mod tests {
             proposal(1, 2, Proposed::Ballot("B".into())),
         ]);
         let r = body(&s, "PO", Body::CompatResults);
-        assert_eq!(r["last_paper"]["index"], 1);
-        assert_eq!(r["last_paper"]["party_id"], "A");
+        // The highest counted ballot is a tie: the reporter app resumes after it, not
+        // after the last decided one.
+        assert_eq!(r["last_paper"]["index"], 2);
+        assert_eq!(r["last_paper"]["party_id"], Value::Null);
         assert_eq!(r["last_paper"]["Accepted"], json!({"index": 1, "party_id": "A"}));
+        let keys: Vec<&String> = r["last_paper"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["Accepted", "index", "party_id", "index (1)"]);
         assert_eq!(r["last_paper"]["index (1)"], json!({"index": 2, "party_id": "B"}));
         assert_eq!(r["totals"], json!({"total_ballots": 2, "total_sources": 0}));
     }
@@ -505,5 +518,33 @@ mod tests {
         s.apply(&[Effect::Vote(row)]);
         let office_a = s.state.read().offices["A"].office.latest();
         assert_eq!(office_a, Some((1, 1)));
+    }
+
+    fn ballot_in(office: &str, id: i64, idx: u32, party: Option<&str>) -> Effect {
+        Effect::Ballot(BallotRow {
+            id,
+            poll_office_id: office.into(),
+            idx,
+            decision: Some(BallotDecision { party: party.map(str::to_owned), disputed: party.is_none() }),
+        })
+    }
+
+    #[test]
+    fn the_national_results_name_the_decided_ballot_first_reported_last() {
+        let s = Stats::new();
+        let national =
+            |s: &Stats| -> Value { serde_json::from_slice(&s.national(&Directory::default(), true).body).unwrap() };
+        assert_eq!(national(&Stats::new())["last_paper"], json!({"Accepted": null}));
+        s.apply(&[ballot_in("A", 1, 5, Some("X")), ballot_in("B", 2, 1, Some("Y")), ballot_in("A", 3, 6, None)]);
+        // Ballot 3 came last but is a tie: the citizen app's national table shows ballot 2.
+        assert_eq!(
+            national(&s)["last_paper"],
+            json!({"Accepted": {"index": 1, "party_id": "Y", "poll_office_id": "B"}})
+        );
+        let Effect::Ballot(mut row) = ballot_in("B", 2, 1, None) else { unreachable!() };
+        row.decision = None;
+        s.apply(&[Effect::Ballot(row)]);
+        assert_eq!(s.state.read().offices["B"].office.latest_paper(), None);
+        assert_eq!(s.state.read().offices["A"].office.latest_paper(), Some((1, 5)));
     }
 }

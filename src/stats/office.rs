@@ -161,6 +161,9 @@ pub(super) struct Office {
     /// recently (vote ids grow with first reports), found again at once when it stops
     /// counting (an office re-weighed).
     pub counted_by_id: BTreeSet<(u32, u32)>,
+    /// The decided ballots as `(id, idx)`: the last is the decided ballot first reported
+    /// most recently (the national `last_paper`).
+    pub decided_by_id: BTreeSet<(u32, u32)>,
     /// Observation times of the counted votes, for `fast_voting`.
     pub density: Density,
     pub flags: Vec<Flag>,
@@ -173,6 +176,7 @@ impl Office {
         self.votes = std::mem::take(&mut self.votes).into_iter().collect();
         self.counted = std::mem::take(&mut self.counted).into_iter().collect();
         self.counted_by_id = std::mem::take(&mut self.counted_by_id).into_iter().collect();
+        self.decided_by_id = std::mem::take(&mut self.decided_by_id).into_iter().collect();
         self.ballots = std::mem::take(&mut self.ballots).into_iter().collect();
         self.density.compact();
     }
@@ -219,6 +223,17 @@ impl Office {
         if let Some(old) = self.ballots.insert(row.idx, row.decision.clone()) {
             self.count_ballot(&old, -1);
         }
+        let key = (u32::try_from(row.id).unwrap_or(u32::MAX), row.idx);
+        if row.decision.as_ref().is_some_and(|d| d.party.is_some()) {
+            self.decided_by_id.insert(key);
+        } else {
+            self.decided_by_id.remove(&key);
+        }
+    }
+
+    /// The decided ballot first reported most recently, as `(id, idx)`.
+    pub fn latest_paper(&self) -> Option<(i64, u32)> {
+        self.decided_by_id.last().map(|&(id, idx)| (i64::from(id), idx))
     }
 
     fn count_ballot(&mut self, decision: &Option<BallotDecision>, sign: i64) {
@@ -267,6 +282,11 @@ impl Office {
     pub fn last_vote(&self) -> Option<Value> {
         let idx = *self.counted.last()?;
         self.votes.get(&idx)?.accepted_json(idx)
+    }
+
+    /// The counted ballot with the highest index, decided or not, with its accepted party.
+    pub fn last_counted_ballot(&self) -> Option<(u32, Option<&str>)> {
+        self.ballots.iter().rev().find_map(|(idx, b)| b.as_ref().map(|d| (*idx, d.party.as_deref())))
     }
 
     /// The decided ballot with the highest index.

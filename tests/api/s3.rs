@@ -45,7 +45,7 @@ async fn minted_credentials_upload_inside_the_reporters_folder_and_nowhere_else(
     assert_eq!(creds["secretAccessKey"], creds["secret_key"]);
     assert_eq!(creds["sessionToken"], creds["session_token"]);
     assert_eq!(creds["endpoint"], moto.endpoint.as_str());
-    assert_eq!(creds["prefix"], format!("{OFFICE}/source-{REPORTER}/"));
+    assert_eq!(creds["prefix"], format!("{OFFICE}/source-{REPORTER}"));
     let expiration = ufrecs::domain::time::parse(creds["expiration"].as_str().unwrap()).unwrap();
     assert!(expiration > app.now() + chrono::Duration::minutes(50));
 
@@ -73,7 +73,7 @@ async fn the_session_policy_sent_is_exactly_the_specs_and_is_cached() {
     assert_eq!(refresh.status, 200);
     assert_eq!(refresh.body["access_key"], first.body["s3"]["credentials"]["access_key"]);
     assert_eq!(refresh.body["sessionToken"], first.body["s3"]["credentials"]["session_token"]);
-    assert_eq!(refresh.body["credentials"]["prefix"], format!("{OFFICE}/source-{REPORTER}/"));
+    assert_eq!(refresh.body["credentials"]["prefix"], format!("{OFFICE}/source-{REPORTER}"));
     assert_eq!(refresh.body.get("error"), None);
 
     let assumed = moto.assumed().await;
