@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS votes (
     poll_office_id    TEXT NOT NULL,
     idx               INTEGER NOT NULL CHECK (idx BETWEEN 1 AND 1000000),
     first_reported_at TEXT NOT NULL,            -- when any source first reported it
-    live              INTEGER NOT NULL,         -- 1 when first reported alone, 0 in a batch
+    live              INTEGER NOT NULL,         -- 1 when first reported alone, 0 in a batch (offered to voters, section 7)
+    timed             INTEGER NOT NULL DEFAULT 0, -- 1 when that first report's time is an observation time (version 3; section 6b)
     counted           INTEGER NOT NULL DEFAULT 0, -- 1 when at least one proposal counts
     gender            TEXT,                     -- accepted: male | female | undecided; NULL when not counted
     age               TEXT,                     -- accepted: less_30 | less_60 | more_60 | undecided; NULL when not counted
@@ -136,6 +137,7 @@ CREATE TABLE IF NOT EXISTS office_sources (
     kind           TEXT NOT NULL CHECK (kind IN ('vote', 'ballot')),
     source_n       INTEGER NOT NULL REFERENCES sources (n),
     first_at       TEXT NOT NULL,
+    last_at        TEXT,                        -- its last logged proposal or correction of this kind here (version 3; NULL before)
     PRIMARY KEY (poll_office_id, kind, source_n)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS office_sources_by_source ON office_sources (source_n);

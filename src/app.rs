@@ -132,6 +132,9 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
     }
     let conn = store::open(&settings.database.path, settings.synchronous_full())?;
     store::recount_derived(&conn)?;
+    // Where following other processes starts: before the memory is read, so a CLI commit
+    // while it loads is reloaded after, never missed.
+    let followed_from = reads::last_seq(&conn)?;
     let secret = load_secret(&settings.auth.secret_file, reads::count_verifications(&conn)?)?;
     let directory = reads::directory(&conn)?;
     let stats = Arc::new(Stats::new());
@@ -199,7 +202,7 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
         secret,
     };
     let app = Arc::new(app);
-    crate::follow::spawn(&app, &app.settings.database.path).map_err(StartError::Follow)?;
+    crate::follow::spawn(&app, &app.settings.database.path, followed_from).map_err(StartError::Follow)?;
     Ok((app, handle))
 }
 

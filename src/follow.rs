@@ -6,9 +6,12 @@
 //! source's name and status, its offices (after a status change, already recomputed by
 //! the CLI's transaction), its tokens (after a password reset). Rereading on this thread
 //! instead could overwrite what the writer committed in between with older rows.
+//!
+//! A failure (the file busy during a large import, a reload the writer refused) is
+//! retried with a backoff, from the same entry, and shows on `/healthz` until it passes.
 
-use std::path::Path;
-use std::sync::{Arc, Weak};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -18,46 +21,67 @@ use crate::store::ops::{Reload, WriteOp};
 use crate::store::reads::{self, AuditRow};
 
 const POLL: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// Starts following; the thread ends once the app is gone.
-pub fn spawn(app: &Arc<App>, db: &Path) -> std::io::Result<()> {
-    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+/// Starts following the commits after audit entry `seen` (read before the memory was
+/// loaded, so a commit in between is reloaded, not missed); the thread ends once the app
+/// is gone.
+pub fn spawn(app: &Arc<App>, db: &Path, seen: i64) -> std::io::Result<()> {
     let weak = Arc::downgrade(app);
+    let mut follower = Follower { db: db.to_owned(), conn: None, version: None, seen };
     std::thread::Builder::new().name("ufrecs-follow".into()).spawn(move || {
-        if let Err(e) = run(&conn, &weak) {
-            log::error!("stopped following other writers: {e}");
+        let mut delay = POLL;
+        loop {
+            std::thread::sleep(delay);
+            let Some(app) = weak.upgrade() else { return };
+            let result = follower.poll(&app);
+            if let Err(e) = &result {
+                if app.metrics.follow_ok() {
+                    log::error!("cannot follow other processes' commits (retrying): {e}");
+                }
+                // The connection is opened again: the file may have been replaced.
+                follower.conn = None;
+            }
+            delay = if result.is_ok() { POLL } else { (delay * 2).min(BACKOFF_MAX) };
+            app.metrics.follow(result.is_ok());
         }
     })?;
     Ok(())
 }
 
-fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+struct Follower {
+    db: PathBuf,
+    conn: Option<Connection>,
+    /// `PRAGMA data_version` when last read through; `None` until the first poll, which
+    /// always reads the entries after `seen`.
+    version: Option<i64>,
+    seen: i64,
 }
 
-fn run(conn: &Connection, app: &Weak<App>) -> rusqlite::Result<()> {
-    conn.busy_timeout(Duration::from_secs(5))?;
-    let mut version = data_version(conn)?;
-    let mut seen: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit_log", [], |r| r.get(0))?;
-    loop {
-        std::thread::sleep(POLL);
-        let Some(app) = app.upgrade() else { return Ok(()) };
-        let now = data_version(conn)?;
-        if now == version {
-            continue;
+impl Follower {
+    fn poll(&mut self, app: &App) -> Result<(), String> {
+        let sql = |e: rusqlite::Error| e.to_string();
+        let conn = match &mut self.conn {
+            Some(c) => c,
+            slot => {
+                let c = Connection::open_with_flags(&self.db, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
+                c.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+                self.version = None;
+                slot.insert(c)
+            }
+        };
+        let now = conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(sql)?;
+        if self.version == Some(now) {
+            return Ok(());
         }
-        let (entries, last) = reads::cli_entries_after(conn, seen)?;
+        let (entries, last) = reads::cli_entries_after(conn, self.seen).map_err(sql)?;
         let reload = to_reload(&entries);
         if reload != Reload::default() {
-            if let Err(e) = app.writer.submit_blocking(WriteOp::Reload(reload)) {
-                // Tried again at the next poll.
-                log::error!("could not reload what another process wrote: {e}");
-                continue;
-            }
+            app.writer.submit_blocking(WriteOp::Reload(reload)).map_err(|e| format!("reload refused: {e}"))?;
         }
-        version = now;
-        seen = last;
+        self.version = Some(now);
+        self.seen = last;
+        Ok(())
     }
 }
 

@@ -51,6 +51,9 @@ pub struct Metrics {
     pub ws_waiting: AtomicU64,
     /// Reporter tokens held in memory (expired ones leave within a minute).
     pub tokens: AtomicU64,
+    follow_failures: AtomicU64,
+    /// Set while following other processes' commits fails (for /healthz).
+    follow_failing: AtomicBool,
 }
 
 /// The metrics label of a request path.
@@ -108,6 +111,18 @@ impl Metrics {
         !self.last_commit_failed.load(Relaxed)
     }
 
+    /// How the last attempt to follow other processes' commits went.
+    pub fn follow(&self, ok: bool) {
+        if !ok {
+            self.follow_failures.fetch_add(1, Relaxed);
+        }
+        self.follow_failing.store(!ok, Relaxed);
+    }
+
+    pub fn follow_ok(&self) -> bool {
+        !self.follow_failing.load(Relaxed)
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         out.push_str(
@@ -139,6 +154,11 @@ impl Metrics {
             ("ufrecs_auth_failures_total", "Failed authentications.", self.auth_failures.load(Relaxed)),
             ("ufrecs_sts_calls_total", "AssumeRole calls.", self.sts_calls.load(Relaxed)),
             ("ufrecs_sts_failures_total", "AssumeRole calls that failed.", self.sts_failures.load(Relaxed)),
+            (
+                "ufrecs_follow_failures_total",
+                "Failed attempts to read another process's commits (retried with a backoff).",
+                self.follow_failures.load(Relaxed),
+            ),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");

@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
+use super::time;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Flag {
     pub code: &'static str,
@@ -32,6 +34,20 @@ pub struct Figures {
     pub fast: bool,
 }
 
+/// Whether a vote's first report is a sign of when the voter passed: a single live post
+/// (not a batch item) at least `TIMED_GAP_SECS` after the same source's previous logged vote
+/// report at that office. A phone flushing a queue of failed posts one after the other
+/// (the earlier reporter app, without `observed_at`) reports no passage times, so a resend
+/// never raises `fast_voting`. Decided on the log's second-precision times.
+pub fn timed_report(in_batch: bool, previous: Option<&str>, now: &str) -> bool {
+    if in_batch {
+        return false;
+    }
+    let Some(previous) = previous.and_then(time::parse) else { return true };
+    time::parse(now).is_none_or(|now| (now - previous).num_seconds() >= TIMED_GAP_SECS)
+}
+
+pub const TIMED_GAP_SECS: i64 = 2;
 pub const FAST_VOTES: u32 = 10;
 pub const FAST_WINDOW_SECS: i64 = 60;
 const DISPUTE_MIN_VOTES: i64 = 20;
@@ -142,6 +158,17 @@ impl Density {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_single_post_spaced_from_the_sources_last_report_is_a_passage_time() {
+        let at = "2025-08-15T14:00:10Z";
+        assert!(timed_report(false, None, at), "its first report here");
+        assert!(timed_report(false, Some("2025-08-15T14:00:08Z"), at), "2 s after the last");
+        assert!(!timed_report(false, Some("2025-08-15T14:00:09Z"), at), "a queue flushed post after post");
+        assert!(!timed_report(false, Some(at), at));
+        assert!(!timed_report(true, None, at), "a batch item");
+        assert!(timed_report(false, Some("2025-08-15T13:00:00Z"), at));
+    }
 
     fn codes(f: &Figures) -> Vec<&'static str> {
         flags(f).into_iter().map(|f| f.code).collect()

@@ -272,12 +272,15 @@ pub async fn audit(
 pub async fn healthz(app: Arc<App>) -> Response {
     let readable = app.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await.is_ok();
     let writable = app.metrics.last_commit_ok();
-    let ok = readable && writable;
+    // While another process's commits cannot be read, what it wrote is not served.
+    let following = app.metrics.follow_ok();
+    let ok = readable && writable && following;
     let s3 = app.s3.health().await;
     let body = json!({
         "status": if ok { "ok" } else { "degraded" },
-        "database": if ok { "ok" } else { "error" },
+        "database": if readable && writable { "ok" } else { "error" },
         "s3": s3,
+        "follow": if following { "ok" } else { "retrying" },
     });
     json_response(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
 }

@@ -158,8 +158,12 @@ pub async fn ballot(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Re
     if app.directory.read().refuses_party(app.settings.registry.strict, input.party_id.as_str()) {
         return Err(ApiError::UnknownParty);
     }
-    let op =
-        WriteOp::ProposeBallot { source_n: reporter.source_n, poll_office_id: token_office(&app, &reporter)?, input };
+    let op = WriteOp::ProposeBallot {
+        source_n: reporter.source_n,
+        poll_office_id: token_office(&app, &reporter)?,
+        input,
+        batch: false,
+    };
     match app.writer.submit(op).await.map_err(write_error)? {
         Outcome::Proposed { created, .. } => Ok(json_response(created_or_ok(created), &json!({"status": "ok"}))),
         _ => Err(ApiError::Internal),
@@ -260,7 +264,7 @@ pub async fn ballot_batch(app: Arc<App>, reporter: Reporter, body: Bytes) -> Res
         if app.directory.read().refuses_party(strict, input.party_id.as_str()) {
             return Err(ApiError::UnknownParty);
         }
-        Ok(WriteOp::ProposeBallot { source_n: reporter.source_n, poll_office_id: office.clone(), input })
+        Ok(WriteOp::ProposeBallot { source_n: reporter.source_n, poll_office_id: office.clone(), input, batch: true })
     };
     run_batch(&app, &items, parse, |_, _| json!({})).await
 }

@@ -333,6 +333,7 @@ mod tests {
             idx,
             first_reported_at: AT.into(),
             live: true,
+            timed: true,
             decision: Some(VoteDecision {
                 accepted: Accepted { gender, age: Decided::Value(Age::Less30), has_torn: false },
                 disputed,

@@ -183,9 +183,12 @@ impl Office {
 
     pub fn set_vote(&mut self, row: &VoteRow) {
         // Observed when the app says it was (the earliest counted `observed_at`), else
-        // when first reported.
+        // when first reported if that report was live (section 6b), else unknown.
         let first_reported = Secs::parse(&row.first_reported_at);
-        let observed = row.decision.map(|_| row.observed_at.as_deref().map_or(first_reported, Secs::parse));
+        let observed = row.decision.and_then(|_| match &row.observed_at {
+            Some(at) => Some(Secs::parse(at)),
+            None => row.timed.then_some(first_reported),
+        });
         let view = VoteView {
             id: u32::try_from(row.id).unwrap_or(u32::MAX),
             decision: row.decision,

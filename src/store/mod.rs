@@ -18,7 +18,7 @@ pub use writer::{WriteError, Writer};
 
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 /// Bumped when `schema.sql` changes in a way that needs a migration.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 
@@ -83,8 +83,24 @@ fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
         // office_tiers (version 2) is derived from office_sources and the statuses.
         ops::rebuild_office_tiers(&tx)?;
     }
+    if from < 3 && !has_column(&tx, "office_sources", "last_at")? {
+        // When each source last reported at each office (section 6b's observation times);
+        // unknown for what came before, which counts as long ago.
+        tx.execute_batch("ALTER TABLE office_sources ADD COLUMN last_at TEXT")?;
+    }
+    if from < 3 && !has_column(&tx, "votes", "timed")? {
+        // Before version 3 every vote first reported alone was observed when reported.
+        tx.execute_batch(
+            "ALTER TABLE votes ADD COLUMN timed INTEGER NOT NULL DEFAULT 0; UPDATE votes SET timed = live",
+        )?;
+    }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
+}
+
+/// Whether a table has a column (a database `schema.sql` just created has the newest ones).
+fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    conn.prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?.exists([table, column])
 }
 
 /// An in-memory database with the schema, for unit tests of SQL.
@@ -137,5 +153,39 @@ mod tests {
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
         drop(conn);
         assert!(matches!(open(&path, true), Err(OpenError::TooNew(_))));
+    }
+
+    #[test]
+    fn a_version_1_file_is_migrated_keeping_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite3");
+        let conn = open(&path, true).unwrap();
+        conn.execute_batch(
+            "INSERT INTO sources (n, elector_id, status, created_at, updated_at) VALUES (1, 'E', 'official', 't', 't');
+             INSERT INTO office_sources (poll_office_id, kind, source_n, first_at) VALUES ('PO', 'vote', 1, 't');
+             DROP TABLE office_tiers;
+             INSERT INTO votes (poll_office_id, idx, first_reported_at, live) VALUES ('PO', 1, 't', 1);
+             ALTER TABLE office_sources DROP COLUMN last_at;
+             ALTER TABLE votes DROP COLUMN timed;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        drop(conn);
+        let conn = open(&path, true).unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let tier: (i64, i64) = conn
+            .query_row("SELECT sources, trusted FROM office_tiers WHERE poll_office_id = 'PO'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(tier, (1, 1), "office_tiers rebuilt");
+        let last: Option<String> = conn.query_row("SELECT last_at FROM office_sources", [], |r| r.get(0)).unwrap();
+        assert_eq!(last, None, "last_at added, unknown for the old row");
+        let timed: bool = conn.query_row("SELECT timed FROM votes", [], |r| r.get(0)).unwrap();
+        assert!(timed, "a vote reported alone before version 3 keeps its observation time");
+        drop(conn);
+        // Opening again changes nothing.
+        assert!(open(&path, true).is_ok());
     }
 }

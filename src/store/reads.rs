@@ -63,7 +63,7 @@ fn effects_of(conn: &Connection, office: Option<&str>) -> rusqlite::Result<Vec<E
     let mut effects = Vec::new();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT v.id, v.poll_office_id, v.idx, v.first_reported_at, v.live, v.counted, v.gender, v.age, v.has_torn,
-                v.disputed, v.observed_at, vv.gender, vv.age, vv.has_torn, vv.created_at
+                v.disputed, v.observed_at, vv.gender, vv.age, vv.has_torn, vv.created_at, v.timed
            FROM votes v LEFT JOIN vote_verifications vv ON vv.vote_id = v.id {}",
         office_filter(office, "v.poll_office_id")
     ))?;
@@ -90,6 +90,7 @@ fn effects_of(conn: &Connection, office: Option<&str>) -> rusqlite::Result<Vec<E
             idx: r.get(2)?,
             first_reported_at: r.get(3)?,
             live: r.get(4)?,
+            timed: r.get(15)?,
             decision,
             verification: verification_from(r, 11)?,
             observed_at: r.get(10)?,
@@ -349,6 +350,11 @@ pub fn source_offices(conn: &Connection, source_n: i64) -> rusqlite::Result<Vec<
 
 /// The audit entries after `seq` written by the CLI (actor `cli`), and the last seq. Only
 /// the CLI's are read: the server's own (tens of thousands a second under load) are not.
+/// The seq of the last audit entry (0 when there is none).
+pub fn last_seq(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM audit_log")?.query_row([], |r| r.get(0))
+}
+
 pub fn cli_entries_after(conn: &Connection, seq: i64) -> rusqlite::Result<(Vec<AuditRow>, i64)> {
     let last: i64 =
         conn.prepare_cached("SELECT COALESCE(MAX(seq), ?1) FROM audit_log")?.query_row([seq], |r| r.get(0))?;

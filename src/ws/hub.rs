@@ -111,6 +111,9 @@ struct PendingVote {
     id: i64,
     index: u32,
     accepted: Accepted,
+    /// Set on a shown vote when a commit says it is verified (the commit reaches the hub
+    /// before the writer's answer to the voter who verified it): it never goes back.
+    verified: bool,
     seen_at: Instant,
     first_reported_at: Timestamp,
     observed_at: Option<Timestamp>,
@@ -231,6 +234,7 @@ impl Hub {
                 id: v.id,
                 index: v.index,
                 accepted,
+                verified: false,
                 seen_at: now,
                 first_reported_at: v.first_reported_at,
                 observed_at: v.observed_at,
@@ -239,6 +243,11 @@ impl Hub {
         }
         if v.verified {
             self.held.retain(|_, h| h.shown.id != v.id);
+            for voter in self.voters.values_mut() {
+                if let Some(shown) = voter.shown.as_mut().filter(|s| s.id == v.id) {
+                    shown.verified = true;
+                }
+            }
         }
         self.rematch(&v.poll_office_id, now, &mut out);
         out
@@ -393,6 +402,9 @@ impl Hub {
     /// A vote shown but not verified goes back to the front of its office's pending votes:
     /// it was reported before anything still pending.
     fn return_to_pending(&mut self, office: &str, shown: Shown) {
+        if shown.verified {
+            return;
+        }
         self.offices.entry(office.to_owned()).or_default().pending.push_front(shown);
     }
 
@@ -568,6 +580,39 @@ mod tests {
         let a = t.hub.verified(1, Written::Recorded, t.at(8));
         assert_eq!(a, [Action::Send(1, Out::Recorded { vote_id: 10 }), Action::Close(1, CLOSE_NORMAL)]);
         assert_eq!(t.hub.waiting(), 0);
+    }
+
+    #[test]
+    fn a_vote_verified_while_its_voter_leaves_is_never_offered_again() {
+        let mut t = T::new();
+        t.connect(1, "A", 1);
+        t.connect(2, "A", 2);
+        assert_eq!(shown(&t.report(10, "A", 5)), [(1, 10)]);
+        t.hub.message(1, Incoming::Confirm { gender: None, age: None, has_torn: None }, t.at(6));
+        // The commit's vote reaches the hub before the writer's answer; the voter leaves
+        // in between.
+        let mut v = ReportedVote {
+            id: 10,
+            poll_office_id: "A".into(),
+            index: 10,
+            live: true,
+            accepted: Some(accepted(Decided::Value(Gender::Male))),
+            verified: true,
+            first_reported_at: t.wall(5),
+            observed_at: None,
+        };
+        assert!(shown(&t.hub.vote(&v, t.at(7))).is_empty());
+        assert!(shown(&t.hub.disconnect(1, t.at(8))).is_empty(), "not offered to voter 2");
+        assert!(t.hub.verified(1, Written::Recorded, t.at(9)).is_empty());
+        assert!(shown(&t.hub.tick(t.at(400))).is_empty());
+        // A vote that was not verified does go back when its voter leaves.
+        v.id = 11;
+        v.verified = false;
+        v.first_reported_at = t.wall(402);
+        t.connect(3, "A", 401);
+        assert_eq!(shown(&t.hub.vote(&v, t.at(402))), [(2, 11)]);
+        t.hub.disconnect(2, t.at(403));
+        assert_eq!(shown(&t.hub.tick(t.at(403 + 300))), [(3, 11)]);
     }
 
     #[test]

@@ -102,6 +102,44 @@ async fn the_operators_commands_take_effect_in_the_running_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_the_cli_survives_an_entry_it_cannot_read_and_says_so_meanwhile() {
+    let app = TestApp::spawn().await;
+    let db = app.db_path();
+    let a = app.reporter("E-1", "PO-1").await;
+    let b = app.reporter("E-2", "PO-1").await;
+    app.vote(&a, 1, "male", "less_30", false).await;
+    app.vote(&b, 1, "female", "less_30", false).await;
+    // Another process commits an entry the server cannot read (an integrator's hand on
+    // the file): following fails, is retried, and /healthz says so instead of "ok".
+    let rw = rusqlite::Connection::open(&db).unwrap();
+    rw.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    rw.execute(
+        "INSERT INTO audit_log (seq, at, kind, actor, poll_office_id, detail, hash)
+         SELECT MAX(seq) + 1, '2025-08-15T14:00:00Z', 'source_updated', 'cli', NULL, 'not json', '' FROM audit_log",
+        [],
+    )
+    .unwrap();
+    let health = eventually("/healthz to report the follower retrying", || async {
+        let r = app.get("/healthz").await;
+        (r.body["follow"] == "retrying").then_some(r)
+    })
+    .await;
+    assert_eq!((health.status.as_u16(), health.body["status"].as_str()), (503, Some("degraded")));
+    assert_eq!(health.body["database"], "ok");
+    assert!(app.metric("ufrecs_follow_failures_total").await >= 1);
+    // The entry is mended: following resumes from it, and what the CLI writes next shows.
+    rw.execute("UPDATE audit_log SET detail = '{}' WHERE detail = 'not json'", []).unwrap();
+    let (code, _, err) = ufrecs(&db, &["source", "set-status", "E-1", "official"], None);
+    assert_eq!(code, 0, "{err}");
+    eventually("the follower to recover and reload", || async {
+        let ok = app.get("/healthz").await.body["follow"] == "ok";
+        let t = app.stats("PO-1").await["totals"].clone();
+        (ok && t["male"] == 1 && t["disputed"] == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_while_the_server_runs_opens_the_office_under_the_strict_registry() {
     let app = TestApp::spawn_with(|s| s.registry.strict = ufrecs::config::Strict::Yes).await;
     let r = app.authenticate_with("E-1", "PO-NEW", None).await;

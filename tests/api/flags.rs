@@ -89,12 +89,47 @@ async fn fast_voting_uses_observation_times_and_clears_when_they_stop_counting()
         vote_at(&app, &t, i + 1, "male", &at(i * 120 - 1800)).await;
     }
     assert!(codes(&app.stats("PO-1").await).is_empty());
-    // Without observed_at, votes are observed when first reported: eleven at once are fast.
+    // Without observed_at, a live vote is observed when first reported: eleven 2 s apart
+    // are fast.
     let b = app.reporter("E-B", "PO-2").await;
     for i in 1..=11 {
+        app.advance(2);
         app.vote(&b, i, "male", "less_30", false).await;
     }
     assert_eq!(codes(&app.stats("PO-2").await), ["fast_voting"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_resending_its_failed_queue_post_after_post_raises_no_fast_voting() {
+    let app = TestApp::spawn().await;
+    let a = app.reporter("E-A", "PO-1").await;
+    // The earlier reporter app: votes queued while offline, sent again one after the other
+    // without observed_at once the network is back (under a second apart).
+    app.advance(2);
+    for i in 1..=30 {
+        assert_eq!(app.vote(&a, i, "male", "less_30", false).await.status, 201);
+    }
+    let stats = app.stats("PO-1").await;
+    assert_eq!(stats["totals"]["votes"], 30);
+    assert!(codes(&stats).is_empty(), "{stats}");
+    // Nor does a batch: its items are no passage times either.
+    let b = app.reporter("E-B", "PO-2").await;
+    let votes: Vec<Value> = (1..=30).map(|i| json!({"index": i, "gender": "female", "age": "less_60"})).collect();
+    let r = app.post("/api/vote/batch/", Some(&b), json!({ "votes": votes })).await;
+    assert_eq!(r.status, 200);
+    assert!(codes(&app.stats("PO-2").await).is_empty());
+    // The log says which reports were passage times: the batch items carry `batch: true`.
+    let batch_entries: i64 = app
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM audit_log WHERE kind = 'vote_proposed' AND detail LIKE '%\"batch\":true%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(batch_entries, 30);
+    let timed: i64 = app.db().query_row("SELECT COUNT(*) FROM votes WHERE timed", [], |r| r.get(0)).unwrap();
+    assert_eq!(timed, 1, "the first vote of the resend alone was a passage time");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,7 @@ const SOURCES: usize = 4;
 
 #[derive(Clone, Debug)]
 enum Step {
-    Vote { source: usize, office: usize, index: i64, male: bool, age: usize, torn: bool },
+    Vote { source: usize, office: usize, index: i64, male: bool, age: usize, torn: bool, batch: bool },
     Ballot { source: usize, office: usize, index: i64, party: usize },
     Status { source: usize, trusted: bool },
     Verify { office: usize, index: i64, voter: u8, male: bool, age: usize, torn: bool },
@@ -30,8 +30,8 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        6 => (0..SOURCES, 0..OFFICES.len(), 1..6i64, any::<bool>(), 0..3usize, any::<bool>())
-            .prop_map(|(source, office, index, male, age, torn)| Step::Vote { source, office, index, male, age, torn }),
+        6 => (0..SOURCES, 0..OFFICES.len(), 1..6i64, any::<bool>(), 0..3usize, any::<bool>(), prop::bool::weighted(0.2))
+            .prop_map(|(source, office, index, male, age, torn, batch)| Step::Vote { source, office, index, male, age, torn, batch }),
         3 => (0..SOURCES, 0..OFFICES.len(), 1..5i64, 0..PARTIES.len())
             .prop_map(|(source, office, index, party)| Step::Ballot { source, office, index, party }),
         1 => (0..SOURCES, any::<bool>()).prop_map(|(source, trusted)| Step::Status { source, trusted }),
@@ -50,7 +50,7 @@ fn elector(source: usize) -> String {
 
 fn to_op(conn: &Connection, step: &Step) -> Option<WriteOp> {
     Some(match step {
-        Step::Vote { source, office, index, male, age, torn } => WriteOp::ProposeVote {
+        Step::Vote { source, office, index, male, age, torn, batch } => WriteOp::ProposeVote {
             source_n: *source as i64 + 1,
             poll_office_id: PollOfficeId::parse(OFFICES[*office]).unwrap(),
             input: VoteInput {
@@ -58,7 +58,7 @@ fn to_op(conn: &Connection, step: &Step) -> Option<WriteOp> {
                 attrs: attrs(*male, *age, *torn),
                 observed_at: None,
             },
-            batch: false,
+            batch: *batch,
         },
         Step::Ballot { source, office, index, party } => WriteOp::ProposeBallot {
             source_n: *source as i64 + 1,
@@ -67,6 +67,7 @@ fn to_op(conn: &Connection, step: &Step) -> Option<WriteOp> {
                 index: Index::new(*index).unwrap(),
                 party_id: PartyId::parse(PARTIES[*party]).unwrap(),
             },
+            batch: false,
         },
         Step::Status { source, trusted } => WriteOp::UpdateSource {
             elector_id: ElectorId::parse(&elector(*source)).unwrap(),
@@ -94,6 +95,33 @@ fn winner<T: Clone + Ord>(weights: &BTreeMap<T, f64>) -> Option<T> {
     let best = weights.values().cloned().fold(f64::MIN, f64::max);
     let top: Vec<&T> = weights.iter().filter(|(_, w)| **w == best).map(|(v, _)| v).collect();
     (top.len() == 1).then(|| top[0].clone())
+}
+
+/// Section 6b, replayed from the log alone: a vote's first report is a passage time when
+/// it is not a batch item and comes at least 2 s after the same source's previous vote
+/// report (proposal or correction) at that office.
+fn passage_times(conn: &Connection) -> HashMap<i64, i64> {
+    let entries: Vec<(String, String, String, String, String)> = conn
+        .prepare("SELECT kind, actor, poll_office_id, at, detail FROM audit_log WHERE kind IN ('vote_proposed', 'vote_corrected') ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut last_report: HashMap<(String, String), i64> = HashMap::new();
+    let mut seen = BTreeSet::new();
+    let mut times = HashMap::new();
+    for (kind, actor, office, at, detail) in entries {
+        let detail: Value = serde_json::from_str(&detail).unwrap();
+        let at = chrono::DateTime::parse_from_rfc3339(&at).unwrap().timestamp();
+        let vote_id: i64 = detail["vote_id"].as_str().unwrap().parse().unwrap();
+        let previous = last_report.insert((actor, office), at);
+        let batch = detail["batch"] == json!(true);
+        if kind == "vote_proposed" && seen.insert(vote_id) && !batch && previous.is_none_or(|p| at - p >= 2) {
+            times.insert(vote_id, at);
+        }
+    }
+    times
 }
 
 /// Section 6, recounted from the raw tables.
@@ -127,6 +155,7 @@ fn brute_force(conn: &Connection) -> BTreeMap<String, (Value, Value)> {
         .unwrap()
         .map(Result::unwrap)
         .collect();
+    let passage_times = passage_times(conn);
     let ballots: Vec<(String, u32, i64, String)> = conn
         .prepare("SELECT b.poll_office_id, b.idx, p.source_n, p.party_id FROM ballot_proposals p JOIN ballots b ON b.id = p.ballot_id")
         .unwrap()
@@ -192,8 +221,10 @@ fn brute_force(conn: &Connection) -> BTreeMap<String, (Value, Value)> {
             *t.get_mut("disputed").unwrap() += (!unanimous || differs) as i64;
             last_vote = json!({"index": idx, "gender": gender, "age": age, "has_torn": torn, "timestamp": first_reported[&vote_id]});
             max_index = Some(*idx);
-            // No observed_at in these steps: observed when first reported.
-            observed.push(chrono::DateTime::parse_from_rfc3339(&first_reported[&vote_id]).unwrap().timestamp());
+            // No observed_at in these steps: observed when first reported, if timed.
+            if let Some(t) = passage_times.get(&vote_id) {
+                observed.push(*t);
+            }
         }
         let mut totals = json!(t);
         totals["sources"] = json!(sources.len());
@@ -265,7 +296,9 @@ fn run(steps: &[Step]) {
             .unwrap();
         live.apply(&effects);
     }
-    for step in steps {
+    for (i, step) in steps.iter().enumerate() {
+        // Reports 0 to 3 s apart: some are passage times (section 6b), some are not.
+        let now = now + chrono::Duration::seconds(i as i64 * 3 / 4);
         let Some(op) = to_op(&conn, step) else {
             continue;
         };
@@ -289,6 +322,15 @@ fn run(steps: &[Step]) {
         live.into_iter().map(|(office, bodies)| (office, (bodies[0].clone(), bodies[1].clone()))).collect();
     assert_eq!(seed_forms, brute_force(&conn), "the tables differ from a recount by the rules");
     assert_eq!(reads::audit_first_break(&conn).unwrap(), None);
+    let timed: BTreeSet<i64> = conn
+        .prepare("SELECT id FROM votes WHERE timed")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let replayed: BTreeSet<i64> = passage_times(&conn).into_keys().collect();
+    assert_eq!(timed, replayed, "votes.timed differs from the log's replay of section 6b");
 }
 
 proptest! {
@@ -313,6 +355,7 @@ fn a_fixed_busy_sequence_holds_too() {
                 male: k % 3 == 0,
                 age: k % 3,
                 torn: k % 5 == 0,
+                batch: k % 13 == 0,
             },
             4 => Step::Ballot { source: k % SOURCES, office: k % 3, index: i % 6 + 1, party: k % 3 },
             5 => Step::Verify {

@@ -58,6 +58,7 @@ pub enum WriteOp {
         source_n: i64,
         poll_office_id: PollOfficeId,
         input: BallotInput,
+        batch: bool,
     },
     /// A voter's verification, keyed by the HMAC of their `elector_id`.
     Verify {
@@ -187,7 +188,10 @@ pub struct VoteRow {
     pub poll_office_id: String,
     pub idx: u32,
     pub first_reported_at: String,
+    /// First reported by a single post, not in a batch (section 7: offered to voters).
     pub live: bool,
+    /// Its first report's time is an observation time (section 6b, `flags::timed_report`).
+    pub timed: bool,
     /// `None` when no proposal counts.
     pub decision: Option<VoteDecision>,
     pub verification: Option<Verification>,
@@ -327,8 +331,8 @@ pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<
         WriteOp::ProposeVote { source_n, poll_office_id, input, batch } => {
             propose_vote(conn, now, &now_s, *source_n, poll_office_id.as_str(), input, *batch, effects)
         }
-        WriteOp::ProposeBallot { source_n, poll_office_id, input } => {
-            propose_ballot(conn, &now_s, *source_n, poll_office_id.as_str(), input, effects)
+        WriteOp::ProposeBallot { source_n, poll_office_id, input, batch } => {
+            propose_ballot(conn, &now_s, *source_n, poll_office_id.as_str(), input, *batch, effects)
         }
         WriteOp::Verify { vote_id, voter_hash, attrs } => verify(conn, &now_s, *vote_id, voter_hash, *attrs, effects),
         WriteOp::CreateSource { source, password_hash, actor } => {

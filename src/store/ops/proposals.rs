@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
 use super::*;
-use crate::domain::crosscheck;
+use crate::domain::{crosscheck, flags};
 
 /// Whether the office is trusted for this kind, and how many sources count there: one
 /// row of `office_tiers`, whatever the number of sources.
@@ -18,23 +18,48 @@ pub(super) fn office_tier(conn: &Connection, office: &str, kind: Kind) -> rusqli
     Ok((trusted > 0, crosscheck::counted_sources(trusted, all)))
 }
 
-/// Records that a source reports this kind at this office (once), with its tier counts.
-fn join_office(conn: &Connection, office: &str, kind: Kind, source_n: i64, now_s: &str) -> rusqlite::Result<()> {
-    let joined = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO office_sources (poll_office_id, kind, source_n, first_at) VALUES (?1, ?2, ?3, ?4)",
+/// Records that a source reports this kind at this office now (a logged proposal or
+/// correction): joins it once, with its tier counts, and returns when it last reported
+/// this kind here before (`None` the first time, or before schema version 3).
+fn report_at_office(
+    conn: &Connection,
+    office: &str,
+    kind: Kind,
+    source_n: i64,
+    now_s: &str,
+) -> rusqlite::Result<Option<String>> {
+    let before: Option<Option<String>> = conn
+        .prepare_cached("SELECT last_at FROM office_sources WHERE poll_office_id = ?1 AND kind = ?2 AND source_n = ?3")?
+        .query_row(params![office, kind.as_str(), source_n], |r| r.get(0))
+        .optional()?;
+    if let Some(last) = before {
+        conn.prepare_cached(
+            "UPDATE office_sources SET last_at = ?4 WHERE poll_office_id = ?1 AND kind = ?2 AND source_n = ?3",
         )?
         .execute(params![office, kind.as_str(), source_n, now_s])?;
-    if joined == 1 {
-        conn.prepare_cached(
-            "INSERT INTO office_tiers (poll_office_id, kind, sources, trusted)
-             SELECT ?1, ?2, 1, status <> 'unverified' FROM sources WHERE n = ?3
-             ON CONFLICT (poll_office_id, kind) DO UPDATE SET
-               sources = sources + 1, trusted = trusted + excluded.trusted",
-        )?
-        .execute(params![office, kind.as_str(), source_n])?;
+        return Ok(last);
     }
-    Ok(())
+    conn.prepare_cached(
+        "INSERT INTO office_sources (poll_office_id, kind, source_n, first_at, last_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+    )?
+    .execute(params![office, kind.as_str(), source_n, now_s])?;
+    conn.prepare_cached(
+        "INSERT INTO office_tiers (poll_office_id, kind, sources, trusted)
+         SELECT ?1, ?2, 1, status <> 'unverified' FROM sources WHERE n = ?3
+         ON CONFLICT (poll_office_id, kind) DO UPDATE SET
+           sources = sources + 1, trusted = trusted + excluded.trusted",
+    )?
+    .execute(params![office, kind.as_str(), source_n])?;
+    Ok(None)
+}
+
+/// A report's log detail, with `batch: true` when it was a batch item: the log alone then
+/// tells which reports are passage times (section 6b).
+fn with_batch(mut detail: serde_json::Value, batch: bool) -> serde_json::Value {
+    if batch {
+        detail["batch"] = json!(true);
+    }
+    detail
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -83,13 +108,17 @@ pub(super) fn propose_vote(
                 "UPDATE vote_proposals SET gender = ?1, age = ?2, has_torn = ?3, updated_at = ?4 WHERE vote_id = ?5 AND source_n = ?6",
             )?
             .execute(params![new.gender.as_str(), new.age.as_str(), new.has_torn, now_s, id, source_n])?;
+            report_at_office(conn, office, Kind::Vote, source_n, now_s)?;
             append_audit(
                 conn,
                 now_s,
                 "vote_corrected",
                 &source::actor(source_n),
                 Some(office),
-                json!({"vote_id": id.to_string(), "index": idx, "old": old.to_json(), "new": new.to_json()}),
+                with_batch(
+                    json!({"vote_id": id.to_string(), "index": idx, "old": old.to_json(), "new": new.to_json()}),
+                    batch,
+                ),
             )?;
             (id, false, reported_at)
         }
@@ -103,13 +132,15 @@ pub(super) fn propose_vote(
                 }
                 t => t.map(time::format),
             };
+            let previous = report_at_office(conn, office, Kind::Vote, source_n, now_s)?;
             let id = match found {
                 Some((id, None)) => id,
                 _ => {
+                    let timed = flags::timed_report(batch, previous.as_deref(), now_s);
                     conn.prepare_cached(
-                        "INSERT INTO votes (poll_office_id, idx, first_reported_at, live) VALUES (?1, ?2, ?3, ?4)",
+                        "INSERT INTO votes (poll_office_id, idx, first_reported_at, live, timed) VALUES (?1, ?2, ?3, ?4, ?5)",
                     )?
-                    .execute(params![office, idx, now_s, !batch])?;
+                    .execute(params![office, idx, now_s, !batch, timed])?;
                     conn.last_insert_rowid()
                 }
             };
@@ -129,12 +160,18 @@ pub(super) fn propose_vote(
                 batch,
                 now_s
             ])?;
-            join_office(conn, office, Kind::Vote, source_n, now_s)?;
             let mut detail = json!({"vote_id": id.to_string(), "index": idx, "new": new.to_json()});
             if let Some(o) = &observed_at {
                 detail["observed_at"] = json!(o);
             }
-            append_audit(conn, now_s, "vote_proposed", &source::actor(source_n), Some(office), detail)?;
+            append_audit(
+                conn,
+                now_s,
+                "vote_proposed",
+                &source::actor(source_n),
+                Some(office),
+                with_batch(detail, batch),
+            )?;
             (id, true, now_s.to_owned())
         }
     };
@@ -155,6 +192,7 @@ pub(super) fn propose_ballot(
     source_n: i64,
     office: &str,
     input: &BallotInput,
+    batch: bool,
     effects: &mut Vec<Effect>,
 ) -> Result<Outcome, OpError> {
     let idx = input.index.get();
@@ -182,13 +220,14 @@ pub(super) fn propose_ballot(
                 "UPDATE ballot_proposals SET party_id = ?1, updated_at = ?2 WHERE ballot_id = ?3 AND source_n = ?4",
             )?
             .execute(params![party, now_s, id, source_n])?;
+            report_at_office(conn, office, Kind::Ballot, source_n, now_s)?;
             append_audit(
                 conn,
                 now_s,
                 "ballot_corrected",
                 &source::actor(source_n),
                 Some(office),
-                json!({"index": idx, "old": {"party_id": old}, "new": {"party_id": party}}),
+                with_batch(json!({"index": idx, "old": {"party_id": old}, "new": {"party_id": party}}), batch),
             )?;
             (id, false, reported_at)
         }
@@ -208,14 +247,14 @@ pub(super) fn propose_ballot(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
             )?
             .execute(params![id, source_n, office, idx, party, now_s])?;
-            join_office(conn, office, Kind::Ballot, source_n, now_s)?;
+            report_at_office(conn, office, Kind::Ballot, source_n, now_s)?;
             append_audit(
                 conn,
                 now_s,
                 "ballot_proposed",
                 &source::actor(source_n),
                 Some(office),
-                json!({"index": idx, "new": {"party_id": party}}),
+                with_batch(json!({"index": idx, "new": {"party_id": party}}), batch),
             )?;
             (id, true, now_s.to_owned())
         }
@@ -295,7 +334,7 @@ pub(super) fn verify(
 
 /// The columns of a vote as stored, read by `stored_vote` (one vote or a whole office).
 const VOTE_COLUMNS: &str = "v.id, v.poll_office_id, v.idx, v.first_reported_at, v.live, v.gender, v.age, v.has_torn,
-    v.disputed, v.observed_at, vv.gender, vv.age, vv.has_torn, vv.created_at
+    v.disputed, v.observed_at, vv.gender, vv.age, vv.has_torn, vv.created_at, v.timed
     FROM votes v LEFT JOIN vote_verifications vv ON vv.vote_id = v.id";
 
 /// What a vote row holds of its accepted values: (gender, age, has_torn, disputed,
@@ -316,6 +355,7 @@ fn stored_vote(r: &rusqlite::Row) -> rusqlite::Result<StoredVote> {
             idx: r.get(2)?,
             first_reported_at: r.get(3)?,
             live: r.get(4)?,
+            timed: r.get(14)?,
             decision: None,
             verification,
             observed_at: None,
