@@ -1,7 +1,8 @@
 //! The single writer. One thread owns the write connection; requests hand it operations
 //! over a bounded channel and wait for the commit. Whatever is queued when the thread
 //! wakes is applied in one transaction (group commit), each operation in its own savepoint
-//! so a bad request fails alone. Only after the commit succeeds are the effects handed to
+//! so a bad request fails alone (a deterministic SQL error included: only a fault of the
+//! database itself fails the whole group). Only after the commit succeeds are the effects handed to
 //! the sink (the in-memory state) and the requests answered; if the commit fails, every
 //! request in it is answered `Unavailable` and nothing changes.
 
@@ -131,6 +132,27 @@ pub fn apply_now(conn: &mut Connection, op: &WriteOp, now: crate::domain::time::
 
 type Answers = Vec<Vec<Result<Outcome, WriteError>>>;
 
+/// Whether an SQL error inside one operation's savepoint can leave the transaction unsafe
+/// to commit: I/O errors, a full disk, a lock not obtained, corruption, memory. A
+/// deterministic error of that operation alone (a constraint or trigger refused it, a
+/// value of an unexpected type) rolls back its savepoint, fails that request only, and
+/// lets the others of the group commit.
+fn poisons_transaction(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(ConstraintViolation | TypeMismatch | TooBig | ParameterOutOfRange) => false,
+        Some(_) => true,
+        // Conversions of values read (an integrator's odd row): nothing was written.
+        None => !matches!(
+            e,
+            rusqlite::Error::FromSqlConversionFailure(..)
+                | rusqlite::Error::IntegralValueOutOfRange(..)
+                | rusqlite::Error::InvalidColumnType(..)
+                | rusqlite::Error::QueryReturnedNoRows
+        ),
+    }
+}
+
 /// How often expired tokens are deleted (and forgotten by the memory).
 const PRUNE_EVERY_SECS: i64 = 60;
 
@@ -160,8 +182,9 @@ fn commit(
                     effects.append(&mut op_effects);
                     job_answers.push(Ok(outcome));
                 }
-                // A database error poisons the whole transaction (it may be an I/O fault).
-                Err(OpError::Sql(e)) => return Err(e),
+                // A fault of the database itself (I/O, a full disk, a lock) poisons the
+                // whole transaction; anything else is this request's alone.
+                Err(OpError::Sql(e)) if poisons_transaction(&e) => return Err(e),
                 Err(e) => {
                     tx.prepare_cached("ROLLBACK TO op")?.execute([])?;
                     tx.prepare_cached("RELEASE op")?.execute([])?;
@@ -173,4 +196,26 @@ fn commit(
     }
     tx.commit()?;
     Ok((answers, effects))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_faults_of_the_database_poison_a_group_commit() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER NOT NULL UNIQUE)").unwrap();
+        conn.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        let constraint = conn.execute("INSERT INTO t VALUES (1)", []).unwrap_err();
+        assert!(!poisons_transaction(&constraint), "{constraint}");
+        let conversion = conn.query_row("SELECT 'x'", [], |r| r.get::<_, i64>(0)).unwrap_err();
+        assert!(!poisons_transaction(&conversion), "{conversion}");
+        let full = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL), None);
+        assert!(poisons_transaction(&full));
+        let io = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR), None);
+        assert!(poisons_transaction(&io));
+        let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
+        assert!(poisons_transaction(&busy));
+    }
 }

@@ -157,3 +157,37 @@ async fn a_silent_connection_does_not_hold_up_a_restart() {
     println!("stop with a silent connection open: {:.2} s (header timeout 60 s)", took.as_secs_f64());
     assert!(took < Duration::from_secs(30), "the stop waited for the silent connection: {took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_the_database_refuses_fails_alone_in_its_group_commit() {
+    let app = TestApp::spawn().await;
+    let s = app.reporter("E-1", "PO-1").await;
+    let other = app.reporter("E-2", "PO-2").await;
+    // A deterministic SQL error inside one request (a trigger an integrator added).
+    let rw = rusqlite::Connection::open(app.db_path()).unwrap();
+    rw.execute_batch(
+        "CREATE TRIGGER refuse_13 BEFORE INSERT ON vote_proposals WHEN NEW.idx = 13
+         BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END;",
+    )
+    .unwrap();
+    let votes: Vec<Value> =
+        (11..=15).map(|i| serde_json::json!({"index": i, "gender": "male", "age": "less_30"})).collect();
+    // The batch is one group commit; a vote at another office shares it or the next one.
+    let (batch, alone) = tokio::join!(
+        app.post("/api/vote/batch/", Some(&s), serde_json::json!({ "votes": votes })),
+        app.vote(&other, 1, "female", "less_60", false)
+    );
+    assert_eq!(batch.status, 200, "{}", batch.body);
+    let statuses: Vec<u64> =
+        batch.body["results"].as_array().unwrap().iter().map(|r| r["status"].as_u64().unwrap()).collect();
+    assert_eq!(statuses, [201, 201, 500, 201, 201], "{}", batch.body);
+    assert_eq!(batch.body["results"][2]["error"]["code"], "internal");
+    assert_eq!(alone.status, 201);
+    assert_eq!(app.stats("PO-1").await["totals"]["votes"], 4);
+    assert_eq!(app.stats("PO-2").await["totals"]["votes"], 1);
+    // Nothing of the refused vote was kept, in the tables or in memory.
+    let kept: i64 = app.db().query_row("SELECT COUNT(*) FROM votes WHERE idx = 13", [], |r| r.get(0)).unwrap();
+    assert_eq!(kept, 0);
+    assert_eq!(app.get("/healthz").await.body["status"], "ok", "a refused request is no database fault");
+    assert_eq!(ufrecs::store::reads::audit_first_break(&app.db()).unwrap(), None, "the audit chain holds");
+}
