@@ -68,6 +68,8 @@ struct Sim {
     sockets: Arc<Semaphore>,
     pace: Duration,
     parties: Vec<String>,
+    /// When the simulated polls opened: `plan::DAY_SECS` before the run started.
+    opened: chrono::DateTime<chrono::Utc>,
 }
 
 struct Outcome {
@@ -104,6 +106,7 @@ async fn simulate(opts: Options) -> Result<String, String> {
         sockets: Arc::new(Semaphore::new(150)),
         pace: Duration::from_secs(opts.seconds) / opts.voters as u32,
         parties,
+        opened: chrono::Utc::now() - chrono::Duration::seconds(plan::DAY_SECS.into()),
     });
 
     // Enrolment first, a few offices at a time (passwords are hashed two at a time on the
@@ -260,8 +263,14 @@ impl Sim {
     }
 }
 
-fn vote_body(index: usize, gender: &str, age: &str, has_torn: bool) -> Value {
-    json!({"index": index, "gender": gender, "age": age, "has_torn": has_torn})
+/// A vote as a reporter sends it, with the voter's passage time when the day gives one.
+fn vote_body(sim: &Sim, index: usize, voter: &plan::Voter, gender: &str, age: &str) -> Value {
+    let mut body = json!({"index": index, "gender": gender, "age": age, "has_torn": voter.has_torn});
+    if let Some(secs) = voter.passed_at {
+        let at = sim.opened + chrono::Duration::seconds(secs.into());
+        body["observed_at"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    }
+    body
 }
 
 /// Enrols an office's reporters (official ones through the admin API) and signs them in.
@@ -316,12 +325,10 @@ async fn office(sim: &Sim, o: &Office, tokens: &[String], start: Instant, run: &
         let index = j + 1;
         for (k, r) in o.reporters.iter().enumerate() {
             let auth = (r.elector_id.as_str(), tokens[k].as_str());
-            let right = vote_body(index, voter.gender, voter.age, voter.has_torn);
+            let right = vote_body(sim, index, voter, voter.gender, voter.age);
             match r.votes[j] {
                 Send::Queued => {
-                    let mut item = right;
-                    item["observed_at"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-                    queued[k].push(item);
+                    queued[k].push(right);
                     continue;
                 }
                 Send::Once => sim.post_retrying("vote", "/api/vote/", auth, &right).await,
@@ -331,7 +338,7 @@ async fn office(sim: &Sim, o: &Office, tokens: &[String], start: Instant, run: &
                 }
                 Send::Corrected => {
                     let (g, a) = plan::wrong(voter);
-                    sim.post_retrying("vote", "/api/vote/", auth, &vote_body(index, g, a, voter.has_torn)).await;
+                    sim.post_retrying("vote", "/api/vote/", auth, &vote_body(sim, index, voter, g, a)).await;
                     sim.post_retrying("vote (corrected)", "/api/vote/", auth, &right).await;
                 }
             }

@@ -17,7 +17,16 @@ pub struct Voter {
     pub has_torn: bool,
     /// Opens the verification WebSocket before the vote is reported.
     pub verifies: bool,
+    /// When the voter passed, in seconds after the polls opened: the day is drawn over
+    /// `DAY_SECS` whatever the speed of the run, so simulated offices are not flagged
+    /// `fast_voting`. `None` for a voter who verifies: they are in the booth as the vote is
+    /// reported, so the report's own time is their passage (a vote observed before a
+    /// voter's connection is never offered to them).
+    pub passed_at: Option<u32>,
 }
+
+/// How long the simulated polls were open, ending when the run starts.
+pub const DAY_SECS: u32 = 10 * 3600;
 
 /// How one reporter reports one item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,12 +76,19 @@ pub fn day(offices: &[String], p: &Params) -> Vec<Office> {
 }
 
 fn office(rng: &mut StdRng, i: usize, id: &str, p: &Params) -> Office {
+    // Voters pass evenly over the day, each within its own slot.
+    let slot = DAY_SECS / p.voters.max(1) as u32;
     let voters: Vec<Voter> = (0..p.voters)
-        .map(|_| Voter {
-            gender: GENDERS[rng.gen_range(0..2)],
-            age: AGES[rng.gen_range(0..3)],
-            has_torn: rng.gen_bool(0.05),
-            verifies: rng.gen_bool(p.verify_share),
+        .map(|j| {
+            let verifies = rng.gen_bool(p.verify_share);
+            let passed_at = j as u32 * slot + rng.gen_range(0..slot.max(1));
+            Voter {
+                gender: GENDERS[rng.gen_range(0..2)],
+                age: AGES[rng.gen_range(0..3)],
+                has_torn: rng.gen_bool(0.05),
+                verifies,
+                passed_at: (!verifies).then_some(passed_at),
+            }
         })
         .collect();
     // Turnout at the count: a few voters' ballots are spoiled or not read.
@@ -156,13 +172,20 @@ mod tests {
         }
         let verifying = day.iter().flat_map(|o| &o.voters).filter(|v| v.verifies).count();
         assert!((900..1500).contains(&verifying), "{verifying}");
+        // Passage times spread over the day: never more than 10 within a minute.
+        for o in &day {
+            let times: Vec<u32> = o.voters.iter().filter_map(|v| v.passed_at).collect();
+            assert!(times.windows(2).all(|w| w[0] < w[1]), "in order");
+            assert!(times.windows(11).all(|w| w[10] - w[0] >= 60), "no fast_voting");
+            assert!(times.iter().all(|t| *t < DAY_SECS));
+        }
     }
 
     #[test]
     fn a_correction_starts_from_another_value() {
         for gender in GENDERS {
             for age in AGES {
-                let v = Voter { gender, age, has_torn: false, verifies: false };
+                let v = Voter { gender, age, has_torn: false, verifies: false, passed_at: None };
                 let (g, a) = wrong(&v);
                 assert!(g != gender && a != age);
             }

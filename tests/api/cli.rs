@@ -219,6 +219,10 @@ async fn a_simulated_election_day_ends_with_every_total_as_sent() {
     assert!(stdout.contains("vote/batch") && stdout.contains("ws connect"), "{stdout}");
     let national = app.get("/api/pollofficestats/").await.body;
     assert_eq!(national["totals"]["votes"], 100);
+    // A day compressed into seconds still carries a day's passage times: no office looks
+    // like stuffing.
+    let flags = app.get("/api/flags/").await.body.to_string();
+    assert!(!flags.contains("fast_voting"), "{flags}");
     assert!(national["totals"]["verified"].as_u64().unwrap() > 0);
 
     // The offices it used have data now: another run looks for fresh ones, and there are
