@@ -17,7 +17,8 @@ use crate::store::{self, ops::Actor, Outcome, WriteOp};
     about = "UFRECS backend: election observers' reports, cross-checked and published live"
 )]
 pub struct Cli {
-    /// Configuration file (default: ./ufrecs.toml if present; also UFRECS_CONFIG).
+    /// Configuration file (default: UFRECS_CONFIG, else ./ufrecs.toml, else
+    /// /etc/ufrecs/ufrecs.toml, the first that exists).
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -141,7 +142,7 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings),
         Command::Backup { file, s3 } => report(backup(&settings, file, s3)),
-        Command::Check => report(crate::check::check(&settings.database.path)),
+        Command::Check => report(existing_database(&settings).and_then(crate::check::check)),
         Command::Import { what } => report(import(&settings, what)),
         Command::Source { what } => report(source(&settings, what)),
         Command::Simulate(a) => report(crate::simulate::run(crate::simulate::Options {
@@ -170,11 +171,27 @@ fn report(r: Result<String, String>) -> i32 {
     }
 }
 
-fn backup(settings: &config::Settings, file: Option<PathBuf>, to_s3: bool) -> Result<String, String> {
+/// A subcommand other than `serve` never creates a database: without the file, it says
+/// where it looked and how to point it at the right one.
+fn existing_database(settings: &config::Settings) -> Result<&std::path::Path, String> {
     let db = &settings.database.path;
-    if !db.exists() {
-        return Err(format!("no database at {}", db.display()));
+    if db.exists() {
+        return Ok(db);
     }
+    let shown = std::path::absolute(db).unwrap_or_else(|_| db.clone());
+    Err(format!(
+        "no database at {} (only `ufrecs serve` creates one): give the server's configuration with --config (on an installed box: --config {})",
+        shown.display(),
+        config::SYSTEM_CONFIG
+    ))
+}
+
+fn open_existing(settings: &config::Settings) -> Result<rusqlite::Connection, String> {
+    store::open(existing_database(settings)?, settings.synchronous_full()).map_err(|e| e.to_string())
+}
+
+fn backup(settings: &config::Settings, file: Option<PathBuf>, to_s3: bool) -> Result<String, String> {
+    let db = existing_database(settings)?;
     let now = SystemClock.now();
     let (path, scratch) = match file {
         Some(f) => (f, false),
@@ -242,7 +259,7 @@ fn source(settings: &config::Settings, what: SourceCmd) -> Result<String, String
             }
         }
     };
-    let mut conn = store::open(&settings.database.path, settings.synchronous_full()).map_err(|e| e.to_string())?;
+    let mut conn = open_existing(settings)?;
     match store::writer::apply_now(&mut conn, &op, SystemClock.now()) {
         Ok(Outcome::Source(s)) => {
             Ok(format!("source-{}: {} ({}password)", s.n, s.status.as_str(), if s.has_password { "" } else { "no " }))
@@ -269,7 +286,7 @@ fn import(settings: &config::Settings, what: ImportKind) -> Result<String, Strin
             (WriteOp::ImportParties { rows, actor: Actor::Cli }, file)
         }
     };
-    let mut conn = store::open(&settings.database.path, settings.synchronous_full()).map_err(|e| e.to_string())?;
+    let mut conn = open_existing(settings)?;
     match store::writer::apply_now(&mut conn, &op, SystemClock.now()).map_err(|e| e.to_string())? {
         Outcome::Imported { created, updated } => {
             Ok(format!("{}: {created} created, {updated} updated", file.display()))

@@ -292,14 +292,25 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// Where an installed box keeps its configuration (`install-home-prod`).
+pub const SYSTEM_CONFIG: &str = "/etc/ufrecs/ufrecs.toml";
+
 /// The config file to read: `--config`, else `UFRECS_CONFIG`, else `ufrecs.toml` in the
-/// working directory if there is one. An explicitly named file must exist.
+/// working directory if there is one, else `SYSTEM_CONFIG` if there is one (an operator on
+/// the box who forgets `--config` still reaches the server's database). An explicitly
+/// named file must exist.
 pub fn load(explicit: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Settings, ConfigError> {
+    load_from(explicit, env, &[Path::new("ufrecs.toml"), Path::new(SYSTEM_CONFIG)])
+}
+
+/// `load`, with the files tried in turn when none is named.
+fn load_from(
+    explicit: Option<&Path>,
+    env: &BTreeMap<String, String>,
+    tried: &[&Path],
+) -> Result<Settings, ConfigError> {
     let named = explicit.map(Path::to_path_buf).or_else(|| env.get("UFRECS_CONFIG").map(PathBuf::from));
-    let file = match named {
-        Some(p) => Some(p),
-        None => Some(PathBuf::from("ufrecs.toml")).filter(|p| p.exists()),
-    };
+    let file = named.or_else(|| tried.iter().find(|p| p.exists()).map(|p| p.to_path_buf()));
     let toml::Value::Table(mut table) =
         toml::Value::try_from(Settings::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?
     else {
@@ -438,6 +449,19 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_a_named_file_the_first_that_exists_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (local, system) = (dir.path().join("ufrecs.toml"), dir.path().join("etc-ufrecs.toml"));
+        std::fs::write(&system, "[server]\nlisten = \"127.0.0.1:8123\"\n").unwrap();
+        let s = load_from(None, &env(&[]), &[&local, &system]).unwrap();
+        assert_eq!(s.server.listen, "127.0.0.1:8123", "the installed box's file");
+        std::fs::write(&local, "[server]\nlisten = \"127.0.0.1:8124\"\n").unwrap();
+        assert_eq!(load_from(None, &env(&[]), &[&local, &system]).unwrap().server.listen, "127.0.0.1:8124");
+        let named = load_from(None, &env(&[("UFRECS_CONFIG", system.to_str().unwrap())]), &[&local]).unwrap();
+        assert_eq!(named.server.listen, "127.0.0.1:8123");
+    }
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

@@ -195,8 +195,24 @@ fn every_subcommand_has_help_and_a_usage_mistake_is_one_line() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
-    let (code, _, err) = ufrecs(db, &["check"], None);
-    assert_eq!((code, err.trim().lines().count()), (1, 1), "no database: {err}");
+    // Without the database, no subcommand but serve creates one: an operator who forgot
+    // --config learns where it looked instead of writing into a stray new file.
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("parties.csv");
+    std::fs::write(&csv, "identifier,party_name\nPA,Parti A\n").unwrap();
+    let backup = dir.path().join("copy.sqlite3");
+    for args in [
+        vec!["check"],
+        vec!["import", "parties", csv.to_str().unwrap()],
+        vec!["source", "add", "E-1"],
+        vec!["source", "set-status", "E-1", "official"],
+        vec!["backup", backup.to_str().unwrap()],
+    ] {
+        let (code, out, err) = ufrecs(db, &args, None);
+        assert_eq!((code, out.as_str(), err.trim().lines().count()), (1, "", 1), "{args:?}: {err}");
+        assert!(err.contains(db.to_str().unwrap()) && err.contains("--config"), "{args:?}: {err}");
+        assert!(!db.exists(), "{args:?} created {}", db.display());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

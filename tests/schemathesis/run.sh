@@ -69,8 +69,6 @@ trap 'exit 130' INT TERM
 
 export UFRECS_CONFIG="$ROOT/ufrecs.toml"
 export UFRECS_DATABASE_PATH="$tmp/ufrecs.sqlite3"
-(cd "$tmp" && "$BIN" import poll-offices "$ROOT/tests/data/poll-offices-demo.csv" >/dev/null)
-(cd "$tmp" && "$BIN" import parties "$ROOT/tests/data/parties-cm.csv" >/dev/null)
 
 ADMIN_TOKEN=fuzz-admin
 (
@@ -95,6 +93,17 @@ if [ -z "$addr" ]; then
 fi
 case $addr in 127.*) ;; *) echo "run.sh: refusing a non-loopback address $addr" >&2; exit 2 ;; esac
 base="http://$addr"
+
+# The directory, imported while the server runs (only `serve` creates the database); the
+# server follows the CLI's commit within a second.
+(cd "$tmp" && "$BIN" import poll-offices "$ROOT/tests/data/poll-offices-demo.csv" >/dev/null)
+(cd "$tmp" && "$BIN" import parties "$ROOT/tests/data/parties-cm.csv" >/dev/null)
+for _ in $(seq 1 100); do
+  "$VENV/bin/python" -c 'import json, sys, urllib.request
+sys.exit(0 if json.load(urllib.request.urlopen(sys.argv[1], timeout=5))["count"] > 0 else 1)' \
+    "$base/api/candidateparties/?limit=1" 2>/dev/null && break
+  sleep 0.1
+done
 
 # One reporter, so that reporter operations get past authentication.
 ELECTOR=FUZZ-1
