@@ -29,7 +29,7 @@ pub fn check(db: &Path) -> Result<String, String> {
     if let Some(seq) = reads::audit_first_break(&conn).map_err(|e| e.to_string())? {
         return Err(format!("the audit chain breaks at seq {seq}"));
     }
-    Ok(format!("ok: integrity, {votes} accepted values recomputed, {entries} audit entries chained"))
+    Ok(format!("{}: ok: integrity, {votes} accepted values recomputed, {entries} audit entries chained", db.display()))
 }
 
 /// Recomputes every office's votes and ballots inside a transaction that is rolled back,

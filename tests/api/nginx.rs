@@ -37,21 +37,57 @@ struct Box_ {
     _nginx: Killed,
 }
 
-fn install(root: &Path, front: u16, back: u16) -> std::process::Output {
-    Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/install-home-prod"))
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Runs `install-home-prod` from `from` (the repository, or a copy with another template)
+/// into the scratch `root`, with `args`.
+fn install_from(from: &Path, root: &Path, args: &[&str]) -> std::process::Output {
+    let out = Command::new("bash")
+        .arg(from.join("install-home-prod"))
         .args(["--root", root.to_str().unwrap(), "--no-systemd", "--binary", env!("CARGO_BIN_EXE_ufrecs")])
-        .args(["--listen", &format!("127.0.0.1:{front}"), "--backend", &format!("127.0.0.1:{back}")])
+        .args(args)
         .output()
-        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn install(root: &Path, front: u16, back: u16) -> std::process::Output {
+    let (listen, backend) = (format!("127.0.0.1:{front}"), format!("127.0.0.1:{back}"));
+    install_from(Path::new(REPO), root, &["--listen", &listen, "--backend", &backend])
+}
+
+/// Debian's main nginx.conf as the package installs it (768 connections a worker), with
+/// this root's paths, for the installer to find and raise.
+fn debian_main_conf(root: &Path, prefix: &Path) -> PathBuf {
+    std::fs::create_dir_all(root.join("etc/nginx")).unwrap();
+    std::fs::create_dir_all(prefix.join("logs")).unwrap();
+    let main = root.join("etc/nginx/nginx.conf");
+    std::fs::write(
+        &main,
+        format!(
+            "daemon off;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log;\n\
+             events {{\n\tworker_connections 768;\n}}\n\
+             http {{\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  fastcgi_temp_path {p}/fastcgi;\n  \
+             uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n  include {conf_d}/*.conf;\n}}\n",
+            p = prefix.display(),
+            conf_d = root.join("etc/nginx/conf.d").display()
+        ),
+    )
+    .unwrap();
+    main
 }
 
 /// Installs into `dir/root` and starts the installed binary and nginx.
 fn install_and_start(dir: &Path) -> Box_ {
     let root = dir.join("root");
+    let prefix = dir.join("nginx");
+    let main = debian_main_conf(&root, &prefix);
     let (front, back) = (free_port(), free_port());
-    let out = install(&root, front, back);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    install(&root, front, back);
+    let main_text = std::fs::read_to_string(&main).unwrap();
+    assert!(main_text.contains("worker_connections 8192;"), "{main_text}");
+    assert!(main_text.contains("worker_rlimit_nofile"), "{main_text}");
     let etc = root.join("etc/ufrecs");
     let mut server = Command::new(root.join("usr/local/bin/ufrecs"))
         .arg("serve")
@@ -64,22 +100,6 @@ fn install_and_start(dir: &Path) -> Box_ {
     let mut line = String::new();
     std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert!(line.starts_with("listening on"), "{line}");
-    // A main configuration around the installed site file, as Debian's nginx.conf includes it.
-    let prefix = dir.join("nginx");
-    std::fs::create_dir_all(prefix.join("logs")).unwrap();
-    let main = prefix.join("nginx.conf");
-    std::fs::write(
-        &main,
-        format!(
-            "daemon off;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  fastcgi_temp_path {p}/fastcgi;\n  \
-             uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n  include {site};\n}}\n",
-            p = prefix.display(),
-            site = root.join("etc/nginx/conf.d/ufrecs.conf").display()
-        ),
-    )
-    .unwrap();
     let test = Command::new(nginx_bin())
         .args(["-p", prefix.to_str().unwrap(), "-c", main.to_str().unwrap(), "-t"])
         .output()
@@ -221,6 +241,129 @@ async fn the_installed_box_serves_the_api_through_nginx() {
     })
     .await;
     assert!(!log.contains("SECRET-VOTER-42"), "{log}");
+
+    // The micro-cache key holds the host: a request with a forged Host gets links to that
+    // host, and nobody else gets them from the cache.
+    let (bin, config) = (b.root.join("usr/local/bin/ufrecs"), b.root.join("etc/ufrecs/ufrecs.toml"));
+    let import = Command::new(&bin)
+        .args(["--config", config.to_str().unwrap(), "import", "parties", &format!("{REPO}/tests/data/parties-cm.csv")])
+        .output()
+        .unwrap();
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    let parties = format!("{}/api/candidateparties/?limit=1", b.front);
+    eventually("the parties to be served", || async {
+        let page: Value = client.get(&parties).send().await.unwrap().json().await.unwrap();
+        (page["count"].as_u64() > Some(1)).then_some(())
+    })
+    .await;
+    let attacker: Value =
+        client.get(&parties).header("host", "attacker.example").send().await.unwrap().json().await.unwrap();
+    assert!(attacker["next"].as_str().unwrap().starts_with("http://attacker.example/"), "{attacker}");
+    for _ in 0..3 {
+        let r = client.get(&parties).send().await.unwrap();
+        let page: Value = r.json().await.unwrap();
+        let next = page["next"].as_str().unwrap();
+        assert!(next.starts_with("http://127.0.0.1:"), "a visitor got {next}");
+    }
+
+    // Through /ws/ the binary sees the client's real address, never one it forged: six
+    // sockets from one address at one office, each claiming another, and the sixth is busy.
+    let mut sockets = Vec::new();
+    let mut busy = 0;
+    for i in 0..6 {
+        let url =
+            format!("{}/ws/vote-verification?poll_office_id=PO-9&elector_id=V-{i}", b.front.replace("http", "ws"));
+        let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
+        request.headers_mut().insert("x-forwarded-for", format!("198.51.100.{i}").parse().unwrap());
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let first = next_text(&mut socket).await;
+        busy += (first["type"] == "error" && first["code"] == "busy") as u32;
+        sockets.push(socket);
+    }
+    assert_eq!(busy, 1, "ws.max_waiting_per_address_per_office counts the real address");
+    drop(sockets);
+
+    // The backup checks the copy it made, and keeps what a restore needs beside it.
+    let backup = Command::new(b.root.join("usr/local/lib/ufrecs/backup")).output().unwrap();
+    let said = String::from_utf8_lossy(&backup.stdout);
+    assert!(backup.status.success(), "{said} {}", String::from_utf8_lossy(&backup.stderr));
+    let backups = b.root.join("var/backups/ufrecs");
+    let copy = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "sqlite3"))
+        .expect("a copy");
+    assert!(said.contains(&format!("{}: ok: integrity", copy.display())), "the copy was checked: {said}");
+    let secret = backups.join("secret");
+    assert_eq!(std::fs::read(&secret).unwrap(), std::fs::read(b.root.join("etc/ufrecs/secret")).unwrap());
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&secret).unwrap().permissions()) & 0o777,
+        0o600
+    );
+}
+
+/// A copy of the installer beside a changed nginx template (a newer release's).
+fn newer_release(dir: &Path) -> PathBuf {
+    let from = dir.join("newer");
+    std::fs::create_dir_all(&from).unwrap();
+    for f in ["install-home-prod", "ufrecs.toml"] {
+        std::fs::copy(Path::new(REPO).join(f), from.join(f)).unwrap();
+    }
+    let template = std::fs::read_to_string(Path::new(REPO).join("nginx.conf")).unwrap();
+    std::fs::write(from.join("nginx.conf"), format!("{template}\n# a newer template\n")).unwrap();
+    from
+}
+
+#[test]
+fn an_upgrade_keeps_the_site_as_certbot_left_it_and_the_first_runs_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install(&root, 18091, 18092);
+    let site = root.join("etc/nginx/conf.d/ufrecs.conf");
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+    // An untouched site follows the template, and the first run's options are kept even
+    // when the upgrade does not repeat them.
+    let newer = newer_release(dir.path());
+    install_from(&newer, &root, &[]);
+    let text = read(&site);
+    assert!(text.contains("# a newer template"), "an untouched site is upgraded");
+    assert!(text.contains("listen 127.0.0.1:18091;") && text.contains("server 127.0.0.1:18092;"), "{text}");
+    assert!(!root.join("etc/nginx/conf.d/ufrecs.conf.new").exists());
+    // certbot's edit: TLS lines, the name and the listen lines.
+    let certbot = text.replace("server_name _;", "server_name observe.example.org;").replace(
+        "listen 127.0.0.1:18091;",
+        "listen 127.0.0.1:18091;\n    listen 443 ssl; # managed by Certbot\n    \
+             ssl_certificate /etc/letsencrypt/live/observe.example.org/fullchain.pem; # managed by Certbot",
+    );
+    std::fs::write(&site, &certbot).unwrap();
+    // The same release again, without options: nothing of it changes.
+    install_from(&newer, &root, &[]);
+    assert_eq!(read(&site), certbot);
+    assert!(!root.join("etc/nginx/conf.d/ufrecs.conf.new").exists(), "the template did not change");
+    // A newer template still: the live site is kept, the template goes beside it.
+    let install = install_from(Path::new(REPO), &root, &[]);
+    assert_eq!(read(&site), certbot, "certbot's lines survive the upgrade");
+    let new = read(&root.join("etc/nginx/conf.d/ufrecs.conf.new"));
+    assert!(new.contains("server 127.0.0.1:18092;") && !new.contains("# a newer template"));
+    assert!(String::from_utf8_lossy(&install.stdout).contains("ufrecs.conf.new"), "the note says so");
+    assert!(read(&root.join("etc/ufrecs/ufrecs.toml")).contains("listen = \"127.0.0.1:18092\""));
+}
+
+#[test]
+fn the_earlier_apps_option_writes_their_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    install_from(Path::new(REPO), &root, &["--earlier-apps"]);
+    let config = root.join("etc/ufrecs/ufrecs.toml");
+    let settings = ufrecs::config::load(Some(&config), &Default::default()).unwrap();
+    assert!(settings.compat.numeric_vote_ids);
+    assert_eq!(settings.auth.token_ttl_secs, 16 * 3600, "a 16 h day");
+    assert_eq!(settings.s3.credentials_ttl_secs, 12 * 3600, "the longest S3 credentials");
+    // An operator's later edit survives an upgrade that does not ask again.
+    let edited = std::fs::read_to_string(&config).unwrap().replace("token_ttl_secs = 57600", "token_ttl_secs = 50000");
+    std::fs::write(&config, &edited).unwrap();
+    install_from(Path::new(REPO), &root, &[]);
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), edited);
 }
 
 #[test]
