@@ -17,6 +17,7 @@ mod compat;
 mod concurrency;
 mod directory;
 mod durability;
+mod earlier_apps;
 mod faults;
 mod flags;
 mod nginx;
