@@ -38,14 +38,12 @@ pub fn check(db: &Path) -> Result<String, String> {
 fn recompute_matches(conn: &Connection) -> Result<usize, String> {
     let sql = |e: rusqlite::Error| e.to_string();
     let tx = conn.unchecked_transaction().map_err(sql)?;
-    // A file from before office_tiers (an old backup) is checked as the server would
-    // migrate it, in the transaction that is rolled back.
-    let has_tiers: bool = tx
-        .query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'office_tiers')", [], |r| r.get(0))
-        .map_err(sql)?;
-    if !has_tiers {
+    // A file of an older schema (an old backup) is checked as the server would migrate
+    // it, in the transaction that is rolled back.
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql)?;
+    if version < crate::store::SCHEMA_VERSION {
         tx.execute_batch(crate::store::SCHEMA).map_err(sql)?;
-        ops::rebuild_office_tiers(&tx).map_err(sql)?;
+        crate::store::migrate_steps(&tx, version).map_err(sql)?;
     }
     let tiers_differ = ops::office_tiers_mismatches(&tx).map_err(sql)?;
     if tiers_differ > 0 {

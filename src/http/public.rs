@@ -126,7 +126,14 @@ const PAGE_MAX: i64 = 500;
 /// `PAGE_MAX` is lowered to it, as Django REST framework does (the citizen app asks for
 /// 1,000 and pages on by what it received).
 fn page(query: &HashMap<String, String>) -> Result<(usize, usize), ApiError> {
-    let limit = int_param(query, "limit", PAGE_DEFAULT, 1..=i64::MAX)?.min(PAGE_MAX);
+    let limit = match query.get("limit").map(String::as_str) {
+        None => PAGE_DEFAULT,
+        // Any positive integer, however many digits it has.
+        Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.bytes().any(|b| b != b'0') => {
+            s.parse::<i64>().map_or(PAGE_MAX, |n| n.min(PAGE_MAX))
+        }
+        Some(_) => return Err(ApiError::invalid_field("limit", "must be a positive integer")),
+    };
     let offset = int_param(query, "offset", 0, NON_NEGATIVE)?;
     Ok((limit as usize, offset as usize))
 }

@@ -79,23 +79,34 @@ pub fn recount_derived(conn: &Connection) -> rusqlite::Result<()> {
 /// Brings a database of an older schema version up to this one, in one transaction.
 fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
-    if from < 2 {
-        // office_tiers (version 2) is derived from office_sources and the statuses.
-        ops::rebuild_office_tiers(&tx)?;
-    }
-    if from < 3 && !has_column(&tx, "office_sources", "last_at")? {
-        // When each source last reported at each office (section 6b's observation times);
-        // unknown for what came before, which counts as long ago.
-        tx.execute_batch("ALTER TABLE office_sources ADD COLUMN last_at TEXT")?;
-    }
-    if from < 3 && !has_column(&tx, "votes", "timed")? {
-        // Before version 3 every vote first reported alone was observed when reported.
-        tx.execute_batch(
-            "ALTER TABLE votes ADD COLUMN timed INTEGER NOT NULL DEFAULT 0; UPDATE votes SET timed = live",
-        )?;
-    }
+    migrate_steps(&tx, from)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
+}
+
+/// The steps from schema version `from` to this one, inside the caller's transaction,
+/// after `SCHEMA` was applied (`check` runs them on an old file in a transaction it rolls
+/// back, so an old backup is checked as the server would open it).
+pub fn migrate_steps(tx: &Connection, from: i64) -> rusqlite::Result<()> {
+    if from < 2 {
+        // office_tiers (version 2) is derived from office_sources and the statuses.
+        ops::rebuild_office_tiers(tx)?;
+    }
+    if from < 3 {
+        // votes.timed and office_sources.last_at (version 3): replayed from the log.
+        if !has_column(tx, "office_sources", "last_at")? {
+            tx.execute_batch("ALTER TABLE office_sources ADD COLUMN last_at TEXT")?;
+        }
+        if !has_column(tx, "votes", "timed")? {
+            // A vote the log does not name keeps the rule before version 3 (observed when
+            // first reported alone).
+            tx.execute_batch(
+                "ALTER TABLE votes ADD COLUMN timed INTEGER NOT NULL DEFAULT 0; UPDATE votes SET timed = live",
+            )?;
+        }
+        ops::replay_report_times(tx)?;
+    }
+    Ok(())
 }
 
 /// Whether a table has a column (a database `schema.sql` just created has the newest ones).
@@ -153,6 +164,57 @@ mod tests {
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
         drop(conn);
         assert!(matches!(open(&path, true), Err(OpenError::TooNew(_))));
+    }
+
+    #[test]
+    fn a_version_2_file_gets_its_report_times_replayed_from_the_log() {
+        use crate::domain::ids::{ElectorId, Index, PollOfficeId};
+        use crate::domain::input::{NewSource, VoteInput};
+        use crate::domain::vote::{Age, Gender, VoteAttrs};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.sqlite3");
+        let conn = open(&path, true).unwrap();
+        let t0 = crate::domain::time::parse("2025-08-15T14:00:00Z").unwrap();
+        let apply = |op: ops::WriteOp, secs: i64| {
+            let tx = conn.unchecked_transaction().unwrap();
+            ops::apply(&tx, &op, t0 + chrono::Duration::seconds(secs), &mut Vec::new()).unwrap();
+            tx.commit().unwrap();
+        };
+        let source = NewSource {
+            elector_id: ElectorId::parse("E-1").unwrap(),
+            status: crate::domain::source::Status::Unverified,
+            full_name: None,
+            official_org: None,
+            email: None,
+            phone_number: None,
+            password: None,
+        };
+        apply(ops::WriteOp::CreateSource { source, password_hash: None, actor: ops::Actor::Cli }, 0);
+        let attrs = VoteAttrs { gender: Gender::Male, age: Age::Less30, has_torn: false };
+        for (index, secs) in [(1, 10), (2, 11), (3, 15)] {
+            let input = VoteInput { index: Index::new(index).unwrap(), attrs, observed_at: None };
+            let office = PollOfficeId::parse("PO").unwrap();
+            apply(ops::WriteOp::ProposeVote { source_n: 1, poll_office_id: office, input, batch: false }, secs);
+        }
+        let timed = |c: &Connection| -> Vec<bool> {
+            c.prepare("SELECT timed FROM votes ORDER BY idx")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(timed(&conn), [true, false, true], "1 s after the last report is no passage time");
+        // The same file as version 2 wrote it: no timed, no last_at.
+        conn.execute_batch(
+            "ALTER TABLE votes DROP COLUMN timed; ALTER TABLE office_sources DROP COLUMN last_at; PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        drop(conn);
+        let conn = open(&path, true).unwrap();
+        assert_eq!(timed(&conn), [true, false, true], "replayed from the log");
+        let last: String = conn.query_row("SELECT last_at FROM office_sources", [], |r| r.get(0)).unwrap();
+        assert_eq!(last, "2025-08-15T14:00:15Z");
     }
 
     #[test]

@@ -348,13 +348,13 @@ pub fn source_offices(conn: &Connection, source_n: i64) -> rusqlite::Result<Vec<
         .collect()
 }
 
-/// The audit entries after `seq` written by the CLI (actor `cli`), and the last seq. Only
-/// the CLI's are read: the server's own (tens of thousands a second under load) are not.
 /// The seq of the last audit entry (0 when there is none).
 pub fn last_seq(conn: &Connection) -> rusqlite::Result<i64> {
     conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM audit_log")?.query_row([], |r| r.get(0))
 }
 
+/// The audit entries after `seq` written by the CLI (actor `cli`), and the last seq. Only
+/// the CLI's are read: the server's own (tens of thousands a second under load) are not.
 pub fn cli_entries_after(conn: &Connection, seq: i64) -> rusqlite::Result<(Vec<AuditRow>, i64)> {
     let last: i64 =
         conn.prepare_cached("SELECT COALESCE(MAX(seq), ?1) FROM audit_log")?.query_row([seq], |r| r.get(0))?;

@@ -111,9 +111,6 @@ struct PendingVote {
     id: i64,
     index: u32,
     accepted: Accepted,
-    /// Set on a shown vote when a commit says it is verified (the commit reaches the hub
-    /// before the writer's answer to the voter who verified it): it never goes back.
-    verified: bool,
     seen_at: Instant,
     first_reported_at: Timestamp,
     observed_at: Option<Timestamp>,
@@ -139,6 +136,10 @@ pub struct Hub {
     voters: HashMap<ConnId, Voter>,
     by_voter: HashMap<String, ConnId>,
     held: HashMap<String, Held>,
+    /// Votes whose voter left while their confirmation was being written, by connection:
+    /// back to pending only if the write fails (the commit may reach the hub before the
+    /// writer's answer or after it).
+    in_flight: HashMap<ConnId, (String, Shown)>,
 }
 
 fn floor_secs(t: Timestamp) -> Timestamp {
@@ -155,6 +156,7 @@ impl Hub {
             voters: HashMap::new(),
             by_voter: HashMap::new(),
             held: HashMap::new(),
+            in_flight: HashMap::new(),
         }
     }
 
@@ -234,7 +236,6 @@ impl Hub {
                 id: v.id,
                 index: v.index,
                 accepted,
-                verified: false,
                 seen_at: now,
                 first_reported_at: v.first_reported_at,
                 observed_at: v.observed_at,
@@ -243,11 +244,6 @@ impl Hub {
         }
         if v.verified {
             self.held.retain(|_, h| h.shown.id != v.id);
-            for voter in self.voters.values_mut() {
-                if let Some(shown) = voter.shown.as_mut().filter(|s| s.id == v.id) {
-                    shown.verified = true;
-                }
-            }
         }
         self.rematch(&v.poll_office_id, now, &mut out);
         out
@@ -317,6 +313,14 @@ impl Hub {
     /// The verification a voter confirmed was written (or not).
     pub fn verified(&mut self, conn: ConnId, written: Written, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
+        if let Some((office, shown)) = self.in_flight.remove(&conn) {
+            // Its voter left meanwhile: a vote that was not recorded goes to the next one.
+            if written == Written::Failed {
+                self.return_to_pending(&office, shown);
+                self.rematch(&office, now, &mut out);
+            }
+            return out;
+        }
         let Some(voter) = self.voters.get_mut(&conn) else { return out };
         voter.verifying = false;
         match written {
@@ -391,7 +395,9 @@ impl Hub {
             office.queue.retain(|c| *c != conn);
         }
         if let Some(shown) = voter.shown {
-            if hold && !voter.verifying && voter.deadline > now {
+            if voter.verifying {
+                self.in_flight.insert(conn, (voter.office, shown));
+            } else if hold && voter.deadline > now {
                 self.held.insert(voter.voter_hash, Held { office: voter.office, shown, until: voter.deadline });
             } else {
                 self.return_to_pending(&voter.office, shown);
@@ -402,9 +408,6 @@ impl Hub {
     /// A vote shown but not verified goes back to the front of its office's pending votes:
     /// it was reported before anything still pending.
     fn return_to_pending(&mut self, office: &str, shown: Shown) {
-        if shown.verified {
-            return;
-        }
         self.offices.entry(office.to_owned()).or_default().pending.push_front(shown);
     }
 
@@ -583,36 +586,46 @@ mod tests {
     }
 
     #[test]
-    fn a_vote_verified_while_its_voter_leaves_is_never_offered_again() {
-        let mut t = T::new();
-        t.connect(1, "A", 1);
-        t.connect(2, "A", 2);
-        assert_eq!(shown(&t.report(10, "A", 5)), [(1, 10)]);
-        t.hub.message(1, Incoming::Confirm { gender: None, age: None, has_torn: None }, t.at(6));
-        // The commit's vote reaches the hub before the writer's answer; the voter leaves
-        // in between.
-        let mut v = ReportedVote {
-            id: 10,
+    fn a_vote_being_verified_when_its_voter_leaves_goes_back_only_if_the_write_fails() {
+        let verified = |t: &T, id: i64| ReportedVote {
+            id,
             poll_office_id: "A".into(),
-            index: 10,
+            index: id as u32,
             live: true,
             accepted: Some(accepted(Decided::Value(Gender::Male))),
             verified: true,
             first_reported_at: t.wall(5),
             observed_at: None,
         };
-        assert!(shown(&t.hub.vote(&v, t.at(7))).is_empty());
+        let confirm = Incoming::Confirm { gender: None, age: None, has_torn: None };
+        // The commit reaches the hub, then the voter leaves, then the writer answers.
+        let mut t = T::new();
+        t.connect(1, "A", 1);
+        t.connect(2, "A", 2);
+        assert_eq!(shown(&t.report(10, "A", 5)), [(1, 10)]);
+        t.hub.message(1, confirm.clone(), t.at(6));
+        assert!(shown(&t.hub.vote(&verified(&t, 10), t.at(7))).is_empty());
         assert!(shown(&t.hub.disconnect(1, t.at(8))).is_empty(), "not offered to voter 2");
         assert!(t.hub.verified(1, Written::Recorded, t.at(9)).is_empty());
         assert!(shown(&t.hub.tick(t.at(400))).is_empty());
-        // A vote that was not verified does go back when its voter leaves.
-        v.id = 11;
-        v.verified = false;
-        v.first_reported_at = t.wall(402);
-        t.connect(3, "A", 401);
-        assert_eq!(shown(&t.hub.vote(&v, t.at(402))), [(2, 11)]);
-        t.hub.disconnect(2, t.at(403));
-        assert_eq!(shown(&t.hub.tick(t.at(403 + 300))), [(3, 11)]);
+        // The voter leaves, then the commit reaches the hub, then the writer answers.
+        let mut t = T::new();
+        t.connect(1, "A", 1);
+        t.connect(2, "A", 2);
+        t.report(10, "A", 5);
+        t.hub.message(1, confirm.clone(), t.at(6));
+        assert!(shown(&t.hub.disconnect(1, t.at(7))).is_empty(), "not offered while being written");
+        assert!(shown(&t.hub.vote(&verified(&t, 10), t.at(8))).is_empty());
+        assert!(t.hub.verified(1, Written::Recorded, t.at(9)).is_empty());
+        assert!(shown(&t.hub.tick(t.at(400))).is_empty());
+        // The voter leaves and the write fails: the vote goes to the next voter.
+        let mut t = T::new();
+        t.connect(1, "A", 1);
+        t.connect(2, "A", 2);
+        t.report(10, "A", 5);
+        t.hub.message(1, confirm, t.at(6));
+        t.hub.disconnect(1, t.at(7));
+        assert_eq!(shown(&t.hub.verified(1, Written::Failed, t.at(8))), [(2, 10)]);
     }
 
     #[test]

@@ -39,6 +39,21 @@ async fn check_passes_a_live_database_and_names_the_first_fault_of_a_corrupted_c
     assert_eq!(code, 0, "{out} {err}");
     assert!(out.contains(": ok: integrity") && out.contains("60 accepted values"), "{out}");
 
+    // A copy as the previous schema wrote it (an hourly backup from before an upgrade) is
+    // checked as the server would migrate it, and left as it was.
+    let old = copy(&app, "v2.sqlite3");
+    rusqlite::Connection::open(&old)
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE votes DROP COLUMN timed; ALTER TABLE office_sources DROP COLUMN last_at; PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    let (code, out, err) = check(&old);
+    assert_eq!(code, 0, "{out} {err}");
+    let version: i64 =
+        rusqlite::Connection::open(&old).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 2, "check changes nothing");
+
     let values = copy(&app, "values.sqlite3");
     rusqlite::Connection::open(&values)
         .unwrap()

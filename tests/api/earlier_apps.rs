@@ -213,14 +213,19 @@ async fn the_reporter_apps_day_decodes_with_its_own_casts() {
     }
     let (_, stats) = dio(get(&stats_path).await.unwrap()).await;
     assert_eq!(vote_resume(&stats), 6);
-    // The failed queue resent post after post, without observed_at: answered, and no
-    // fast_voting on an honest office.
+    // Votes whose answer was lost are resent (200, nothing changes); votes 6 to 20 failed
+    // on a dead link and the queue is flushed post after post, without observed_at: all
+    // stored, and no fast_voting on an honest office.
     for index in 1..=5 {
         assert_eq!(vote(index).await.unwrap().status(), 200);
     }
+    for index in 6..=20 {
+        assert_eq!(vote(index).await.unwrap().status(), 201);
+    }
     let (_, stats) = dio(get(&stats_path).await.unwrap()).await;
-    assert_eq!(stats["totals"]["votes"], 5);
+    assert_eq!(stats["totals"]["votes"], 20);
     assert_eq!(stats["flags"], json!([]), "{stats}");
+    assert_eq!(vote_resume(&stats), 21);
 
     // The count: the last ballot read is a tie between two reporters; the app resumes
     // after it, not back over it.
@@ -366,8 +371,21 @@ async fn the_citizen_apps_views_decode_with_its_own_casts() {
         assert_eq!(e.get("index").int_or_0("index"), 3, "{path}");
     }
 
-    // `Results.fromJson`: Map-valued entries of last_paper, results and totals.
-    for path in ["/api/pollofficeresults/".to_owned(), format!("/api/pollofficeresults/?poll_office={office}")] {
+    // `Results.fromJson`: Map-valued entries of last_paper, results and totals. Nationally,
+    // `last_paper.Accepted` is the decided ballot reported last, anywhere.
+    let elsewhere = app.reporter("E-2", "CM-00007").await;
+    app.ballot(&elsewhere, 9, "PB").await;
+    // (The national view is summed at most once a second.)
+    let national = eventually("the national view to take the new ballot", || async {
+        let (_, national) = dio(get("/api/pollofficeresults/".into()).await.unwrap()).await;
+        (national["last_paper"]["Accepted"]["index"] == 9).then_some(national)
+    })
+    .await;
+    let accepted = Dart(&national).get("last_paper").get("Accepted");
+    assert_eq!(accepted.get("index").int_or_0("json['index']"), 9);
+    assert_eq!(accepted.get("poll_office_id").opt_string("poll_office_id"), Some("CM-00007"));
+    {
+        let path = format!("/api/pollofficeresults/?poll_office={office}");
         let (_, results) = dio(get(path.clone()).await.unwrap()).await;
         let papers = Dart(&results).get("last_paper").map("json['last_paper']");
         let accepted = Dart(&papers["Accepted"]);
@@ -381,6 +399,7 @@ async fn the_citizen_apps_views_decode_with_its_own_casts() {
         }
         let totals = Dart(&results).get("totals");
         assert_eq!(totals.get("total_ballots").int_or_0("totals['total_ballots']"), 3, "{path}");
+        assert_eq!(Dart(&results).get("last_paper").get("index").int_or_0("index"), 3, "the reporter app's resume");
         totals.get("total_sources").int_or_0("totals['total_sources']");
     }
 

@@ -347,6 +347,27 @@ fn an_upgrade_keeps_the_site_as_certbot_left_it_and_the_first_runs_options() {
     assert!(new.contains("server 127.0.0.1:18092;") && !new.contains("# a newer template"));
     assert!(String::from_utf8_lossy(&install.stdout).contains("ufrecs.conf.new"), "the note says so");
     assert!(read(&root.join("etc/ufrecs/ufrecs.toml")).contains("listen = \"127.0.0.1:18092\""));
+    // The operator merges the new template, keeping certbot's lines: the next upgrade of
+    // the same release keeps the site and says nothing more.
+    let new_path = root.join("etc/nginx/conf.d/ufrecs.conf.new");
+    let merged = read(&new_path)
+        .replace("server_name _;", "server_name observe.example.org;")
+        .replace("listen 127.0.0.1:18091;", "listen 127.0.0.1:18091;\n    listen 443 ssl; # managed by Certbot");
+    std::fs::write(&site, &merged).unwrap();
+    std::fs::remove_file(&new_path).unwrap();
+    let install = install_from(Path::new(REPO), &root, &[]);
+    assert_eq!(read(&site), merged);
+    assert!(!new_path.exists() && !String::from_utf8_lossy(&install.stdout).contains(".new"));
+    // A box installed before the options were remembered: they are read from its files.
+    std::fs::remove_file(root.join("etc/ufrecs/install.conf")).unwrap();
+    install_from(Path::new(REPO), &root, &[]);
+    let remembered = read(&root.join("etc/ufrecs/install.conf"));
+    assert!(
+        remembered.contains("server_name=observe.example.org")
+            && remembered.contains("listen=127.0.0.1:18091")
+            && remembered.contains("backend=127.0.0.1:18092"),
+        "{remembered}"
+    );
 }
 
 #[test]
@@ -359,6 +380,17 @@ fn the_earlier_apps_option_writes_their_configuration() {
     assert!(settings.compat.numeric_vote_ids);
     assert_eq!(settings.auth.token_ttl_secs, 16 * 3600, "a 16 h day");
     assert_eq!(settings.s3.credentials_ttl_secs, 12 * 3600, "the longest S3 credentials");
+    // Asked for again over a file written by hand: a key without spaces is set, a missing
+    // one is added.
+    let by_hand = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("numeric_vote_ids = true", "numeric_vote_ids=false")
+        .replace("token_ttl_secs = 57600\n", "");
+    std::fs::write(&config, &by_hand).unwrap();
+    install_from(Path::new(REPO), &root, &["--earlier-apps"]);
+    let settings = ufrecs::config::load(Some(&config), &Default::default()).unwrap();
+    assert!(settings.compat.numeric_vote_ids);
+    assert_eq!(settings.auth.token_ttl_secs, 16 * 3600);
     // An operator's later edit survives an upgrade that does not ask again.
     let edited = std::fs::read_to_string(&config).unwrap().replace("token_ttl_secs = 57600", "token_ttl_secs = 50000");
     std::fs::write(&config, &edited).unwrap();

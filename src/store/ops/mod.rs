@@ -10,7 +10,7 @@ mod directory;
 mod proposals;
 mod sources;
 
-use rusqlite::Connection;
+use rusqlite::{params, Connection};
 use serde_json::json;
 
 use crate::domain::crosscheck::{BallotDecision, VoteDecision};
@@ -457,6 +457,49 @@ pub fn rebuild_office_tiers(conn: &Connection) -> rusqlite::Result<()> {
         &format!("INSERT INTO office_tiers (poll_office_id, kind, sources, trusted) {OFFICE_TIERS_RECOUNT}"),
         [],
     )?;
+    Ok(())
+}
+
+/// Replays the report times of section 6b from the audit log, which holds every logged
+/// vote and ballot report with its time: `votes.timed` (with `votes.live` for whether the
+/// first report was a batch item, which logs before schema version 3 do not say) and
+/// `office_sources.last_at`. Schema version 3's migration; streamed, one entry at a time.
+pub fn replay_report_times(conn: &Connection) -> rusqlite::Result<()> {
+    use std::collections::HashMap;
+    let mut last: HashMap<(String, String, Kind), String> = HashMap::new();
+    let mut timed: HashMap<i64, bool> = HashMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT kind, actor, poll_office_id, at, detail FROM audit_log
+          WHERE kind IN ('vote_proposed', 'vote_corrected', 'ballot_proposed', 'ballot_corrected') ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let (kind, actor, office, at): (String, String, Option<String>, String) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+        let Some(office) = office else { continue };
+        let k = if kind.starts_with("vote_") { Kind::Vote } else { Kind::Ballot };
+        let previous = last.insert((actor, office, k), at.clone());
+        if kind == "vote_proposed" {
+            let detail: serde_json::Value = serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default();
+            if let Some(vote_id) = detail["vote_id"].as_str().and_then(|v| v.parse::<i64>().ok()) {
+                let batch = detail["batch"] == json!(true);
+                timed
+                    .entry(vote_id)
+                    .or_insert_with(|| crate::domain::flags::timed_report(batch, previous.as_deref(), &at));
+            }
+        }
+    }
+    let mut set_timed = conn.prepare("UPDATE votes SET timed = live AND ?2 WHERE id = ?1")?;
+    for (vote_id, t) in timed {
+        set_timed.execute(params![vote_id, t])?;
+    }
+    let mut set_last = conn
+        .prepare("UPDATE office_sources SET last_at = ?4 WHERE poll_office_id = ?1 AND kind = ?2 AND source_n = ?3")?;
+    for ((actor, office, k), at) in last {
+        if let Some(n) = actor.strip_prefix("source-").and_then(|n| n.parse::<i64>().ok()) {
+            set_last.execute(params![office, k.as_str(), n, at])?;
+        }
+    }
     Ok(())
 }
 
