@@ -16,11 +16,13 @@ use crate::auth::ratelimit::RateLimits;
 use crate::auth::tokens::Tokens;
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::domain::change::Effect;
+use crate::domain::directory::Directory;
 use crate::http;
 use crate::http::error::ApiError;
 use crate::metrics::Metrics;
 use crate::stats::Stats;
-use crate::store::reads::{self, Directory};
+use crate::store::reads;
 use crate::store::{self, Pool, Writer};
 
 pub struct App {
@@ -160,9 +162,9 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
         let feed_hub = hubs.feed();
         let directory = directory.clone();
         let metrics = metrics.clone();
-        Box::new(move |effects: &[store::Effect]| {
+        Box::new(move |effects: &[Effect]| {
             for effect in effects {
-                if let store::Effect::Directory(d) = effect {
+                if let Effect::Directory(d) = effect {
                     stats.set_directory(&d.0);
                     *directory.write() = d.0.clone();
                 }

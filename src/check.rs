@@ -7,7 +7,8 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::store::ops::{self, Effect};
+use crate::domain::change::{Effect, Kind};
+use crate::store::ops;
 use crate::store::reads;
 
 /// `Ok(summary)` when the file is sound, `Err(first fault)` otherwise.
@@ -64,8 +65,8 @@ fn recompute_matches(conn: &Connection) -> Result<usize, String> {
             .filter(|e| matches!(e, Effect::Vote(_) | Effect::Ballot(_)))
             .collect();
         let mut recomputed = Vec::new();
-        ops::recompute_office(&tx, &office, ops::Kind::Vote, &mut recomputed).map_err(sql)?;
-        ops::recompute_office(&tx, &office, ops::Kind::Ballot, &mut recomputed).map_err(sql)?;
+        ops::recompute_office(&tx, &office, Kind::Vote, &mut recomputed).map_err(sql)?;
+        ops::recompute_office(&tx, &office, Kind::Ballot, &mut recomputed).map_err(sql)?;
         let key = |e: &Effect| match e {
             Effect::Vote(v) => (0, v.id),
             Effect::Ballot(b) => (1, b.id),

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use crate::domain::directory::Strict;
+
 #[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
@@ -55,29 +57,6 @@ pub struct Auth {
 #[serde(default, deny_unknown_fields)]
 pub struct Registry {
     pub strict: Strict,
-}
-
-/// `registry.strict`: `true`, `false`, or `"auto"` (checked once the directory has an
-/// entry of that kind: an election with a directory never takes invented identifiers into
-/// its permanent public log).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Strict {
-    Yes,
-    No,
-    #[default]
-    Auto,
-}
-
-impl Strict {
-    /// Whether identifiers of a kind must be in the directory, given whether the
-    /// directory holds any of that kind.
-    pub fn applies(self, directory_has_any: bool) -> bool {
-        match self {
-            Strict::Yes => true,
-            Strict::No => false,
-            Strict::Auto => directory_has_any,
-        }
-    }
 }
 
 impl Serialize for Strict {

@@ -6,27 +6,8 @@
 use std::collections::HashMap;
 use std::io::Read;
 
+use crate::domain::directory::{OfficeRow, PartyRow};
 use crate::domain::ids::{check_identifier, check_poll_office, PartyId, PollOfficeId};
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct OfficeRow {
-    pub identifier: PollOfficeId,
-    pub name: String,
-    pub country: Option<String>,
-    pub state: Option<String>,
-    pub region: Option<String>,
-    pub city: Option<String>,
-    pub county: Option<String>,
-    pub district: Option<String>,
-    pub voters_count: Option<i64>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct PartyRow {
-    pub identifier: PartyId,
-    pub party_name: Option<String>,
-    pub candidate_name: Option<String>,
-}
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ImportError {

@@ -11,8 +11,8 @@ use parking_lot::RwLock;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use crate::domain::change::{Effect, TokenRow};
 use crate::domain::time::Timestamp;
-use crate::store::ops::{Effect, TokenRow};
 
 /// A freshly minted token and the hash that is stored.
 pub fn mint() -> (String, String) {

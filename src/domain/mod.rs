@@ -4,7 +4,9 @@
 //! call into it and never re-implement a rule.
 
 pub mod audit;
+pub mod change;
 pub mod crosscheck;
+pub mod directory;
 pub mod flags;
 pub mod ids;
 pub mod input;

@@ -21,8 +21,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use warp::http::HeaderValue;
 
-use crate::store::ops::{Effect, Kind, Proposed};
-use crate::store::reads::Directory;
+use crate::domain::change::{Effect, Kind, Proposed};
+use crate::domain::directory::Directory;
 use office::Office;
 use sources::SourceBook;
 
@@ -319,10 +319,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::domain::change::{BallotRow, ProposalRow, SourceRow, Verification, VoteRow};
     use crate::domain::crosscheck::{BallotDecision, VoteDecision};
     use crate::domain::source::Status;
     use crate::domain::vote::{Accepted, Age, Decided, Gender, VoteAttrs};
-    use crate::store::ops::{BallotRow, ProposalRow, SourceRow, Verification, VoteRow};
 
     const AT: &str = "2025-08-15T14:00:00Z";
 

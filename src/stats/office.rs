@@ -6,10 +6,10 @@ use std::num::NonZeroU32;
 
 use serde_json::{json, Value};
 
+use crate::domain::change::{BallotRow, ProposalRow, Proposed, VoteRow};
 use crate::domain::crosscheck::{BallotDecision, VoteDecision};
 use crate::domain::flags::{self, Density, Figures, Flag};
 use crate::domain::vote::{Age, Decided, Gender, VoteAttrs};
-use crate::store::ops::{BallotRow, ProposalRow, Proposed, VoteRow};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct Totals {

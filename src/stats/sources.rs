@@ -4,9 +4,9 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use crate::domain::change::SourceRow;
 use crate::domain::crosscheck;
 use crate::domain::source::{self, display_names, DisplayNames};
-use crate::store::ops::SourceRow;
 
 #[derive(Default)]
 pub(super) struct SourceBook {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 
-pub use ops::{apply, Effect, OpError, Outcome, WriteOp};
+pub use ops::{apply, OpError, Outcome, WriteOp};
 pub use writer::{WriteError, Writer};
 
 pub const SCHEMA: &str = include_str!("../../schema.sql");

@@ -1,16 +1,15 @@
 //! Read queries: what the server loads at start (to rebuild its in-memory state) and the
 //! few requests that need SQL (a source's password hash, audit pages).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::ops::{
-    verification_from, vote_attrs_from, BallotRow, Effect, Kind, ProposalRow, Proposed, SourceRow, TokenRow, VoteRow,
-};
-use crate::config::Strict;
+use super::ops::{verification_from, vote_attrs_from};
 use crate::domain::audit::{self, Entry};
+use crate::domain::change::{BallotRow, Effect, Kind, ProposalRow, Proposed, SourceRow, TokenRow, VoteRow};
 use crate::domain::crosscheck::{self, BallotDecision, VoteDecision};
+use crate::domain::directory::Directory;
 use crate::domain::source::Status;
 use crate::domain::time;
 use crate::domain::vote::{Accepted, Age, Decided, Gender};
@@ -179,35 +178,6 @@ pub fn live_tokens(conn: &Connection, source_n: Option<i64>) -> rusqlite::Result
         })
     })?;
     rows.collect()
-}
-
-/// The directory, held in memory: identifiers for `registry.strict`, and the rows the
-/// public listings page through (ordered by identifier, with a lowercase haystack for
-/// search).
-#[derive(Clone, Debug, Default)]
-pub struct Directory {
-    /// Poll office identifier -> registered voters, when known.
-    pub offices: HashMap<String, Option<i64>>,
-    /// Numeric directory id -> identifier (the citizen app sends numeric ids).
-    pub by_id: HashMap<i64, String>,
-    pub parties: HashSet<String>,
-    /// (lowercase haystack, the row's JSON): serialized once, 50,000 of them take a few
-    /// MB, where `serde_json::Value`s took forty.
-    pub office_rows: Vec<(Box<str>, Box<serde_json::value::RawValue>)>,
-    pub party_rows: Vec<serde_json::Value>,
-}
-
-impl Directory {
-    /// Whether `registry.strict` refuses this office (section 9: `auto` checks offices
-    /// once any office is in the directory).
-    pub fn refuses_office(&self, strict: Strict, id: &str) -> bool {
-        strict.applies(!self.offices.is_empty()) && !self.offices.contains_key(id)
-    }
-
-    /// The same for a party.
-    pub fn refuses_party(&self, strict: Strict, id: &str) -> bool {
-        strict.applies(!self.parties.is_empty()) && !self.parties.contains(id)
-    }
 }
 
 pub fn directory(conn: &Connection) -> rusqlite::Result<Directory> {

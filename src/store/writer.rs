@@ -13,8 +13,9 @@ use std::time::Instant;
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::ops::{apply, Effect, OpError, Outcome, WriteOp};
+use super::ops::{apply, OpError, Outcome, WriteOp};
 use crate::clock::Clock;
+use crate::domain::change::Effect;
 use crate::metrics::Metrics;
 
 /// The most operations committed together.

@@ -26,12 +26,13 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::auth::ratelimit::AddressKey;
 use crate::clock::Clock;
+use crate::domain::change::Effect;
 use crate::domain::ids::{ElectorId, PollOfficeId};
 use crate::domain::input::{Fields, InputError};
 use crate::domain::time;
 use crate::domain::vote::{Age, Gender};
 use crate::metrics::Metrics;
-use crate::store::ops::{Effect, OpError};
+use crate::store::ops::OpError;
 use crate::store::{WriteError, WriteOp, Writer};
 use hub::{Action, ConnId, Hub, Incoming, Out, ReportedVote, Written};
 
