@@ -8,6 +8,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::domain::change::{Effect, Kind};
+use crate::domain::ids::PollOfficeId;
 use crate::store::ops;
 use crate::store::reads;
 
@@ -50,7 +51,7 @@ fn recompute_matches(conn: &Connection) -> Result<usize, String> {
     if tiers_differ > 0 {
         return Err(format!("office_tiers differs from office_sources at {tiers_differ} rows"));
     }
-    let offices: Vec<String> = conn
+    let offices: Vec<PollOfficeId> = conn
         .prepare("SELECT poll_office_id FROM votes UNION SELECT poll_office_id FROM ballots")
         .map_err(sql)?
         .query_map([], |r| r.get(0))
@@ -59,7 +60,7 @@ fn recompute_matches(conn: &Connection) -> Result<usize, String> {
         .map_err(sql)?;
     let mut checked = 0;
     for office in offices {
-        let stored: Vec<Effect> = reads::office_effects(&tx, &office)
+        let stored: Vec<Effect> = reads::office_effects(&tx, office.as_str())
             .map_err(sql)?
             .into_iter()
             .filter(|e| matches!(e, Effect::Vote(_) | Effect::Ballot(_)))

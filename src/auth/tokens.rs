@@ -12,6 +12,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::domain::change::{Effect, TokenRow};
+use crate::domain::ids::{ElectorId, PollOfficeId};
 use crate::domain::time::Timestamp;
 
 /// A freshly minted token and the hash that is stored.
@@ -31,8 +32,8 @@ pub fn hash(token: &str) -> String {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reporter {
     pub source_n: i64,
-    pub elector_id: String,
-    pub poll_office_id: String,
+    pub elector_id: ElectorId,
+    pub poll_office_id: PollOfficeId,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +52,7 @@ pub struct Tokens {
 struct Inner {
     by_hash: HashMap<String, TokenRow>,
     /// Source -> office -> hashes of its tokens there (one, but for a race).
-    by_source: HashMap<i64, HashMap<String, Vec<String>>>,
+    by_source: HashMap<i64, HashMap<PollOfficeId, Vec<String>>>,
 }
 
 impl Tokens {
@@ -65,7 +66,7 @@ impl Tokens {
         let h = hash(token);
         let inner = self.inner.read();
         let row = inner.by_hash.get(&h).ok_or(TokenError::Failed)?;
-        if elector_id.is_some_and(|e| e != row.elector_id) {
+        if elector_id.is_some_and(|e| e != row.elector_id.as_str()) {
             return Err(TokenError::Failed);
         }
         if row.expires_at <= now {
@@ -163,8 +164,8 @@ mod tests {
         TokenRow {
             token_hash: hash.into(),
             source_n: n,
-            elector_id: format!("E{n}"),
-            poll_office_id: office.into(),
+            elector_id: ElectorId::parse(&format!("E{n}")).unwrap(),
+            poll_office_id: PollOfficeId::parse(office).unwrap(),
             expires_at: time::parse("2025-08-15T20:00:00Z").unwrap(),
         }
     }
@@ -184,10 +185,10 @@ mod tests {
         let t = Tokens::new();
         let before = time::parse("2025-08-15T14:00:00Z").unwrap();
         t.apply(&[Effect::TokenIssued(row(&hash("a"), 1, "PO-1")), Effect::TokenIssued(row(&hash("b"), 1, "PO-2"))]);
-        assert_eq!(t.check("a", Some("E1"), before).unwrap().poll_office_id, "PO-1");
+        assert_eq!(t.check("a", Some("E1"), before).unwrap().poll_office_id.as_str(), "PO-1");
         assert_eq!(t.check("a", Some("E2"), before), Err(TokenError::Failed));
         assert_eq!(t.check("a", None, time::parse("2025-08-15T20:00:00Z").unwrap()), Err(TokenError::Expired));
-        t.apply(&[Effect::TokensRevoked { source_n: 1, poll_office_id: Some("PO-1".into()) }]);
+        t.apply(&[Effect::TokensRevoked { source_n: 1, poll_office_id: Some(PollOfficeId::parse("PO-1").unwrap()) }]);
         assert_eq!(t.check("a", None, before), Err(TokenError::Failed));
         assert!(t.check("b", None, before).is_ok());
         t.apply(&[Effect::TokensRevoked { source_n: 1, poll_office_id: None }]);

@@ -5,6 +5,7 @@
 
 use crate::domain::crosscheck::{BallotDecision, VoteDecision};
 use crate::domain::directory::Directory;
+use crate::domain::ids::{ElectorId, PartyId, PollOfficeId};
 use crate::domain::source::Status;
 use crate::domain::time::Timestamp;
 use crate::domain::vote::VoteAttrs;
@@ -13,9 +14,10 @@ use crate::domain::vote::VoteAttrs;
 #[derive(Clone, Debug, PartialEq)]
 pub struct VoteRow {
     pub id: i64,
-    pub poll_office_id: String,
+    pub poll_office_id: PollOfficeId,
     pub idx: u32,
-    pub first_reported_at: String,
+    /// When any source first reported it (second precision, as stored).
+    pub first_reported_at: Timestamp,
     /// First reported by a single post, not in a batch (section 7: offered to voters).
     pub live: bool,
     /// Its first report's time is an observation time (section 6b, `flags::timed_report`).
@@ -23,14 +25,15 @@ pub struct VoteRow {
     /// `None` when no proposal counts.
     pub decision: Option<VoteDecision>,
     pub verification: Option<Verification>,
-    pub observed_at: Option<String>,
+    /// The earliest counted `observed_at` of its proposals.
+    pub observed_at: Option<Timestamp>,
 }
 
 /// What a voter confirmed about their vote, and when.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verification {
     pub attrs: VoteAttrs,
-    pub at: String,
+    pub at: Timestamp,
 }
 
 /// A source as the public sees it: its status and what its display name is made of.
@@ -46,24 +49,24 @@ pub struct SourceRow {
 /// keep each source's highest index, for the compatibility forms).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProposalRow {
-    pub poll_office_id: String,
+    pub poll_office_id: PollOfficeId,
     pub source_n: i64,
     pub idx: u32,
     /// When this source first reported this index.
-    pub reported_at: String,
+    pub reported_at: Timestamp,
     pub value: Proposed,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Proposed {
     Vote(VoteAttrs),
-    Ballot(String),
+    Ballot(PartyId),
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct BallotRow {
     pub id: i64,
-    pub poll_office_id: String,
+    pub poll_office_id: PollOfficeId,
     pub idx: u32,
     pub decision: Option<BallotDecision>,
 }
@@ -87,8 +90,8 @@ impl Kind {
 pub struct TokenRow {
     pub token_hash: String,
     pub source_n: i64,
-    pub elector_id: String,
-    pub poll_office_id: String,
+    pub elector_id: ElectorId,
+    pub poll_office_id: PollOfficeId,
     pub expires_at: Timestamp,
 }
 
@@ -102,14 +105,14 @@ pub enum Effect {
     Source(SourceRow),
     /// The number of sources whose proposals of this kind count at this office.
     OfficeSources {
-        poll_office_id: String,
+        poll_office_id: PollOfficeId,
         kind: Kind,
         counted: u32,
     },
     /// Revokes a source's tokens: for one office, or all of them.
     TokensRevoked {
         source_n: i64,
-        poll_office_id: Option<String>,
+        poll_office_id: Option<PollOfficeId>,
     },
     TokenIssued(TokenRow),
     /// Every token that expired by then is gone (their rows deleted).

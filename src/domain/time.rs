@@ -9,6 +9,11 @@ pub fn format(t: Timestamp) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// `t` as it is stored and served: to the second.
+pub fn to_second(t: Timestamp) -> Timestamp {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
 pub fn parse(s: &str) -> Option<Timestamp> {
     DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
 }

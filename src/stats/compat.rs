@@ -41,7 +41,7 @@ pub(super) fn stats(office: &Office, poll_office_id: &str, book: &SourceBook) ->
     let fixed = vec![("Accepted", office.last_vote().map(with_created_at).into()), ("Verified", verified.into())];
     let last_vote = keyed(fixed, book, &office.vote_lasts, |last| {
         let a = last.value;
-        vote_entry(last.idx, a.gender.as_str(), a.age.as_str(), a.has_torn, &last.reported_at)
+        vote_entry(last.idx, a.gender.as_str(), a.age.as_str(), a.has_torn, &last.reported_at.to_rfc3339())
     });
     let mut totals = office.totals.to_json(office.vote_sources);
     totals["total_sources"] = json!(office.vote_sources);

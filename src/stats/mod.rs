@@ -182,9 +182,10 @@ impl Stats {
                 | Effect::TokensExpired(_)
                 | Effect::Directory(_) => continue,
             };
+            let office = office.as_str();
             let entry = match state.offices.get_mut(office) {
                 Some(e) => e,
-                None => state.offices.entry(office.clone()).or_default(),
+                None => state.offices.entry(office.to_owned()).or_default(),
             };
             match effect {
                 Effect::Vote(row) => entry.office.set_vote(row),
@@ -326,12 +327,20 @@ mod tests {
 
     const AT: &str = "2025-08-15T14:00:00Z";
 
+    fn office_id(s: &str) -> crate::domain::ids::PollOfficeId {
+        crate::domain::ids::PollOfficeId::parse(s).unwrap()
+    }
+
+    fn at(s: &str) -> crate::domain::time::Timestamp {
+        crate::domain::time::parse(s).unwrap()
+    }
+
     fn vote_in(office: &str, id: i64, idx: u32, gender: Decided<Gender>, disputed: bool) -> Effect {
         Effect::Vote(VoteRow {
             id,
-            poll_office_id: office.into(),
+            poll_office_id: office_id(office),
             idx,
-            first_reported_at: AT.into(),
+            first_reported_at: at(AT),
             live: true,
             timed: true,
             decision: Some(VoteDecision {
@@ -350,7 +359,7 @@ mod tests {
     fn ballot(idx: u32, party: Option<&str>) -> Effect {
         Effect::Ballot(BallotRow {
             id: idx as i64,
-            poll_office_id: "PO".into(),
+            poll_office_id: office_id("PO"),
             idx,
             decision: Some(BallotDecision { party: party.map(str::to_owned), disputed: party.is_none() }),
         })
@@ -362,10 +371,10 @@ mod tests {
 
     fn proposal(n: i64, idx: u32, value: Proposed) -> Effect {
         Effect::Proposal(ProposalRow {
-            poll_office_id: "PO".into(),
+            poll_office_id: office_id("PO"),
             source_n: n,
             idx,
-            reported_at: format!("2025-08-15T14:00:{idx:02}Z"),
+            reported_at: at(&format!("2025-08-15T14:00:{idx:02}Z")),
             value,
         })
     }
@@ -462,7 +471,7 @@ mod tests {
         let Effect::Vote(mut row) = vote(3, Decided::Value(Gender::Male), true) else { unreachable!() };
         row.verification = Some(Verification {
             attrs: VoteAttrs { gender: Gender::Female, age: Age::More60, has_torn: true },
-            at: "2025-08-15T15:00:00Z".into(),
+            at: at("2025-08-15T15:00:00Z"),
         });
         s.apply(&[Effect::Vote(row), vote(4, Decided::Value(Gender::Male), false)]);
         let c = body(&s, "PO", Body::CompatStats);
@@ -481,7 +490,7 @@ mod tests {
             source(1, Status::Unverified, Some("index")),
             ballot(1, Some("A")),
             ballot(2, None),
-            proposal(1, 2, Proposed::Ballot("B".into())),
+            proposal(1, 2, Proposed::Ballot(crate::domain::ids::PartyId::parse("B").unwrap())),
         ]);
         let r = body(&s, "PO", Body::CompatResults);
         // The highest counted ballot is a tie: the reporter app resumes after it, not
@@ -524,7 +533,7 @@ mod tests {
     fn ballot_in(office: &str, id: i64, idx: u32, party: Option<&str>) -> Effect {
         Effect::Ballot(BallotRow {
             id,
-            poll_office_id: office.into(),
+            poll_office_id: office_id(office),
             idx,
             decision: Some(BallotDecision { party: party.map(str::to_owned), disputed: party.is_none() }),
         })

@@ -76,10 +76,9 @@ pub(super) struct Secs(NonZeroU32);
 const EPOCH: i64 = 1_577_836_799;
 
 impl Secs {
-    /// A stored timestamp (RFC 3339); times before 2020 count as 2020-01-01.
-    pub fn parse(s: &str) -> Secs {
-        let t = crate::domain::time::parse(s).map_or(EPOCH + 1, |t| t.timestamp());
-        let n = (t - EPOCH).clamp(1, i64::from(u32::MAX)) as u32;
+    /// A timestamp, to the second; times before 2020 count as 2020-01-01.
+    pub fn of(t: crate::domain::time::Timestamp) -> Secs {
+        let n = (t.timestamp() - EPOCH).clamp(1, i64::from(u32::MAX)) as u32;
         Secs(NonZeroU32::new(n).expect("clamped to at least 1"))
     }
 
@@ -125,13 +124,13 @@ impl VoteView {
 #[derive(Clone, Debug)]
 pub(super) struct Last<T> {
     pub idx: u32,
-    pub reported_at: String,
+    pub reported_at: Secs,
     pub value: T,
 }
 
 /// Keeps the highest index: a higher one replaces it, a correction of it updates it.
 fn keep_last<T>(lasts: &mut HashMap<i64, Last<T>>, row: &ProposalRow, value: T) {
-    let new = Last { idx: row.idx, reported_at: row.reported_at.clone(), value };
+    let new = Last { idx: row.idx, reported_at: Secs::of(row.reported_at), value };
     match lasts.get(&row.source_n) {
         Some(cur) if cur.idx > row.idx => {}
         _ => {
@@ -184,15 +183,15 @@ impl Office {
     pub fn set_vote(&mut self, row: &VoteRow) {
         // Observed when the app says it was (the earliest counted `observed_at`), else
         // when first reported if that report was live (section 6b), else unknown.
-        let first_reported = Secs::parse(&row.first_reported_at);
-        let observed = row.decision.and_then(|_| match &row.observed_at {
-            Some(at) => Some(Secs::parse(at)),
+        let first_reported = Secs::of(row.first_reported_at);
+        let observed = row.decision.and_then(|_| match row.observed_at {
+            Some(at) => Some(Secs::of(at)),
             None => row.timed.then_some(first_reported),
         });
         let view = VoteView {
             id: u32::try_from(row.id).unwrap_or(u32::MAX),
             decision: row.decision,
-            verification: row.verification.as_ref().map(|v| (v.attrs, Secs::parse(&v.at))),
+            verification: row.verification.as_ref().map(|v| (v.attrs, Secs::of(v.at))),
             first_reported,
             observed,
         };
@@ -257,7 +256,7 @@ impl Office {
     pub fn set_proposal(&mut self, row: &ProposalRow) {
         match &row.value {
             Proposed::Vote(attrs) => keep_last(&mut self.vote_lasts, row, *attrs),
-            Proposed::Ballot(party) => keep_last(&mut self.ballot_lasts, row, party.clone()),
+            Proposed::Ballot(party) => keep_last(&mut self.ballot_lasts, row, party.as_str().to_owned()),
         }
     }
 
@@ -341,10 +340,11 @@ mod tests {
 
     #[test]
     fn times_keep_their_second_and_their_text() {
+        let secs = |t: &str| Secs::of(crate::domain::time::parse(t).unwrap());
         for t in ["2025-08-15T14:02:11Z", "2020-01-01T00:00:00Z", "2099-12-31T23:59:59Z"] {
-            assert_eq!(Secs::parse(t).to_rfc3339(), t);
+            assert_eq!(secs(t).to_rfc3339(), t);
         }
-        assert_eq!(Secs::parse("2025-08-15T16:02:11.9+02:00").to_rfc3339(), "2025-08-15T14:02:11Z");
-        assert_eq!(Secs::parse("1999-01-01T00:00:00Z").to_rfc3339(), "2020-01-01T00:00:00Z");
+        assert_eq!(secs("2025-08-15T16:02:11.9+02:00").to_rfc3339(), "2025-08-15T14:02:11Z");
+        assert_eq!(secs("1999-01-01T00:00:00Z").to_rfc3339(), "2020-01-01T00:00:00Z");
     }
 }

@@ -3,6 +3,7 @@
 //! `ops::WriteOp`s inside group-committed transactions; reads that need SQL use a pool of
 //! read-only connections (`reads`). No other module touches rusqlite.
 
+mod columns;
 pub mod ops;
 pub mod reads;
 pub mod writer;

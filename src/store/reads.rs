@@ -5,13 +5,13 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::columns::{opt_timestamp, timestamp};
 use super::ops::{verification_from, vote_attrs_from};
 use crate::domain::audit::{self, Entry};
 use crate::domain::change::{BallotRow, Effect, Kind, ProposalRow, Proposed, SourceRow, TokenRow, VoteRow};
 use crate::domain::crosscheck::{self, BallotDecision, VoteDecision};
 use crate::domain::directory::Directory;
 use crate::domain::source::Status;
-use crate::domain::time;
 use crate::domain::vote::{Accepted, Age, Decided, Gender};
 
 fn invalid(what: String) -> rusqlite::Error {
@@ -87,12 +87,12 @@ fn effects_of(conn: &Connection, office: Option<&str>) -> rusqlite::Result<Vec<E
             id: r.get(0)?,
             poll_office_id: r.get(1)?,
             idx: r.get(2)?,
-            first_reported_at: r.get(3)?,
+            first_reported_at: timestamp(r, 3)?,
             live: r.get(4)?,
             timed: r.get(15)?,
             decision,
             verification: verification_from(r, 11)?,
-            observed_at: r.get(10)?,
+            observed_at: opt_timestamp(r, 10)?,
         }));
     }
     // Each source's highest index per office (SQLite takes the bare columns from the row
@@ -108,7 +108,7 @@ fn effects_of(conn: &Connection, office: Option<&str>) -> rusqlite::Result<Vec<E
             poll_office_id: r.get(0)?,
             source_n: r.get(1)?,
             idx: r.get(2)?,
-            reported_at: r.get(6)?,
+            reported_at: timestamp(r, 6)?,
             value: Proposed::Vote(vote_attrs_from(&r.get::<_, String>(3)?, &r.get::<_, String>(4)?, r.get(5)?)?),
         }));
     }
@@ -123,7 +123,7 @@ fn effects_of(conn: &Connection, office: Option<&str>) -> rusqlite::Result<Vec<E
             poll_office_id: r.get(0)?,
             source_n: r.get(1)?,
             idx: r.get(2)?,
-            reported_at: r.get(4)?,
+            reported_at: timestamp(r, 4)?,
             value: Proposed::Ballot(r.get(3)?),
         }));
     }
@@ -168,13 +168,12 @@ pub fn live_tokens(conn: &Connection, source_n: Option<i64>) -> rusqlite::Result
            FROM tokens t JOIN sources s ON s.n = t.source_n WHERE t.revoked_at IS NULL {filter}"
     ))?;
     let rows = stmt.query_map([source_n], |r| {
-        let expires: String = r.get(4)?;
         Ok(TokenRow {
             token_hash: r.get(0)?,
             source_n: r.get(1)?,
             elector_id: r.get(2)?,
             poll_office_id: r.get(3)?,
-            expires_at: time::parse(&expires).ok_or_else(|| invalid(expires))?,
+            expires_at: timestamp(r, 4)?,
         })
     })?;
     rows.collect()

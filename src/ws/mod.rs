@@ -29,7 +29,6 @@ use crate::clock::Clock;
 use crate::domain::change::Effect;
 use crate::domain::ids::{ElectorId, PollOfficeId};
 use crate::domain::input::{Fields, InputError};
-use crate::domain::time;
 use crate::domain::vote::{Age, Gender};
 use crate::metrics::Metrics;
 use crate::store::ops::OpError;
@@ -146,13 +145,13 @@ pub fn reported_votes(effects: &[Effect]) -> Vec<ReportedVote> {
         .filter_map(|e| match e {
             Effect::Vote(v) => Some(ReportedVote {
                 id: v.id,
-                poll_office_id: v.poll_office_id.clone(),
+                poll_office_id: v.poll_office_id.as_str().to_owned(),
                 index: v.idx,
                 live: v.live,
                 accepted: v.decision.map(|d| d.accepted),
                 verified: v.verification.is_some(),
-                first_reported_at: time::parse(&v.first_reported_at)?,
-                observed_at: v.observed_at.as_deref().and_then(time::parse),
+                first_reported_at: v.first_reported_at,
+                observed_at: v.observed_at,
             }),
             _ => None,
         })

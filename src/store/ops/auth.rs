@@ -74,12 +74,12 @@ pub(super) fn authenticate(
         Some(office),
         json!({"expires_at": expires_at, "revoked_tokens": revoked, "password_set": password_set}),
     )?;
-    effects.push(Effect::TokensRevoked { source_n: n, poll_office_id: Some(office.to_owned()) });
+    effects.push(Effect::TokensRevoked { source_n: n, poll_office_id: Some(a.poll_office_id.clone()) });
     effects.push(Effect::TokenIssued(TokenRow {
         token_hash: a.token_hash.clone(),
         source_n: n,
-        elector_id: a.elector_id.as_str().to_owned(),
-        poll_office_id: office.to_owned(),
+        elector_id: a.elector_id.clone(),
+        poll_office_id: a.poll_office_id.clone(),
         expires_at: a.expires_at,
     }));
     Ok(Outcome::Authenticated { created, source_n: n, status })

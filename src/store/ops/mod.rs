@@ -205,10 +205,10 @@ pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<
             Ok(Outcome::Recorded)
         }
         WriteOp::ProposeVote { source_n, poll_office_id, input, batch } => {
-            propose_vote(conn, now, &now_s, *source_n, poll_office_id.as_str(), input, *batch, effects)
+            propose_vote(conn, now, &now_s, *source_n, poll_office_id, input, *batch, effects)
         }
         WriteOp::ProposeBallot { source_n, poll_office_id, input, batch } => {
-            propose_ballot(conn, &now_s, *source_n, poll_office_id.as_str(), input, *batch, effects)
+            propose_ballot(conn, now, &now_s, *source_n, poll_office_id, input, *batch, effects)
         }
         WriteOp::Verify { vote_id, voter_hash, attrs } => verify(conn, &now_s, *vote_id, voter_hash, *attrs, effects),
         WriteOp::CreateSource { source, password_hash, actor } => {
@@ -296,7 +296,7 @@ pub(crate) fn verification_from(r: &rusqlite::Row, first: usize) -> rusqlite::Re
     match r.get::<_, Option<String>>(first)? {
         Some(g) => Ok(Some(Verification {
             attrs: vote_attrs_from(&g, &r.get::<_, String>(first + 1)?, r.get(first + 2)?)?,
-            at: r.get(first + 3)?,
+            at: super::columns::timestamp(r, first + 3)?,
         })),
         None => Ok(None),
     }
@@ -379,10 +379,6 @@ pub fn replay_report_times(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Whether any trusted source reports this kind at this office (its trust tier).
-pub fn office_trusted(conn: &Connection, office: &str, kind: Kind) -> rusqlite::Result<bool> {
-    proposals::office_tier(conn, office, kind).map(|(trusted, _)| trusted)
-}
 pub use sources::load_source;
 use sources::{create_source, update_source};
 
@@ -488,7 +484,11 @@ mod tests {
         assert_eq!(rows[0].decision.unwrap().accepted.gender, Decided::Value(Gender::Female));
         assert!(!rows[0].decision.unwrap().disputed);
         assert_eq!(rows[1].decision, None);
-        assert!(e.contains(&Effect::OfficeSources { poll_office_id: "PO-1".into(), kind: Kind::Vote, counted: 1 }));
+        assert!(e.contains(&Effect::OfficeSources {
+            poll_office_id: PollOfficeId::parse("PO-1").unwrap(),
+            kind: Kind::Vote,
+            counted: 1
+        }));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::domain::{crosscheck, flags};
 
 /// Whether the office is trusted for this kind, and how many sources count there: one
 /// row of `office_tiers`, whatever the number of sources.
-pub(super) fn office_tier(conn: &Connection, office: &str, kind: Kind) -> rusqlite::Result<(bool, u32)> {
+pub(super) fn office_tier(conn: &Connection, office: &PollOfficeId, kind: Kind) -> rusqlite::Result<(bool, u32)> {
     let (all, trusted): (u32, u32) = conn
         .prepare_cached("SELECT sources, trusted FROM office_tiers WHERE poll_office_id = ?1 AND kind = ?2")?
         .query_row(params![office, kind.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -23,7 +23,7 @@ pub(super) fn office_tier(conn: &Connection, office: &str, kind: Kind) -> rusqli
 /// this kind here before (`None` the first time, or before schema version 3).
 fn report_at_office(
     conn: &Connection,
-    office: &str,
+    office: &PollOfficeId,
     kind: Kind,
     source_n: i64,
     now_s: &str,
@@ -68,14 +68,14 @@ pub(super) fn propose_vote(
     now: Timestamp,
     now_s: &str,
     source_n: i64,
-    office: &str,
+    office: &PollOfficeId,
     input: &VoteInput,
     batch: bool,
     effects: &mut Vec<Effect>,
 ) -> Result<Outcome, OpError> {
     let idx = input.index.get();
     // The vote's id, and this source's proposal for it if any.
-    type Existing = (i64, Option<(String, String, bool, String)>);
+    type Existing = (i64, Option<(String, String, bool, Timestamp)>);
     let existing: Option<Existing> = conn
         .prepare_cached(
             "SELECT v.id, p.gender, p.age, p.has_torn, p.created_at FROM votes v
@@ -87,7 +87,7 @@ pub(super) fn propose_vote(
             Ok((
                 r.get(0)?,
                 match gender {
-                    Some(g) => Some((g, r.get(2)?, r.get(3)?, r.get(4)?)),
+                    Some(g) => Some((g, r.get(2)?, r.get(3)?, crate::store::columns::timestamp(r, 4)?)),
                     None => None,
                 },
             ))
@@ -114,7 +114,7 @@ pub(super) fn propose_vote(
                 now_s,
                 "vote_corrected",
                 &source::actor(source_n),
-                Some(office),
+                Some(office.as_str()),
                 with_batch(
                     json!({"vote_id": id.to_string(), "index": idx, "old": old.to_json(), "new": new.to_json()}),
                     batch,
@@ -169,14 +169,14 @@ pub(super) fn propose_vote(
                 now_s,
                 "vote_proposed",
                 &source::actor(source_n),
-                Some(office),
+                Some(office.as_str()),
                 with_batch(detail, batch),
             )?;
-            (id, true, now_s.to_owned())
+            (id, true, time::to_second(now))
         }
     };
     effects.push(Effect::Proposal(ProposalRow {
-        poll_office_id: office.to_owned(),
+        poll_office_id: office.clone(),
         source_n,
         idx,
         reported_at,
@@ -188,16 +188,17 @@ pub(super) fn propose_vote(
 
 pub(super) fn propose_ballot(
     conn: &Connection,
+    now: Timestamp,
     now_s: &str,
     source_n: i64,
-    office: &str,
+    office: &PollOfficeId,
     input: &BallotInput,
     batch: bool,
     effects: &mut Vec<Effect>,
 ) -> Result<Outcome, OpError> {
     let idx = input.index.get();
     let party = input.party_id.as_str();
-    let existing: Option<(i64, Option<(String, String)>)> = conn
+    let existing: Option<(i64, Option<(String, Timestamp)>)> = conn
         .prepare_cached(
             "SELECT b.id, p.party_id, p.created_at FROM ballots b
                LEFT JOIN ballot_proposals p ON p.ballot_id = b.id AND p.source_n = ?3
@@ -205,7 +206,7 @@ pub(super) fn propose_ballot(
         )?
         .query_row(params![office, idx, source_n], |r| {
             let party: Option<String> = r.get(1)?;
-            Ok((r.get(0)?, party.map(|p| r.get(2).map(|at| (p, at))).transpose()?))
+            Ok((r.get(0)?, party.map(|p| crate::store::columns::timestamp(r, 2).map(|at| (p, at))).transpose()?))
         })
         .optional()?;
     if let Some((id, Some((old, _)))) = &existing {
@@ -226,7 +227,7 @@ pub(super) fn propose_ballot(
                 now_s,
                 "ballot_corrected",
                 &source::actor(source_n),
-                Some(office),
+                Some(office.as_str()),
                 with_batch(json!({"index": idx, "old": {"party_id": old}, "new": {"party_id": party}}), batch),
             )?;
             (id, false, reported_at)
@@ -253,18 +254,18 @@ pub(super) fn propose_ballot(
                 now_s,
                 "ballot_proposed",
                 &source::actor(source_n),
-                Some(office),
+                Some(office.as_str()),
                 with_batch(json!({"index": idx, "new": {"party_id": party}}), batch),
             )?;
-            (id, true, now_s.to_owned())
+            (id, true, time::to_second(now))
         }
     };
     effects.push(Effect::Proposal(ProposalRow {
-        poll_office_id: office.to_owned(),
+        poll_office_id: office.clone(),
         source_n,
         idx,
         reported_at,
-        value: Proposed::Ballot(party.to_owned()),
+        value: Proposed::Ballot(input.party_id.clone()),
     }));
     settle(conn, office, Kind::Ballot, trusted_before, created, ballot_id, effects)?;
     Ok(Outcome::Proposed { created, id: ballot_id })
@@ -275,7 +276,7 @@ pub(super) fn propose_ballot(
 /// changes.
 pub(super) fn settle(
     conn: &Connection,
-    office: &str,
+    office: &PollOfficeId,
     kind: Kind,
     trusted_before: bool,
     new_proposal: bool,
@@ -285,7 +286,7 @@ pub(super) fn settle(
     let mut trusted = trusted_before;
     if new_proposal {
         let (trusted_after, counted) = office_tier(conn, office, kind)?;
-        effects.push(Effect::OfficeSources { poll_office_id: office.to_owned(), kind, counted });
+        effects.push(Effect::OfficeSources { poll_office_id: office.clone(), kind, counted });
         if trusted_after != trusted_before {
             recompute_office(conn, office, kind, effects)?;
             return Ok(());
@@ -307,7 +308,7 @@ pub(super) fn verify(
     attrs: VoteAttrs,
     effects: &mut Vec<Effect>,
 ) -> Result<Outcome, OpError> {
-    let vote: Option<(String, u32)> = conn
+    let vote: Option<(PollOfficeId, u32)> = conn
         .prepare_cached("SELECT poll_office_id, idx FROM votes WHERE id = ?1")?
         .query_row([vote_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
@@ -326,7 +327,7 @@ pub(super) fn verify(
     detail["vote_id"] = json!(vote_id.to_string());
     detail["index"] = json!(idx);
     detail["voter"] = json!(voter_hash);
-    append_audit(conn, now_s, "vote_verified", "voter", Some(&office), detail)?;
+    append_audit(conn, now_s, "vote_verified", "voter", Some(office.as_str()), detail)?;
     let (trusted, _) = office_tier(conn, &office, Kind::Vote)?;
     effects.push(Effect::Vote(recompute_vote(conn, vote_id, trusted)?));
     Ok(Outcome::Verified { vote_id })
@@ -353,7 +354,7 @@ fn stored_vote(r: &rusqlite::Row) -> rusqlite::Result<StoredVote> {
             id: r.get(0)?,
             poll_office_id: r.get(1)?,
             idx: r.get(2)?,
-            first_reported_at: r.get(3)?,
+            first_reported_at: crate::store::columns::timestamp(r, 3)?,
             live: r.get(4)?,
             timed: r.get(14)?,
             decision: None,
@@ -411,7 +412,7 @@ fn settle_vote(
         .execute(params![decision.is_some(), new.0, new.1, new.2, new.3, new.4, row.id])?;
     }
     row.decision = decision;
-    row.observed_at = new.4;
+    row.observed_at = new.4.as_deref().and_then(time::parse);
     Ok(row)
 }
 
@@ -495,7 +496,7 @@ pub fn recompute_ballot(conn: &Connection, ballot_id: i64, office_trusted: bool)
 /// rows and proposals read once, never a query per vote.
 pub fn recompute_office(
     conn: &Connection,
-    office: &str,
+    office: &PollOfficeId,
     kind: Kind,
     effects: &mut Vec<Effect>,
 ) -> rusqlite::Result<u32> {

@@ -98,7 +98,7 @@ pub(super) fn update_source(
     let record = load_source(conn, n)?;
     effects.push(Effect::Source(SourceRow::from(&record)));
     if status_changed {
-        let places: Vec<(String, String)> = conn
+        let places: Vec<(PollOfficeId, String)> = conn
             .prepare_cached("SELECT poll_office_id, kind FROM office_sources WHERE source_n = ?1")?
             .query_map([n], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
