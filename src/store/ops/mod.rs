@@ -188,9 +188,20 @@ impl From<&SourceRecord> for SourceRow {
     }
 }
 
+/// One operation's place in a transaction: the connection (a savepoint of the group
+/// commit, or the CLI's own transaction), the time of the write, as stored (to the second,
+/// and as its text), and the effects it reports.
+pub(super) struct Tx<'a> {
+    pub conn: &'a Connection,
+    pub now: Timestamp,
+    pub now_s: String,
+    pub effects: &'a mut Vec<Effect>,
+}
+
 /// Performs one operation on `conn` (a transaction or savepoint) at time `now`.
 pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<Effect>) -> Result<Outcome, OpError> {
     let now_s = time::format(now);
+    let mut tx = Tx { conn, now: time::to_second(now), now_s: now_s.clone(), effects };
     match op {
         WriteOp::Authenticate(a) => authenticate(conn, &now_s, a, effects),
         WriteOp::AuthFailed { source_n, poll_office_id, reason } => {
@@ -205,10 +216,10 @@ pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<
             Ok(Outcome::Recorded)
         }
         WriteOp::ProposeVote { source_n, poll_office_id, input, batch } => {
-            propose_vote(conn, now, &now_s, *source_n, poll_office_id, input, *batch, effects)
+            propose_vote(&mut tx, *source_n, poll_office_id, input, *batch)
         }
         WriteOp::ProposeBallot { source_n, poll_office_id, input, batch } => {
-            propose_ballot(conn, now, &now_s, *source_n, poll_office_id, input, *batch, effects)
+            propose_ballot(&mut tx, *source_n, poll_office_id, input, *batch)
         }
         WriteOp::Verify { vote_id, voter_hash, attrs } => verify(conn, &now_s, *vote_id, voter_hash, *attrs, effects),
         WriteOp::CreateSource { source, password_hash, actor } => {

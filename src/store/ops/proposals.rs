@@ -62,17 +62,14 @@ fn with_batch(mut detail: serde_json::Value, batch: bool) -> serde_json::Value {
     detail
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn propose_vote(
-    conn: &Connection,
-    now: Timestamp,
-    now_s: &str,
+    tx: &mut Tx,
     source_n: i64,
     office: &PollOfficeId,
     input: &VoteInput,
     batch: bool,
-    effects: &mut Vec<Effect>,
 ) -> Result<Outcome, OpError> {
+    let (conn, now, now_s) = (tx.conn, tx.now, tx.now_s.as_str());
     let idx = input.index.get();
     // The vote's id, and this source's proposal for it if any.
     type Existing = (i64, Option<(String, String, bool, Timestamp)>);
@@ -175,27 +172,25 @@ pub(super) fn propose_vote(
             (id, true, time::to_second(now))
         }
     };
-    effects.push(Effect::Proposal(ProposalRow {
+    tx.effects.push(Effect::Proposal(ProposalRow {
         poll_office_id: office.clone(),
         source_n,
         idx,
         reported_at,
         value: Proposed::Vote(new),
     }));
-    settle(conn, office, Kind::Vote, trusted_before, created, vote_id, effects)?;
+    settle(conn, office, Kind::Vote, trusted_before, created, vote_id, tx.effects)?;
     Ok(Outcome::Proposed { created, id: vote_id })
 }
 
 pub(super) fn propose_ballot(
-    conn: &Connection,
-    now: Timestamp,
-    now_s: &str,
+    tx: &mut Tx,
     source_n: i64,
     office: &PollOfficeId,
     input: &BallotInput,
     batch: bool,
-    effects: &mut Vec<Effect>,
 ) -> Result<Outcome, OpError> {
+    let (conn, now, now_s) = (tx.conn, tx.now, tx.now_s.as_str());
     let idx = input.index.get();
     let party = input.party_id.as_str();
     let existing: Option<(i64, Option<(String, Timestamp)>)> = conn
@@ -260,14 +255,14 @@ pub(super) fn propose_ballot(
             (id, true, time::to_second(now))
         }
     };
-    effects.push(Effect::Proposal(ProposalRow {
+    tx.effects.push(Effect::Proposal(ProposalRow {
         poll_office_id: office.clone(),
         source_n,
         idx,
         reported_at,
         value: Proposed::Ballot(input.party_id.clone()),
     }));
-    settle(conn, office, Kind::Ballot, trusted_before, created, ballot_id, effects)?;
+    settle(conn, office, Kind::Ballot, trusted_before, created, ballot_id, tx.effects)?;
     Ok(Outcome::Proposed { created, id: ballot_id })
 }
 
