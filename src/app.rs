@@ -2,14 +2,12 @@
 //! read pool, the in-memory state), built once at start from the database. `start` binds
 //! nothing itself: it takes a listener (port 0 in tests) and a shutdown future.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use ipnet::IpNet;
 use parking_lot::RwLock;
 use rand::RngCore;
-use rusqlite::Connection;
 
 use crate::auth::password::Hasher;
 use crate::auth::ratelimit::RateLimits;
@@ -18,18 +16,16 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::change::Effect;
 use crate::domain::directory::Directory;
-use crate::http;
-use crate::http::error::ApiError;
 use crate::metrics::Metrics;
 use crate::stats::Stats;
 use crate::store::reads;
-use crate::store::{self, Pool, Writer};
+use crate::store::{self, Writer};
 
 pub struct App {
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
     pub writer: Writer,
-    pub pool: Pool,
+    pub reader: store::Reader,
     pub stats: Arc<Stats>,
     pub tokens: Arc<Tokens>,
     pub limits: RateLimits,
@@ -63,30 +59,45 @@ pub enum StartError {
     Follow(std::io::Error),
 }
 
-impl App {
-    /// Runs a read query on a pooled read-only connection, off the async runtime.
-    pub async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    {
-        let pool = self.pool.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let conn = pool.get().map_err(|e| e.to_string())?;
-            f(&conn).map_err(|e| e.to_string())
-        })
-        .await;
-        match result {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                log::error!("read failed: {e}");
-                Err(ApiError::Unavailable)
+/// The hub's verifications, written by the single writer like every other write.
+fn verifier(writer: Writer) -> crate::ws::Verify {
+    use crate::store::{ops::WriteOp, OpError, WriteError};
+    use crate::ws::hub::Written;
+    Arc::new(move |vote_id, voter_hash, attrs| {
+        let writer = writer.clone();
+        Box::pin(async move {
+            match writer.submit(WriteOp::Verify { vote_id, voter_hash, attrs }).await {
+                Ok(_) => Written::Recorded,
+                Err(WriteError::Op(OpError::AlreadyVerified | OpError::NotFound)) => Written::AlreadyVerified,
+                Err(_) => Written::Failed,
             }
-            Err(e) => {
-                log::error!("read task failed: {e}");
-                Err(ApiError::Internal)
+        })
+    })
+}
+
+/// What happens after a commit, in this order: the directory, the aggregates, the
+/// reporters' tokens, then the verification hub. The writer calls it with each commit's
+/// effects (a reload of another process's commit included) before it answers the requests.
+pub struct Committed {
+    pub stats: Arc<Stats>,
+    pub tokens: Arc<Tokens>,
+    pub directory: Arc<RwLock<Arc<Directory>>>,
+    pub metrics: Arc<Metrics>,
+    pub hub: Box<dyn Fn(&[Effect]) + Send>,
+}
+
+impl Committed {
+    pub fn apply(&self, effects: &[Effect]) {
+        for effect in effects {
+            if let Effect::Directory(d) = effect {
+                self.stats.set_directory(&d.0);
+                *self.directory.write() = d.0.clone();
             }
         }
+        self.stats.apply(effects);
+        self.tokens.apply(effects);
+        self.metrics.tokens.store(self.tokens.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        (self.hub)(effects);
     }
 }
 
@@ -156,27 +167,16 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
     metrics.tokens.store(tokens.len() as u64, std::sync::atomic::Ordering::Relaxed);
     let pool = store::read_pool(&settings.database.path, 4)?;
     let (hubs, hub) = crate::ws::Hubs::channel(&settings.ws);
-    let sink = {
-        let stats = stats.clone();
-        let tokens = tokens.clone();
-        let feed_hub = hubs.feed();
-        let directory = directory.clone();
-        let metrics = metrics.clone();
-        Box::new(move |effects: &[Effect]| {
-            for effect in effects {
-                if let Effect::Directory(d) = effect {
-                    stats.set_directory(&d.0);
-                    *directory.write() = d.0.clone();
-                }
-            }
-            stats.apply(effects);
-            tokens.apply(effects);
-            metrics.tokens.store(tokens.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            feed_hub(effects);
-        })
+    let committed = Committed {
+        stats: stats.clone(),
+        tokens: tokens.clone(),
+        directory: directory.clone(),
+        metrics: metrics.clone(),
+        hub: Box::new(hubs.feed()),
     };
+    let sink = Box::new(move |effects: &[Effect]| committed.apply(effects));
     let (writer, handle) = Writer::start(conn, clock.clone(), metrics.clone(), sink);
-    hub.start(writer.clone(), metrics.clone(), clock.clone());
+    hub.start(verifier(writer.clone()), metrics.clone(), clock.clone());
     let app = App {
         public_cache_control: warp::http::HeaderValue::from_str(&format!(
             "public, max-age={}",
@@ -195,7 +195,7 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
         settings: Arc::new(settings),
         clock,
         writer,
-        pool,
+        reader: store::Reader::new(pool),
         stats,
         tokens,
         hasher: Hasher::default(),
@@ -204,45 +204,7 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
         secret,
     };
     let app = Arc::new(app);
-    crate::follow::spawn(&app, &app.settings.database.path, followed_from).map_err(StartError::Follow)?;
+    crate::follow::spawn(app.writer.downgrade(), app.metrics.clone(), &app.settings.database.path, followed_from)
+        .map_err(StartError::Follow)?;
     Ok((app, handle))
-}
-
-/// A server running in this process.
-pub struct Running {
-    pub addr: SocketAddr,
-    shutdown: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<()>,
-    writer: std::thread::JoinHandle<()>,
-    hubs: crate::ws::Hubs,
-}
-
-impl Running {
-    /// Stops accepting, lets open requests finish, and waits for the writer to close the
-    /// database.
-    pub async fn stop(self) {
-        let _ = self.shutdown.send(());
-        let _ = self.server.await;
-        // Upgraded sockets outlive the HTTP server: the hub closes them, and lets go of
-        // the writer, whose thread then ends.
-        self.hubs.shutdown();
-        let writer = self.writer;
-        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-    }
-}
-
-/// Builds the app and serves it on `listener` until `stop`.
-pub async fn start(
-    settings: Settings,
-    clock: Arc<dyn Clock>,
-    listener: tokio::net::TcpListener,
-) -> Result<Running, StartError> {
-    let addr = listener.local_addr()?;
-    let (app, writer) = build(settings, clock)?;
-    let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
-    let hubs = app.hubs.clone();
-    let server = tokio::spawn(http::server::serve(app, listener, async {
-        let _ = signal.await;
-    }));
-    Ok(Running { addr, shutdown, server, writer, hubs })
 }

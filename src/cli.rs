@@ -312,7 +312,7 @@ fn serve(settings: config::Settings) -> i32 {
                 return 1;
             }
         };
-        let running = match crate::app::start(settings, Arc::new(SystemClock), listener).await {
+        let running = match crate::http::server::start(settings, Arc::new(SystemClock), listener).await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("ufrecs: {e}");

@@ -16,34 +16,34 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::app::App;
+use crate::metrics::Metrics;
 use crate::store::ops::{Reload, WriteOp};
 use crate::store::reads::{self, AuditRow};
+use crate::store::{WeakWriter, Writer};
 
 const POLL: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// Starts following the commits after audit entry `seen` (read before the memory was
-/// loaded, so a commit in between is reloaded, not missed); the thread ends once the app
-/// is gone.
-pub fn spawn(app: &Arc<App>, db: &Path, seen: i64) -> std::io::Result<()> {
-    let weak = Arc::downgrade(app);
+/// Starts following the commits to `db` after audit entry `seen` (read before the memory
+/// was loaded, so a commit in between is reloaded, not missed): reloads go to `writer`,
+/// whose sink applies them like its own commits; the thread ends once the writer is gone.
+pub fn spawn(writer: WeakWriter, metrics: Arc<Metrics>, db: &Path, seen: i64) -> std::io::Result<()> {
     let mut follower = Follower { db: db.to_owned(), conn: None, version: None, seen };
     std::thread::Builder::new().name("ufrecs-follow".into()).spawn(move || {
         let mut delay = POLL;
         loop {
             std::thread::sleep(delay);
-            let Some(app) = weak.upgrade() else { return };
-            let result = follower.poll(&app);
+            let Some(writer) = writer.upgrade() else { return };
+            let result = follower.poll(&writer);
             if let Err(e) = &result {
-                if app.metrics.follow_ok() {
+                if metrics.follow_ok() {
                     log::error!("cannot follow other processes' commits (retrying): {e}");
                 }
                 // The connection is opened again: the file may have been replaced.
                 follower.conn = None;
             }
             delay = if result.is_ok() { POLL } else { (delay * 2).min(BACKOFF_MAX) };
-            app.metrics.follow(result.is_ok());
+            metrics.follow(result.is_ok());
         }
     })?;
     Ok(())
@@ -59,7 +59,7 @@ struct Follower {
 }
 
 impl Follower {
-    fn poll(&mut self, app: &App) -> Result<(), String> {
+    fn poll(&mut self, writer: &Writer) -> Result<(), String> {
         let sql = |e: rusqlite::Error| e.to_string();
         let conn = match &mut self.conn {
             Some(c) => c,
@@ -77,7 +77,7 @@ impl Follower {
         let (entries, last) = reads::cli_entries_after(conn, self.seen).map_err(sql)?;
         let reload = to_reload(&entries);
         if reload != Reload::default() {
-            app.writer.submit_blocking(WriteOp::Reload(reload)).map_err(|e| format!("reload refused: {e}"))?;
+            writer.submit_blocking(WriteOp::Reload(reload)).map_err(|e| format!("reload refused: {e}"))?;
         }
         self.version = Some(now);
         self.seen = last;

@@ -148,3 +148,13 @@ impl From<crate::auth::password::Busy> for ApiError {
         ApiError::RateLimited { retry_after_secs: 1 }
     }
 }
+
+impl From<crate::store::ReadError> for ApiError {
+    fn from(e: crate::store::ReadError) -> Self {
+        log::error!("{e}");
+        match e {
+            crate::store::ReadError::Unavailable(_) => ApiError::Unavailable,
+            crate::store::ReadError::Task(_) => ApiError::Internal,
+        }
+    }
+}

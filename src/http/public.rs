@@ -216,6 +216,7 @@ pub async fn evidence(app: Arc<App>, id: String) -> Result<Response, ApiError> {
             let prefix = format!("{}{id}/", app.settings.s3.prefix);
             let objects = crate::s3::list_objects(&app.settings.s3, &prefix).await?;
             let names = app
+                .reader
                 .read(reads::display_names_by_elector)
                 .await
                 .map_err(|_| "the database cannot be read".to_string())?;
@@ -236,7 +237,7 @@ pub async fn evidence(app: Arc<App>, id: String) -> Result<Response, ApiError> {
 const COMPLETE_PAGE: HeaderValue = HeaderValue::from_static("public, max-age=86400");
 
 pub async fn audit_head(app: Arc<App>, if_none_match: Option<String>) -> Result<Response, ApiError> {
-    let head = app.read(reads::audit_head).await?;
+    let head = app.reader.read(reads::audit_head).await?;
     let body = match head {
         Some(r) => json!({"seq": r.entry.seq, "hash": r.hash, "at": r.entry.at}),
         None => json!({"seq": 0, "hash": GENESIS, "at": null}),
@@ -255,7 +256,7 @@ pub async fn audit(
     let after = int_param(&query, "after", 0, NON_NEGATIVE)?;
     let limit = int_param(&query, "limit", 100, 1..=AUDIT_PAGE_MAX)? as u32;
     // One row more than asked says whether there is a next page.
-    let mut rows = app.read(move |c| reads::audit_page(c, after, limit + 1)).await?;
+    let mut rows = app.reader.read(move |c| reads::audit_page(c, after, limit + 1)).await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let next = match rows.last() {
@@ -277,7 +278,7 @@ pub async fn audit(
 }
 
 pub async fn healthz(app: Arc<App>) -> Response {
-    let readable = app.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await.is_ok();
+    let readable = app.reader.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await.is_ok();
     let writable = app.metrics.last_commit_ok();
     // While another process's commits cannot be read, what it wrote is not served.
     let following = app.metrics.follow_ok();

@@ -51,7 +51,7 @@ pub async fn authenticate(app: Arc<App>, client: IpAddr, body: Bytes) -> Result<
     // the writer says so and the check runs again.
     for _ in 0..3 {
         let e = elector.clone();
-        let found = app.read(move |c| reads::source_auth(c, &e)).await?;
+        let found = app.reader.read(move |c| reads::source_auth(c, &e)).await?;
         let (checked_hash, new_password_hash) = match (found, &input.password) {
             (None, p) => {
                 // Creating sources is limited per address, before any password is hashed.

@@ -17,6 +17,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tower_service::Service;
 
 use crate::app::App;
+use crate::clock::Clock;
+use crate::config::Settings;
 
 /// The TCP peer of a request (warp's own is private to its server).
 #[derive(Clone, Copy, Debug)]
@@ -80,4 +82,43 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener, shutdown: i
     drop(listener);
     let _ = stopping.send(true);
     graceful.shutdown().await;
+}
+
+/// A server running in this process.
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+    writer: std::thread::JoinHandle<()>,
+    hubs: crate::ws::Hubs,
+}
+
+impl Running {
+    /// Stops accepting, lets open requests finish, and waits for the writer to close the
+    /// database.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        let _ = self.server.await;
+        // Upgraded sockets outlive the HTTP server: the hub closes them, and lets go of
+        // the writer, whose thread then ends.
+        self.hubs.shutdown();
+        let writer = self.writer;
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
+}
+
+/// Builds the app and serves it on `listener` until `stop`.
+pub async fn start(
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+    listener: tokio::net::TcpListener,
+) -> Result<Running, crate::app::StartError> {
+    let addr = listener.local_addr()?;
+    let (app, writer) = crate::app::build(settings, clock)?;
+    let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
+    let hubs = app.hubs.clone();
+    let server = tokio::spawn(serve(app, listener, async {
+        let _ = signal.await;
+    }));
+    Ok(Running { addr, shutdown, server, writer, hubs })
 }

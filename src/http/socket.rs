@@ -80,7 +80,7 @@ async fn accept(app: &Arc<App>, req: &mut Request<Incoming>, peer: SocketAddr) -
     let client = client_addr(Some(peer), forwarded, &app.trusted_proxies);
     let voter_hash = crate::ws::voter_hash(&app.secret, &elector);
     let hash = voter_hash.clone();
-    let already_verified = app.read(move |c| crate::store::reads::voter_has_verified(c, &hash)).await?;
+    let already_verified = app.reader.read(move |c| crate::store::reads::voter_has_verified(c, &hash)).await?;
     let open = crate::ws::Opening { office: office.into_string(), voter_hash, already_verified, client };
     let on_upgrade = hyper::upgrade::on(req);
     let (hubs, metrics) = (app.hubs.clone(), app.metrics.clone());

@@ -15,7 +15,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 
 pub use ops::{apply, OpError, Outcome, WriteOp};
-pub use writer::{WriteError, Writer};
+pub use writer::{WeakWriter, WriteError, Writer};
 
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 /// Bumped when `schema.sql` changes in a way that needs a migration.
@@ -122,6 +122,48 @@ pub fn open_in_memory() -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
+}
+
+/// Why a read could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// No connection, or the query failed: the database cannot be read now.
+    #[error("the database cannot be read now: {0}")]
+    Unavailable(String),
+    /// The blocking task running the read failed.
+    #[error("the read task failed: {0}")]
+    Task(String),
+}
+
+/// The read-only side of the database, for the few requests that need SQL: each read runs
+/// on a pooled connection, off the async runtime.
+#[derive(Clone)]
+pub struct Reader {
+    pool: Pool,
+}
+
+impl Reader {
+    pub fn new(pool: Pool) -> Self {
+        Reader { pool }
+    }
+
+    pub async fn read<T, F>(&self, f: F) -> Result<T, ReadError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let conn = pool.get().map_err(|e| e.to_string())?;
+            f(&conn).map_err(|e| e.to_string())
+        })
+        .await;
+        match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(ReadError::Unavailable(e)),
+            Err(e) => Err(ReadError::Task(e.to_string())),
+        }
+    }
 }
 
 /// A pool of read-only connections to a database already opened (and so created) by `open`.

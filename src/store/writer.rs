@@ -44,7 +44,22 @@ pub struct Writer {
     sender: mpsc::Sender<Job>,
 }
 
+/// A handle that does not keep the writer alive: the writer stops once every `Writer`
+/// is dropped, whoever still holds one of these.
+#[derive(Clone)]
+pub struct WeakWriter(mpsc::WeakSender<Job>);
+
+impl WeakWriter {
+    pub fn upgrade(&self) -> Option<Writer> {
+        self.0.upgrade().map(|sender| Writer { sender })
+    }
+}
+
 impl Writer {
+    pub fn downgrade(&self) -> WeakWriter {
+        WeakWriter(self.sender.downgrade())
+    }
+
     pub fn start(
         conn: Connection,
         clock: Arc<dyn Clock>,

@@ -29,10 +29,9 @@ use crate::clock::Clock;
 use crate::domain::change::Effect;
 use crate::domain::ids::{ElectorId, PollOfficeId};
 use crate::domain::input::{Fields, InputError};
+use crate::domain::vote::VoteAttrs;
 use crate::domain::vote::{Age, Gender};
 use crate::metrics::Metrics;
-use crate::store::ops::OpError;
-use crate::store::{WriteError, WriteOp, Writer};
 use hub::{Action, ConnId, Hub, Incoming, Out, ReportedVote, Written};
 
 /// Messages larger than this close the connection with 1009.
@@ -138,6 +137,14 @@ pub struct Hubs {
     max_per_address_office: u32,
 }
 
+/// Writes a voter's verification (vote id, voter's keyed hash, what they confirmed) and
+/// says how it went: the single writer, given by the app.
+pub type Verify = Arc<
+    dyn Fn(i64, String, VoteAttrs) -> std::pin::Pin<Box<dyn std::future::Future<Output = Written> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// The vote rows of committed effects, as the hub needs them.
 pub fn reported_votes(effects: &[Effect]) -> Vec<ReportedVote> {
     effects
@@ -205,8 +212,8 @@ pub struct HubStarter {
 
 impl HubStarter {
     /// Starts the hub's actor task. `clock` is the server's: votes are stamped with it.
-    pub fn start(self, writer: Writer, metrics: Arc<Metrics>, clock: Arc<dyn Clock>) {
-        tokio::spawn(run(self.hub, self.rx, self.hubs.tx.downgrade(), writer, metrics, clock));
+    pub fn start(self, verify: Verify, metrics: Arc<Metrics>, clock: Arc<dyn Clock>) {
+        tokio::spawn(run(self.hub, self.rx, self.hubs.tx.downgrade(), verify, metrics, clock));
     }
 }
 
@@ -214,7 +221,7 @@ async fn run(
     mut hub: Hub,
     mut rx: mpsc::UnboundedReceiver<Cmd>,
     tx: mpsc::WeakUnboundedSender<Cmd>,
-    writer: Writer,
+    verify: Verify,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
 ) {
@@ -261,16 +268,10 @@ async fn run(
                     }
                 }
                 Action::Verify { conn, vote_id, voter_hash, attrs } => {
-                    let (writer, Some(tx)) = (writer.clone(), tx.upgrade()) else { continue };
+                    let Some(tx) = tx.upgrade() else { continue };
+                    let written = verify(vote_id, voter_hash, attrs);
                     tokio::spawn(async move {
-                        let written = match writer.submit(WriteOp::Verify { vote_id, voter_hash, attrs }).await {
-                            Ok(_) => Written::Recorded,
-                            Err(WriteError::Op(OpError::AlreadyVerified | OpError::NotFound)) => {
-                                Written::AlreadyVerified
-                            }
-                            Err(_) => Written::Failed,
-                        };
-                        let _ = tx.send(Cmd::Verified { conn, written });
+                        let _ = tx.send(Cmd::Verified { conn, written: written.await });
                     });
                 }
             }

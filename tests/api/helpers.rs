@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
-use ufrecs::app::{self, Running};
 use ufrecs::clock::ManualClock;
 use ufrecs::config::Settings;
+use ufrecs::http::server::Running;
 
 pub const ADMIN: &str = "test-admin-token";
 
@@ -75,7 +75,7 @@ impl TestApp {
 
     async fn start_at(&mut self, addr: &str) {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        let running = app::start(self.settings.clone(), self.clock.clone(), listener).await.unwrap();
+        let running = ufrecs::http::server::start(self.settings.clone(), self.clock.clone(), listener).await.unwrap();
         self.base = format!("http://{}", running.addr);
         self.running = Some(running);
     }
