@@ -83,7 +83,7 @@ pub struct Committed {
     pub tokens: Arc<Tokens>,
     pub directory: Arc<RwLock<Arc<Directory>>>,
     pub metrics: Arc<Metrics>,
-    pub hub: Box<dyn Fn(&[Effect]) + Send>,
+    pub hub: crate::ws::Feed,
 }
 
 impl Committed {
@@ -172,7 +172,7 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
         tokens: tokens.clone(),
         directory: directory.clone(),
         metrics: metrics.clone(),
-        hub: Box::new(hubs.feed()),
+        hub: hubs.feed(),
     };
     let sink = Box::new(move |effects: &[Effect]| committed.apply(effects));
     let (writer, handle) = Writer::start(conn, clock.clone(), metrics.clone(), sink);

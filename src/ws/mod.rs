@@ -137,6 +137,9 @@ pub struct Hubs {
     max_per_address_office: u32,
 }
 
+/// Hands committed effects to the hub.
+pub type Feed = Box<dyn Fn(&[Effect]) + Send>;
+
 /// Writes a voter's verification (vote id, voter's keyed hash, what they confirmed) and
 /// says how it went: the single writer, given by the app.
 pub type Verify = Arc<
@@ -188,14 +191,14 @@ impl Hubs {
 
     /// What the writer's sink feeds committed votes into. It holds the hub weakly: the
     /// hub holds the writer, and a strong reference each way would keep both alive forever.
-    pub fn feed(&self) -> impl Fn(&[Effect]) + Send + 'static {
+    pub fn feed(&self) -> Feed {
         let weak = self.tx.downgrade();
-        move |effects: &[Effect]| {
+        Box::new(move |effects: &[Effect]| {
             let votes = reported_votes(effects);
             if let (false, Some(tx)) = (votes.is_empty(), weak.upgrade()) {
                 let _ = tx.send(Cmd::Votes(votes));
             }
-        }
+        })
     }
 
     /// Closes every socket (1001) and ends the hub.
