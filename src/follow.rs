@@ -112,3 +112,65 @@ fn to_reload(entries: &[AuditRow]) -> Reload {
     }
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use parking_lot::Mutex;
+
+    use super::*;
+    use crate::clock::{Clock, SystemClock};
+    use crate::domain::change::Effect;
+    use crate::domain::ids::ElectorId;
+    use crate::domain::input::NewSource;
+    use crate::domain::source::Status;
+    use crate::store::ops::{Actor, SourceUpdate};
+
+    #[test]
+    fn another_processs_status_change_reaches_the_writers_sink() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("f.sqlite3");
+        let mut cli = crate::store::open(&db, true).unwrap();
+        let elector_id = ElectorId::parse("E-1").unwrap();
+        let source = NewSource {
+            elector_id: elector_id.clone(),
+            status: Status::Unverified,
+            full_name: None,
+            official_org: None,
+            email: None,
+            phone_number: None,
+            password: None,
+        };
+        let create = WriteOp::CreateSource { source, password_hash: None, actor: Actor::Cli };
+        crate::store::writer::apply_now(&mut cli, &create, SystemClock.now()).unwrap();
+        let seen = reads::last_seq(&cli).unwrap();
+        let committed: Arc<Mutex<Vec<Effect>>> = Arc::default();
+        let sink = {
+            let committed = committed.clone();
+            Box::new(move |effects: &[Effect]| committed.lock().extend_from_slice(effects))
+        };
+        let metrics = Arc::new(Metrics::default());
+        let (writer, handle) =
+            Writer::start(crate::store::open(&db, true).unwrap(), Arc::new(SystemClock), metrics.clone(), sink);
+        spawn(writer.downgrade(), metrics.clone(), &db, seen).unwrap();
+        // The CLI, on the same file: a status change.
+        let update = WriteOp::UpdateSource {
+            elector_id,
+            update: SourceUpdate { status: Some(Status::Official), ..Default::default() },
+            actor: Actor::Cli,
+        };
+        crate::store::writer::apply_now(&mut cli, &update, SystemClock.now()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let reloaded =
+            || committed.lock().iter().any(|e| matches!(e, Effect::Source(s) if s.status == Status::Official));
+        while !reloaded() {
+            assert!(Instant::now() < deadline, "the status change was never reloaded");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(metrics.follow_ok());
+        // Dropping the last writer ends the writer thread and the follower with it.
+        drop(writer);
+        handle.join().unwrap();
+    }
+}

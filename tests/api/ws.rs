@@ -344,3 +344,32 @@ async fn the_raw_voter_id_never_reaches_the_log() {
     bytes.extend(std::fs::read(dir.path().join("ufrecs.sqlite3-wal")).unwrap_or_default());
     assert!(!bytes.windows(12).any(|w| w == b"RAW-VOTER-77"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_status_change_that_counts_a_vote_offers_it_to_a_waiting_voter() {
+    let app = TestApp::spawn().await;
+    let trusted = app.official("E-T", "PO-1").await;
+    let a = app.reporter("E-A", "PO-1").await;
+    assert_eq!(app.vote(&trusted, 1, "male", "less_30", false).await.status, 201);
+    app.advance(5);
+    // The voter comes after vote 1; A's vote 2 does not count (the office has a trusted
+    // reporter), so nothing is offered.
+    let mut voter = Voter::waiting(&app, "PO-1", "VOTER-1").await;
+    assert_eq!(app.vote(&a, 2, "female", "more_60", false).await.status, 201);
+    assert!(voter.quiet().await, "an uncounted vote is not offered");
+    // On the box, A is made official: the re-weigh counts vote 2, and the hub hears of it
+    // through the reload of the CLI's commit.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ufrecs"))
+        .args(["source", "set-status", "E-A", "official"])
+        .env("UFRECS_CONFIG", concat!(env!("CARGO_MANIFEST_DIR"), "/ufrecs.toml"))
+        .env("UFRECS_DATABASE_PATH", app.db_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = voter.next().await;
+    assert_eq!(
+        (&shown["type"], &shown["index"], &shown["gender"]),
+        (&json!("vote"), &json!(2), &json!("female")),
+        "{shown}"
+    );
+}
