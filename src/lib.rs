@@ -40,6 +40,7 @@ pub mod follow;
 pub mod http;
 pub mod import;
 pub mod metrics;
+pub mod route;
 pub mod s3;
 pub mod simulate;
 pub mod stats;

@@ -5,28 +5,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-/// Routes as labelled in metrics (templates, never raw paths).
-pub const ROUTES: [&str; 19] = [
-    "authenticate",
-    "vote",
-    "votingpaperresult",
-    "pollofficesstats",
-    "pollofficeresults",
-    "pollofficeevidence",
-    "flags",
-    "directory",
-    "refresh_s3_credentials",
-    "audit",
-    "audit_head",
-    "healthz",
-    "metrics",
-    "reporters",
-    "sources",
-    "ws_vote_verification",
-    "page",
-    "other",
-    "batch",
-];
+use crate::route::Route;
 
 const STATUSES: [u16; 16] = [200, 201, 304, 400, 401, 403, 404, 405, 409, 413, 429, 500, 503, 101, 204, 0];
 
@@ -35,7 +14,7 @@ const BUCKETS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
 
 #[derive(Default)]
 pub struct Metrics {
-    requests: [[AtomicU64; STATUSES.len()]; ROUTES.len()],
+    requests: [[AtomicU64; STATUSES.len()]; Route::ALL.len()],
     commits: AtomicU64,
     writes: AtomicU64,
     commit_failures: AtomicU64,
@@ -56,37 +35,10 @@ pub struct Metrics {
     follow_failing: AtomicBool,
 }
 
-/// The metrics label of a request path.
-pub fn route_label(path: &str) -> usize {
-    let mut segs = path.trim_matches('/').split('/');
-    let label = match (segs.next(), segs.next(), segs.next()) {
-        (Some("api"), Some("authenticate"), None) => "authenticate",
-        (Some("api"), Some("vote"), None) => "vote",
-        (Some("api"), Some("votingpaperresult"), None) => "votingpaperresult",
-        (Some("api"), Some("vote" | "votingpaperresult"), Some("batch")) => "batch",
-        (Some("api"), Some("pollofficesstats" | "pollofficestats"), _) => "pollofficesstats",
-        (Some("api"), Some("pollofficeresults"), _) => "pollofficeresults",
-        (Some("api"), Some("pollofficeevidence"), _) => "pollofficeevidence",
-        (Some("api"), Some("flags"), None) => "flags",
-        (Some("api"), Some("polloffices" | "candidateparties"), None) => "directory",
-        (Some("api"), Some("refresh-s3-credentials"), None) => "refresh_s3_credentials",
-        (Some("api"), Some("audit"), Some("head")) => "audit_head",
-        (Some("api"), Some("audit"), None) => "audit",
-        (Some("api"), Some("reporters"), None) => "reporters",
-        (Some("api"), Some("sources"), _) => "sources",
-        (Some("healthz"), None, None) => "healthz",
-        (Some("metrics"), None, None) => "metrics",
-        (Some("ws"), Some("vote-verification"), None) => "ws_vote_verification",
-        (Some("" | "page" | "office"), _, _) => "page",
-        _ => "other",
-    };
-    ROUTES.iter().position(|r| *r == label).unwrap_or(ROUTES.len() - 2)
-}
-
 impl Metrics {
-    pub fn request(&self, route: usize, status: u16) {
+    pub fn request(&self, route: Route, status: u16) {
         let s = STATUSES.iter().position(|s| *s == status).unwrap_or(STATUSES.len() - 1);
-        self.requests[route][s].fetch_add(1, Relaxed);
+        self.requests[route.index()][s].fetch_add(1, Relaxed);
     }
 
     pub fn commit(&self, writes: u64, took: Duration) {
@@ -128,7 +80,7 @@ impl Metrics {
         out.push_str(
             "# HELP ufrecs_requests_total HTTP requests by route and status.\n# TYPE ufrecs_requests_total counter\n",
         );
-        for (r, route) in ROUTES.iter().enumerate() {
+        for (r, route) in Route::ALL.iter().map(|r| r.label()).enumerate() {
             for (s, status) in STATUSES.iter().enumerate() {
                 let n = self.requests[r][s].load(Relaxed);
                 if n > 0 {
@@ -186,17 +138,6 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_are_labelled_by_route_template() {
-        let label = |p| ROUTES[route_label(p)];
-        assert_eq!(label("/api/pollofficesstats/PO-1/"), "pollofficesstats");
-        assert_eq!(label("/api/vote"), "vote");
-        assert_eq!(label("/api/vote/batch/"), "batch");
-        assert_eq!(label("/api/audit/head/"), "audit_head");
-        assert_eq!(label("/nope/x"), "other");
-        assert_eq!(label("/"), "page");
-    }
 
     #[test]
     fn commits_and_writes_are_counted_apart() {

@@ -20,7 +20,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::app::App;
-use crate::metrics::route_label;
+use crate::route::Route;
 use crate::store::{OpError, WriteError};
 use error::ApiError;
 use filters::{body, client, reporter as reporter_auth, with_app, BATCH_BODY_LIMIT, BODY_LIMIT};
@@ -37,16 +37,6 @@ pub fn write_error(e: WriteError) -> ApiError {
             log::error!("unexpected database error: {e}");
             ApiError::Internal
         }
-    }
-}
-
-/// The methods a path takes, for the `Allow` header of a 405 (by its metrics route).
-fn allowed_methods(path: &str) -> &'static str {
-    match crate::metrics::ROUTES.get(route_label(path)).copied().unwrap_or("other") {
-        "authenticate" | "vote" | "votingpaperresult" | "batch" | "reporters" => "POST",
-        "refresh_s3_credentials" => "GET, POST",
-        "sources" => "PATCH",
-        _ => "GET",
     }
 }
 
@@ -197,7 +187,7 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
     let metrics_app = app.clone();
     let log = warp::log::custom(move |info| {
         let status = info.status().as_u16();
-        metrics_app.metrics.request(route_label(info.path()), status);
+        metrics_app.metrics.request(Route::of(info.path()), status);
         log::debug!("{} {} {} {:.1}ms", info.method(), info.path(), status, info.elapsed().as_secs_f64() * 1e3);
     });
 
@@ -237,7 +227,7 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         .and(api.recover(error::recover).unify())
         .map(|path: warp::path::FullPath, mut res: Response| {
             if res.status() == warp::http::StatusCode::METHOD_NOT_ALLOWED {
-                let allow = warp::http::HeaderValue::from_static(allowed_methods(path.as_str()));
+                let allow = warp::http::HeaderValue::from_static(Route::of(path.as_str()).methods());
                 res.headers_mut().insert(warp::http::header::ALLOW, allow);
             }
             res

@@ -19,15 +19,14 @@ use warp::Reply;
 use super::error::ApiError;
 use super::filters::client_addr;
 use crate::app::App;
-use crate::metrics::route_label;
+use crate::route::Route;
 
 const PATH: &str = "/ws/vote-verification";
 
 /// Whether a request is for the verification socket (upgrades or not: a plain GET gets
 /// the error body from here too).
 pub fn is_socket_request(req: &Request<Incoming>) -> bool {
-    let path = req.uri().path();
-    path == PATH || path.strip_suffix('/') == Some(PATH)
+    Route::of(req.uri().path()) == Route::WsVoteVerification
 }
 
 /// A socket's buffers: messages are at most 4 KiB, so 4 KiB is enough to read them
@@ -45,7 +44,7 @@ pub async fn upgrade(app: Arc<App>, mut req: Request<Incoming>, peer: SocketAddr
         Ok(res) => res,
         Err(e) => e.response(),
     };
-    app.metrics.request(route_label(PATH), res.status().as_u16());
+    app.metrics.request(Route::WsVoteVerification, res.status().as_u16());
     log::debug!("GET {PATH} {}", res.status().as_u16());
     res
 }
