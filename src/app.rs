@@ -66,9 +66,9 @@ fn verifier(writer: Writer) -> crate::ws::Verify {
     Arc::new(move |vote_id, voter_hash, attrs| {
         let writer = writer.clone();
         Box::pin(async move {
-            match writer.submit(WriteOp::Verify { vote_id, voter_hash, attrs }).await {
-                Ok(_) => Written::Recorded,
-                Err(WriteError::Op(OpError::AlreadyVerified | OpError::NotFound)) => Written::AlreadyVerified,
+            match writer.record(WriteOp::Verify { vote_id, voter_hash, attrs }).await {
+                Ok(()) => Written::Recorded,
+                Err(WriteError::Op(OpError::AlreadyVerified | OpError::NoSuchVote)) => Written::AlreadyVerified,
                 Err(_) => Written::Failed,
             }
         })

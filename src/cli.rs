@@ -260,13 +260,10 @@ fn source(settings: &config::Settings, what: SourceCmd) -> Result<String, String
         }
     };
     let mut conn = open_existing(settings)?;
-    match store::writer::apply_now(&mut conn, &op, SystemClock.now()) {
-        Ok(Outcome::Source(s)) => {
+    match store::writer::apply_now(&mut conn, &op, SystemClock.now()).map(Outcome::source) {
+        Ok(s) => {
             Ok(format!("source-{}: {} ({}password)", s.n, s.status.as_str(), if s.has_password { "" } else { "no " }))
         }
-        Ok(other) => Err(format!("unexpected outcome {other:?}")),
-        Err(store::OpError::Conflict) => Err("this source already exists".into()),
-        Err(store::OpError::NotFound) => Err("no such source".into()),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -287,12 +284,9 @@ fn import(settings: &config::Settings, what: ImportKind) -> Result<String, Strin
         }
     };
     let mut conn = open_existing(settings)?;
-    match store::writer::apply_now(&mut conn, &op, SystemClock.now()).map_err(|e| e.to_string())? {
-        Outcome::Imported { created, updated } => {
-            Ok(format!("{}: {created} created, {updated} updated", file.display()))
-        }
-        other => Err(format!("unexpected outcome {other:?}")),
-    }
+    let (created, updated) =
+        store::writer::apply_now(&mut conn, &op, SystemClock.now()).map_err(|e| e.to_string())?.imported();
+    Ok(format!("{}: {created} created, {updated} updated", file.display()))
 }
 
 fn serve(settings: config::Settings) -> i32 {

@@ -13,7 +13,7 @@ use super::write_error;
 use crate::app::App;
 use crate::domain::ids::ElectorId;
 use crate::domain::input::{self, NewSource, SourcePatch};
-use crate::store::ops::{Actor, Outcome, SourceRecord, SourceUpdate, WriteOp};
+use crate::store::ops::{Actor, SourceRecord, SourceUpdate, WriteOp};
 
 fn source_json(s: &SourceRecord) -> Value {
     json!({
@@ -32,12 +32,8 @@ pub async fn create_reporter(app: Arc<App>, body: Bytes) -> Result<Response, Api
         None => None,
     };
     let op = WriteOp::CreateSource { source, password_hash, actor: Actor::Admin };
-    match app.writer.submit(op).await.map_err(write_error)? {
-        Outcome::Source(s) => {
-            Ok(json_response(StatusCode::CREATED, &json!({"status": "created", "source": source_json(&s)})))
-        }
-        _ => Err(ApiError::Internal),
-    }
+    let s = app.writer.source(op).await.map_err(write_error)?;
+    Ok(json_response(StatusCode::CREATED, &json!({"status": "created", "source": source_json(&s)})))
 }
 
 pub async fn update_source(app: Arc<App>, elector_id: String, body: Bytes) -> Result<Response, ApiError> {
@@ -53,15 +49,7 @@ pub async fn update_source(app: Arc<App>, elector_id: String, body: Bytes) -> Re
         full_name: patch.full_name,
         official_org: patch.official_org,
     };
-    match app
-        .writer
-        .submit(WriteOp::UpdateSource { elector_id, update, actor: Actor::Admin })
-        .await
-        .map_err(write_error)?
-    {
-        Outcome::Source(s) => {
-            Ok(json_response(StatusCode::OK, &json!({"status": "updated", "source": source_json(&s)})))
-        }
-        _ => Err(ApiError::Internal),
-    }
+    let op = WriteOp::UpdateSource { elector_id, update, actor: Actor::Admin };
+    let s = app.writer.source(op).await.map_err(write_error)?;
+    Ok(json_response(StatusCode::OK, &json!({"status": "updated", "source": source_json(&s)})))
 }

@@ -30,8 +30,8 @@ pub fn write_error(e: WriteError) -> ApiError {
     match e {
         WriteError::Unavailable => ApiError::Unavailable,
         WriteError::Op(OpError::Invalid(errors)) => ApiError::invalid(errors),
-        WriteError::Op(OpError::Conflict) => ApiError::Conflict("this source"),
-        WriteError::Op(OpError::NotFound) => ApiError::NotFound,
+        WriteError::Op(OpError::SourceExists) => ApiError::Conflict("this source"),
+        WriteError::Op(OpError::NoSuchSource | OpError::NoSuchVote) => ApiError::NotFound,
         WriteError::Op(OpError::AlreadyVerified) => ApiError::Conflict("a verification"),
         WriteError::Op(OpError::Sql(e)) => {
             log::error!("unexpected database error: {e}");

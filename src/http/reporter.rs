@@ -16,7 +16,7 @@ use crate::domain::ids::{ElectorId, PollOfficeId};
 use crate::domain::input::{self, AuthInput, BallotInput, VoteInput};
 use crate::domain::time;
 use crate::s3;
-use crate::store::ops::{AuthOp, Outcome, WriteOp};
+use crate::store::ops::{AuthOp, Authentication, Proposal, WriteOp};
 use crate::store::reads;
 use crate::store::WriteError;
 
@@ -77,16 +77,16 @@ pub async fn authenticate(app: Arc<App>, client: IpAddr, body: Bytes) -> Result<
         let (token, token_hash) = tokens::mint();
         let now = app.clock.now();
         let expires_at = now + chrono::Duration::seconds(app.settings.auth.token_ttl_secs as i64);
-        let op = WriteOp::Authenticate(AuthOp {
+        let op = AuthOp {
             elector_id: input.elector_id.clone(),
             poll_office_id: input.poll_office_id.clone(),
             token_hash,
             expires_at,
             checked_hash,
             new_password_hash,
-        });
-        match app.writer.submit(op).await.map_err(write_error)? {
-            Outcome::Authenticated { created, status, source_n } => {
+        };
+        match app.writer.authenticate(op).await.map_err(write_error)? {
+            Authentication::Done { created, status, source_n } => {
                 app.limits.succeeded(&elector);
                 let minted = credentials(&app, source_n, &input.poll_office_id, &input.elector_id).await;
                 let s3 = s3::answer(&app.settings.s3, &input.poll_office_id, &input.elector_id, minted, now);
@@ -99,8 +99,7 @@ pub async fn authenticate(app: Arc<App>, client: IpAddr, body: Bytes) -> Result<
                 });
                 return Ok(json_response(created_or_ok(created), &body));
             }
-            Outcome::CheckAgain => continue,
-            _ => return Err(ApiError::Internal),
+            Authentication::CheckAgain => continue,
         }
     }
     Err(ApiError::Unavailable)
@@ -127,8 +126,8 @@ async fn auth_failed(app: &App, client: IpAddr, input: &AuthInput, source_n: i64
     app.limits.failed(client, input.elector_id.as_str(), app.clock.now());
     app.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let op = WriteOp::AuthFailed { source_n, poll_office_id: input.poll_office_id.clone(), reason };
-    match app.writer.submit(op).await {
-        Ok(_) => ApiError::AuthFailed,
+    match app.writer.record(op).await {
+        Ok(()) => ApiError::AuthFailed,
         Err(e) => write_error(e),
     }
 }
@@ -142,13 +141,9 @@ pub async fn vote(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Resp
         input,
         batch: false,
     };
-    match app.writer.submit(op).await.map_err(write_error)? {
-        Outcome::Proposed { created, id } => {
-            let id = if app.settings.compat.numeric_vote_ids { json!(id) } else { json!(id.to_string()) };
-            Ok(json_response(created_or_ok(created), &json!({"id": id, "index": index})))
-        }
-        _ => Err(ApiError::Internal),
-    }
+    let Proposal { created, id } = app.writer.propose(op).await.map_err(write_error)?;
+    let id = if app.settings.compat.numeric_vote_ids { json!(id) } else { json!(id.to_string()) };
+    Ok(json_response(created_or_ok(created), &json!({"id": id, "index": index})))
 }
 
 pub async fn ballot(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Response, ApiError> {
@@ -162,10 +157,8 @@ pub async fn ballot(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Re
         input,
         batch: false,
     };
-    match app.writer.submit(op).await.map_err(write_error)? {
-        Outcome::Proposed { created, .. } => Ok(json_response(created_or_ok(created), &json!({"status": "ok"}))),
-        _ => Err(ApiError::Internal),
-    }
+    let Proposal { created, .. } = app.writer.propose(op).await.map_err(write_error)?;
+    Ok(json_response(created_or_ok(created), &json!({"status": "ok"})))
 }
 
 /// The most items a batch may hold (section 6d).
@@ -219,10 +212,10 @@ async fn run_batch(
             Err(e) => item_error(&mut answers[k], &e),
         }
     }
-    let outcomes = if ops.is_empty() { Vec::new() } else { app.writer.submit_all(ops).await };
+    let outcomes = if ops.is_empty() { Vec::new() } else { app.writer.propose_all(ops).await };
     for (k, outcome) in slots.into_iter().zip(outcomes) {
         match outcome {
-            Ok(Outcome::Proposed { created, id }) => {
+            Ok(Proposal { created, id }) => {
                 answers[k]["status"] = json!(created_or_ok(created).as_u16());
                 for (key, v) in success(created, id).as_object().into_iter().flatten() {
                     answers[k][key] = v.clone();
@@ -231,7 +224,6 @@ async fn run_batch(
             // The commit failed: nothing of the batch is stored.
             Err(WriteError::Unavailable) => return Err(ApiError::Unavailable),
             Err(e) => item_error(&mut answers[k], &write_error(e)),
-            Ok(_) => return Err(ApiError::Internal),
         }
     }
     Ok(json_response(StatusCode::OK, &json!({ "results": answers })))
@@ -285,7 +277,7 @@ async fn credentials(
     let (minted, fresh) = app.s3.credentials(source_n, office, elector, app.clock.now()).await?;
     if fresh {
         let op = WriteOp::CredentialsMinted { source_n, poll_office_id: office.clone(), expiration: minted.expiration };
-        if let Err(e) = app.writer.submit(op).await {
+        if let Err(e) = app.writer.record(op).await {
             log::error!("could not audit minted credentials: {e}");
         }
     }

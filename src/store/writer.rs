@@ -13,7 +13,7 @@ use std::time::Instant;
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::ops::{apply, OpError, Outcome, WriteOp};
+use super::ops::{apply, Authentication, OpError, Outcome, Proposal, SourceRecord, WriteOp};
 use crate::clock::Clock;
 use crate::domain::change::Effect;
 use crate::metrics::Metrics;
@@ -75,8 +75,32 @@ impl Writer {
     }
 
     /// Performs one operation and waits for its commit.
-    pub async fn submit(&self, op: WriteOp) -> Result<Outcome, WriteError> {
+    async fn submit(&self, op: WriteOp) -> Result<Outcome, WriteError> {
         self.submit_all(vec![op]).await.pop().unwrap_or(Err(WriteError::Unavailable))
+    }
+
+    /// A vote or ballot proposal.
+    pub async fn propose(&self, op: WriteOp) -> Result<Proposal, WriteError> {
+        self.submit(op).await.map(Outcome::proposal)
+    }
+
+    /// Proposals in order, in one commit (a batch).
+    pub async fn propose_all(&self, ops: Vec<WriteOp>) -> Vec<Result<Proposal, WriteError>> {
+        self.submit_all(ops).await.into_iter().map(|r| r.map(Outcome::proposal)).collect()
+    }
+
+    pub async fn authenticate(&self, op: super::ops::AuthOp) -> Result<Authentication, WriteError> {
+        self.submit(WriteOp::Authenticate(op)).await.map(Outcome::authentication)
+    }
+
+    /// Creates or updates a source.
+    pub async fn source(&self, op: WriteOp) -> Result<SourceRecord, WriteError> {
+        self.submit(op).await.map(Outcome::source)
+    }
+
+    /// An operation answered by its commit alone (an audit entry, a verification).
+    pub async fn record(&self, op: WriteOp) -> Result<(), WriteError> {
+        self.submit(op).await.map(|_| ())
     }
 
     /// `submit` from a thread outside the async runtime (`follow`).
@@ -87,7 +111,7 @@ impl Writer {
     }
 
     /// Performs several operations in order, in the same commit, each in its own savepoint.
-    pub async fn submit_all(&self, ops: Vec<WriteOp>) -> Vec<Result<Outcome, WriteError>> {
+    async fn submit_all(&self, ops: Vec<WriteOp>) -> Vec<Result<Outcome, WriteError>> {
         let n = ops.len();
         let (reply, answer) = oneshot::channel();
         if self.sender.send(Job { ops, reply }).await.is_err() {

@@ -167,14 +167,70 @@ pub enum Outcome {
     },
 }
 
+/// What a proposal answers: `created` the first time this source proposed it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Proposal {
+    pub created: bool,
+    pub id: i64,
+}
+
+/// What an authentication answers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Authentication {
+    Done {
+        created: bool,
+        source_n: i64,
+        status: Status,
+    },
+    /// The source's password changed between the caller's check and the write.
+    CheckAgain,
+}
+
+impl Outcome {
+    // Each operation answers one shape (`apply`): these are its answers, typed, for the
+    // writer's callers. A mismatch is a bug in `apply`, not a condition to handle.
+    pub fn proposal(self) -> Proposal {
+        match self {
+            Outcome::Proposed { created, id } => Proposal { created, id },
+            other => unreachable!("a proposal answered {other:?}"),
+        }
+    }
+
+    pub fn authentication(self) -> Authentication {
+        match self {
+            Outcome::Authenticated { created, source_n, status } => Authentication::Done { created, source_n, status },
+            Outcome::CheckAgain => Authentication::CheckAgain,
+            other => unreachable!("an authentication answered {other:?}"),
+        }
+    }
+
+    pub fn source(self) -> SourceRecord {
+        match self {
+            Outcome::Source(s) => s,
+            other => unreachable!("a source operation answered {other:?}"),
+        }
+    }
+
+    /// `(created, updated)` rows of an import.
+    pub fn imported(self) -> (usize, usize) {
+        match self {
+            Outcome::Imported { created, updated } => (created, updated),
+            other => unreachable!("an import answered {other:?}"),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {
     #[error("invalid data")]
     Invalid(FieldErrors),
-    #[error("already exists")]
-    Conflict,
-    #[error("not found")]
-    NotFound,
+    /// A source with this `elector_id` exists already.
+    #[error("this source already exists")]
+    SourceExists,
+    #[error("no such source")]
+    NoSuchSource,
+    #[error("no such vote")]
+    NoSuchVote,
     #[error("already verified")]
     AlreadyVerified,
     /// A database failure: the whole transaction is abandoned.
@@ -516,6 +572,6 @@ mod tests {
         assert!(last_vote_effect(&e).decision.unwrap().disputed);
         assert!(matches!(apply(&conn, &op(v1, "h2"), now(), &mut vec![]), Err(OpError::AlreadyVerified)));
         assert!(matches!(apply(&conn, &op(v2, "h1"), now(), &mut vec![]), Err(OpError::AlreadyVerified)));
-        assert!(matches!(apply(&conn, &op(999, "h3"), now(), &mut vec![]), Err(OpError::NotFound)));
+        assert!(matches!(apply(&conn, &op(999, "h3"), now(), &mut vec![]), Err(OpError::NoSuchVote)));
     }
 }

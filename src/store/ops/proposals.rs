@@ -307,7 +307,7 @@ pub(super) fn verify(
         .prepare_cached("SELECT poll_office_id, idx FROM votes WHERE id = ?1")?
         .query_row([vote_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let (office, idx) = vote.ok_or(OpError::NotFound)?;
+    let (office, idx) = vote.ok_or(OpError::NoSuchVote)?;
     let taken: bool = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM vote_verifications WHERE vote_id = ?1 OR voter_hash = ?2)")?
         .query_row(params![vote_id, voter_hash], |r| r.get(0))?;

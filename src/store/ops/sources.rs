@@ -18,7 +18,7 @@ pub(super) fn create_source(
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM sources WHERE elector_id = ?1)")?
         .query_row([s.elector_id.as_str()], |r| r.get(0))?;
     if exists {
-        return Err(OpError::Conflict);
+        return Err(OpError::SourceExists);
     }
     conn.prepare_cached(
         "INSERT INTO sources (elector_id, status, password_hash, full_name, official_org, email, phone_number, created_at, updated_at)
@@ -60,7 +60,7 @@ pub(super) fn update_source(
         .prepare_cached("SELECT n, status FROM sources WHERE elector_id = ?1")?
         .query_row([elector_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let (n, old_status) = found.ok_or(OpError::NotFound)?;
+    let (n, old_status) = found.ok_or(OpError::NoSuchSource)?;
     let old_status = parse_status(&old_status)?;
     let mut detail = json!({"source": source::actor(n)});
     if let Some(name) = &u.full_name {
