@@ -102,8 +102,8 @@ pub struct Density {
     dense: BTreeSet<u32>,
 }
 
-/// 2020-01-01T00:00:00Z: observation times are stored as u32 seconds after it.
-const EPOCH: i64 = 1_577_836_800;
+/// Observation times are kept as u32 seconds after it.
+const EPOCH: i64 = time::COMPACT_EPOCH;
 const WINDOW: u32 = FAST_WINDOW_SECS as u32;
 
 impl Density {

@@ -2,6 +2,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::domain::ids::ElectorId;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Status {
     Unverified,
@@ -31,6 +33,15 @@ impl Status {
     pub fn is_trusted(self) -> bool {
         self != Status::Unverified
     }
+}
+
+/// The voter's keyed hash (HMAC-SHA256 with the server's secret): all that is ever stored
+/// of a voter's `elector_id`, enough to allow one verification per voter.
+pub fn voter_hash(secret: &[u8], elector_id: &ElectorId) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(elector_id.as_str().as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// The name a source has in the public audit log: never its `elector_id`.
@@ -140,6 +151,16 @@ pub fn display_names<'a>(sources: impl IntoIterator<Item = (i64, Option<&'a str>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_voter_hash_is_keyed_and_stable() {
+        let e = ElectorId::parse("VOTER-1").unwrap();
+        let a = voter_hash(b"secret-1", &e);
+        assert_eq!(a, voter_hash(b"secret-1", &e));
+        assert_ne!(a, voter_hash(b"secret-2", &e));
+        assert_eq!(a.len(), 64);
+        assert!(!a.contains("VOTER"));
+    }
 
     #[test]
     fn display_names_never_collide_and_never_show_an_elector_id() {

@@ -9,6 +9,10 @@ pub fn format(t: Timestamp) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// 2020-01-01T00:00:00Z: the compact second counters of the in-memory state (`u32`
+/// seconds, four bytes a time) count from it; earlier times count as it.
+pub const COMPACT_EPOCH: i64 = 1_577_836_800;
+
 /// `t` as it is stored and served: to the second.
 pub fn to_second(t: Timestamp) -> Timestamp {
     DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)

@@ -77,7 +77,7 @@ async fn accept(app: &Arc<App>, req: &mut Request<Incoming>, peer: SocketAddr) -
     };
     let forwarded = h.get("x-forwarded-for").and_then(|v| v.to_str().ok());
     let client = client_addr(Some(peer), forwarded, &app.trusted_proxies);
-    let voter_hash = crate::ws::voter_hash(&app.secret, &elector);
+    let voter_hash = crate::domain::source::voter_hash(&app.secret, &elector);
     let hash = voter_hash.clone();
     let already_verified = app.reader.read(move |c| crate::store::reads::voter_has_verified(c, &hash)).await?;
     let open = crate::ws::Opening { office: office.into_string(), voter_hash, already_verified, client };

@@ -72,8 +72,8 @@ impl Totals {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Secs(NonZeroU32);
 
-/// One second before 2020-01-01T00:00:00Z: `Secs(1)` is that instant.
-const EPOCH: i64 = 1_577_836_799;
+/// One second before the compact epoch: `Secs(1)` is the epoch itself.
+const EPOCH: i64 = crate::domain::time::COMPACT_EPOCH - 1;
 
 impl Secs {
     /// A timestamp, to the second; times before 2020 count as 2020-01-01.

@@ -13,10 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -39,13 +37,6 @@ pub const MAX_MESSAGE: usize = 4096;
 const PING_EVERY: Duration = Duration::from_secs(30);
 const TICK: Duration = Duration::from_millis(250);
 const CLOSE_GOING_AWAY: u16 = 1001;
-
-/// The voter's keyed hash: all that is ever stored of a voter's `elector_id`.
-pub fn voter_hash(secret: &[u8], elector_id: &ElectorId) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(elector_id.as_str().as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
 
 fn close(code: u16) -> Message {
     Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: Default::default() }))
@@ -421,16 +412,6 @@ pub fn parameters(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_voter_hash_is_keyed_and_stable() {
-        let e = ElectorId::parse("VOTER-1").unwrap();
-        let a = voter_hash(b"secret-1", &e);
-        assert_eq!(a, voter_hash(b"secret-1", &e));
-        assert_ne!(a, voter_hash(b"secret-2", &e));
-        assert_eq!(a.len(), 64);
-        assert!(!a.contains("VOTER"));
-    }
 
     #[test]
     fn messages_are_parsed_and_bad_ones_say_why() {

@@ -23,9 +23,9 @@ pub(super) fn authenticate(
                 return Ok(Outcome::CheckAgain);
             }
             conn.prepare_cached(
-                "INSERT INTO sources (elector_id, status, password_hash, created_at, updated_at) VALUES (?1, 'unverified', ?2, ?3, ?3)",
+                "INSERT INTO sources (elector_id, status, password_hash, created_at, updated_at) VALUES (?1, ?4, ?2, ?3, ?3)",
             )?
-            .execute(params![a.elector_id.as_str(), a.new_password_hash, now])?;
+            .execute(params![a.elector_id.as_str(), a.new_password_hash, now, Status::Unverified.as_str()])?;
             let n = conn.last_insert_rowid();
             append_audit(
                 conn,
@@ -33,7 +33,7 @@ pub(super) fn authenticate(
                 "source_created",
                 &source::actor(n),
                 Some(office),
-                json!({"status": "unverified"}),
+                json!({"status": Status::Unverified.as_str()}),
             )?;
             effects.push(Effect::Source(SourceRow {
                 n,

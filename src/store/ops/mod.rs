@@ -375,17 +375,31 @@ use directory::{import_parties, import_poll_offices};
 use proposals::{propose_ballot, propose_vote, verify};
 pub use proposals::{recompute_ballot, recompute_office, recompute_vote};
 
+/// SQL that is 1 where the `status` column holds a trusted status: `Status::is_trusted`,
+/// the one rule, written out as the list of those statuses.
+pub(super) fn trusted_sql(column: &str) -> String {
+    let trusted: Vec<String> =
+        Status::ALL.iter().filter(|s| s.is_trusted()).map(|s| format!("'{}'", s.as_str())).collect();
+    format!("{column} IN ({})", trusted.join(", "))
+}
+
 /// `office_tiers` recounted from `office_sources` and the statuses (`check` compares them).
-pub const OFFICE_TIERS_RECOUNT: &str = "SELECT o.poll_office_id, o.kind, COUNT(*), SUM(s.status <> 'unverified')
-       FROM office_sources o JOIN sources s ON s.n = o.source_n GROUP BY o.poll_office_id, o.kind";
+fn office_tiers_recount() -> String {
+    format!(
+        "SELECT o.poll_office_id, o.kind, COUNT(*), SUM({})
+           FROM office_sources o JOIN sources s ON s.n = o.source_n GROUP BY o.poll_office_id, o.kind",
+        trusted_sql("s.status")
+    )
+}
 
 /// Rows of `office_tiers` that differ from a recount, either way.
 pub fn office_tiers_mismatches(conn: &Connection) -> rusqlite::Result<i64> {
+    let recount = office_tiers_recount();
     conn.query_row(
         &format!(
             "SELECT (SELECT COUNT(*) FROM (SELECT poll_office_id, kind, sources, trusted FROM office_tiers
-                                           EXCEPT {OFFICE_TIERS_RECOUNT}))
-                  + (SELECT COUNT(*) FROM ({OFFICE_TIERS_RECOUNT}
+                                           EXCEPT {recount}))
+                  + (SELECT COUNT(*) FROM ({recount}
                                            EXCEPT SELECT poll_office_id, kind, sources, trusted FROM office_tiers))"
         ),
         [],
@@ -397,7 +411,7 @@ pub fn office_tiers_mismatches(conn: &Connection) -> rusqlite::Result<i64> {
 pub fn rebuild_office_tiers(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute("DELETE FROM office_tiers", [])?;
     conn.execute(
-        &format!("INSERT INTO office_tiers (poll_office_id, kind, sources, trusted) {OFFICE_TIERS_RECOUNT}"),
+        &format!("INSERT INTO office_tiers (poll_office_id, kind, sources, trusted) {}", office_tiers_recount()),
         [],
     )?;
     Ok(())

@@ -43,13 +43,16 @@ fn report_at_office(
         "INSERT INTO office_sources (poll_office_id, kind, source_n, first_at, last_at) VALUES (?1, ?2, ?3, ?4, ?4)",
     )?
     .execute(params![office, kind.as_str(), source_n, now_s])?;
-    conn.prepare_cached(
-        "INSERT INTO office_tiers (poll_office_id, kind, sources, trusted)
-         SELECT ?1, ?2, 1, status <> 'unverified' FROM sources WHERE n = ?3
-         ON CONFLICT (poll_office_id, kind) DO UPDATE SET
-           sources = sources + 1, trusted = trusted + excluded.trusted",
-    )?
-    .execute(params![office, kind.as_str(), source_n])?;
+    static JOIN_TIER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "INSERT INTO office_tiers (poll_office_id, kind, sources, trusted)
+             SELECT ?1, ?2, 1, {} FROM sources WHERE n = ?3
+             ON CONFLICT (poll_office_id, kind) DO UPDATE SET
+               sources = sources + 1, trusted = trusted + excluded.trusted",
+            super::trusted_sql("status")
+        )
+    });
+    conn.prepare_cached(&JOIN_TIER)?.execute(params![office, kind.as_str(), source_n])?;
     Ok(None)
 }
 
