@@ -1,19 +1,20 @@
 //! Settings: built-in defaults, then `ufrecs.toml` (or `--config` / `UFRECS_CONFIG`), then
 //! `UFRECS_<SECTION>_<KEY>` environment variables (`UFRECS_<SECTION>_<KEY>_FILE` reads the
 //! value from a file, for secrets). Validated once; passed explicitly, never global.
-//! `Debug` redacts secrets, so the settings can be logged at start.
+//! Secrets are `SecretString`s, so `Debug` never shows them and the settings can be
+//! logged at start.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 pub use crate::domain::directory::Strict;
 
-#[derive(Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub server: Server,
@@ -41,11 +42,12 @@ pub struct Database {
     pub synchronous: String,
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Auth {
     pub token_ttl_secs: u64,
-    pub admin_token: String,
+    #[serde(serialize_with = "expose")]
+    pub admin_token: SecretString,
     pub secret_file: PathBuf,
     pub failed_per_address_per_min: u32,
     pub failures_before_lockout: u32,
@@ -115,7 +117,7 @@ pub struct Http {
     pub header_timeout_secs: u64,
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct S3 {
     pub endpoint: String,
@@ -124,7 +126,8 @@ pub struct S3 {
     pub bucket: String,
     pub prefix: String,
     pub access_key: String,
-    pub secret_key: String,
+    #[serde(serialize_with = "expose")]
+    pub secret_key: SecretString,
     pub role_arn: String,
     pub credentials_ttl_secs: u64,
 }
@@ -163,7 +166,7 @@ impl Default for Auth {
     fn default() -> Self {
         Auth {
             token_ttl_secs: 21600,
-            admin_token: String::new(),
+            admin_token: SecretString::default(),
             secret_file: "data/secret".into(),
             failed_per_address_per_min: 30,
             failures_before_lockout: 5,
@@ -187,7 +190,7 @@ impl Default for S3 {
             bucket: "ufrecs-media".into(),
             prefix: String::new(),
             access_key: String::new(),
-            secret_key: String::new(),
+            secret_key: SecretString::default(),
             role_arn: String::new(),
             credentials_ttl_secs: 3600,
         }
@@ -206,59 +209,10 @@ impl Default for Ws {
     }
 }
 
-const REDACTED: &str = "<redacted>";
-
-fn redact(s: &str) -> &str {
-    if s.is_empty() {
-        ""
-    } else {
-        REDACTED
-    }
-}
-
-impl fmt::Debug for Auth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Auth")
-            .field("token_ttl_secs", &self.token_ttl_secs)
-            .field("admin_token", &redact(&self.admin_token))
-            .field("secret_file", &self.secret_file)
-            .field("failed_per_address_per_min", &self.failed_per_address_per_min)
-            .field("failures_before_lockout", &self.failures_before_lockout)
-            .field("new_sources_per_address_per_min", &self.new_sources_per_address_per_min)
-            .finish()
-    }
-}
-
-impl fmt::Debug for S3 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("S3")
-            .field("endpoint", &self.endpoint)
-            .field("sts_endpoint", &self.sts_endpoint)
-            .field("region", &self.region)
-            .field("bucket", &self.bucket)
-            .field("prefix", &self.prefix)
-            .field("access_key", &self.access_key)
-            .field("secret_key", &redact(&self.secret_key))
-            .field("role_arn", &self.role_arn)
-            .field("credentials_ttl_secs", &self.credentials_ttl_secs)
-            .finish()
-    }
-}
-
-impl fmt::Debug for Settings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Settings")
-            .field("server", &self.server)
-            .field("database", &self.database)
-            .field("auth", &self.auth)
-            .field("registry", &self.registry)
-            .field("http", &self.http)
-            .field("s3", &self.s3)
-            .field("ws", &self.ws)
-            .field("compat", &self.compat)
-            .field("limits", &self.limits)
-            .finish()
-    }
+/// Secrets are written out only where the defaults are merged with the file (the table
+/// `load` builds); everywhere else, `SecretString` shows `[REDACTED]`.
+fn expose<S: serde::Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose_secret())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -502,7 +456,7 @@ mod tests {
             &env(&[("UFRECS_AUTH_ADMIN_TOKEN_FILE", f.to_str().unwrap()), ("UFRECS_S3_SECRET_KEY", "zzz")]),
         )
         .unwrap();
-        assert_eq!(s.auth.admin_token, "s3cr3t-admin");
+        assert_eq!(s.auth.admin_token.expose_secret(), "s3cr3t-admin");
         let shown = format!("{s:?}");
         assert!(!shown.contains("s3cr3t-admin") && !shown.contains("zzz"));
     }

@@ -53,7 +53,8 @@ async fn accept(app: &Arc<App>, req: &mut Request<Incoming>, peer: SocketAddr) -
     if req.method() != hyper::Method::GET {
         return Err(ApiError::MethodNotAllowed);
     }
-    let query: std::collections::HashMap<String, String> = req.uri().query().map(form_pairs).unwrap_or_default();
+    let query: std::collections::HashMap<String, String> =
+        req.uri().query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     let (office, elector) = crate::ws::parameters(&query).map_err(ApiError::invalid)?;
     if app.directory.read().refuses_office(app.settings.registry.strict, office.as_str()) {
         return Err(ApiError::UnknownPollOffice);
@@ -101,17 +102,4 @@ async fn accept(app: &Arc<App>, req: &mut Request<Incoming>, peer: SocketAddr) -
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     Ok(res)
-}
-
-fn form_pairs(query: &str) -> std::collections::HashMap<String, String> {
-    query
-        .split('&')
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |s: &str| {
-                percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8().ok().map(|c| c.into_owned())
-            };
-            Some((decode(k)?, decode(v)?))
-        })
-        .collect()
 }

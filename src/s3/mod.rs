@@ -8,6 +8,7 @@ pub mod evidence;
 pub mod policy;
 pub mod sts;
 
+use secrecy::ExposeSecret;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -97,8 +98,9 @@ pub fn refresh_answer(
 /// The operator's view of the media bucket (backups, the evidence index).
 pub fn operator_bucket(s3: &config::S3) -> Result<Box<::s3::Bucket>, String> {
     let region = ::s3::Region::Custom { region: s3.region.clone(), endpoint: s3.endpoint.clone() };
-    let creds = ::s3::creds::Credentials::new(Some(&s3.access_key), Some(&s3.secret_key), None, None, None)
-        .map_err(|_| "the S3 operator key is incomplete".to_string())?;
+    let creds =
+        ::s3::creds::Credentials::new(Some(&s3.access_key), Some(s3.secret_key.expose_secret()), None, None, None)
+            .map_err(|_| "the S3 operator key is incomplete".to_string())?;
     Ok(::s3::Bucket::new(&s3.bucket, region, creds)
         .map_err(|e| format!("bucket {}: {e}", s3.bucket))?
         .with_path_style())
@@ -176,7 +178,7 @@ impl Service {
             endpoint: &self.settings.sts_endpoint,
             region: &self.settings.region,
             access_key: &self.settings.access_key,
-            secret_key: &self.settings.secret_key,
+            secret_key: self.settings.secret_key.expose_secret(),
             role_arn: &self.settings.role_arn,
             session_name: &session_name,
             policy: &policy,

@@ -73,7 +73,7 @@ async fn admin_endpoints_want_the_admin_token_and_refuse_reporters() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_admin_token_the_admin_api_does_not_exist() {
-    let app = TestApp::spawn_with(|s| s.auth.admin_token = String::new()).await;
+    let app = TestApp::spawn_with(|s| s.auth.admin_token = String::new().into()).await;
     let r = app.admin_post("/api/reporters/", json!({"elector_id": "X-1", "type": "official"})).await;
     assert_eq!((r.status.as_u16(), r.code()), (404, "not_found"));
     let r = app.admin_patch("/api/sources/X-1/", json!({"status": "official"})).await;

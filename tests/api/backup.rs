@@ -81,7 +81,7 @@ async fn backup_to_s3_uploads_the_snapshot_under_the_backups_folder() {
     let s3 = ufrecs::config::S3 {
         endpoint: moto.endpoint.clone(),
         access_key: op.access_key.clone(),
-        secret_key: op.secret_key.clone(),
+        secret_key: op.secret_key.clone().into(),
         ..Default::default()
     };
     let bucket = ufrecs::s3::operator_bucket(&s3).unwrap();

@@ -491,7 +491,7 @@ pub fn use_moto(s: &mut Settings, moto: &Moto, op: &Operator) {
     s.s3.endpoint = moto.endpoint.clone();
     s.s3.sts_endpoint = moto.endpoint.clone();
     s.s3.access_key = op.access_key.clone();
-    s.s3.secret_key = op.secret_key.clone();
+    s.s3.secret_key = op.secret_key.clone().into();
     s.s3.role_arn = op.role_arn.clone();
     s.s3.credentials_ttl_secs = 3600;
 }

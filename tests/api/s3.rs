@@ -189,7 +189,7 @@ async fn neither_the_operator_secret_nor_minted_secrets_reach_the_log() {
     assert_eq!(health["s3"], "ok");
     server.kill();
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("<redacted>"));
+    assert!(text.contains("[REDACTED]"));
     for secret in
         [op.secret_key.as_str(), creds["secret_key"].as_str().unwrap(), creds["session_token"].as_str().unwrap()]
     {

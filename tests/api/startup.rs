@@ -100,7 +100,7 @@ async fn no_token_password_or_secret_reaches_the_log_even_at_debug_level() {
     server.kill();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("POST /api/vote/ 201"), "requests are logged at debug level: {text}");
-    assert!(text.contains("<redacted>"), "the admin token is shown redacted");
+    assert!(text.contains("[REDACTED]"), "the admin token is shown redacted");
     let secret = std::fs::read_to_string(dir.path().join("secret")).unwrap();
     for leak in [token.as_str(), password, "Wrong-Guess-99", ADMIN, secret.trim()] {
         assert!(!text.contains(leak), "{leak} leaked into the log");
