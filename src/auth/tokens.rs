@@ -1,7 +1,7 @@
 //! Reporter tokens. A token is 256 random bits, URL-safe base64; only its SHA-256 is
 //! stored (in `tokens`) and kept here, mapped to the source and office it is bound to.
 //! Changed only by committed effects (issue, rotation, password reset), and by `prune`,
-//! which forgets expired tokens (their rows are deleted by `WriteOp::PruneTokens`);
+//! which forgets expired tokens (the writer deletes their rows, `store::ops::prune_tokens`);
 //! rebuilt at start. A source's tokens are found by source and office, never by a scan.
 
 use std::collections::HashMap;

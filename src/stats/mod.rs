@@ -76,11 +76,10 @@ impl Body {
     }
 }
 
-/// An office with the bodies rendered since its last change (on first read after a
-/// change, so a burst of writes renders once), each with the source book generation it
-/// was rendered at.
-/// One office: its aggregates and its rendered bodies. Boxed in the map, with each body
-/// boxed too: at 50,000 offices, inline entries made the map's table alone 45 MB.
+/// One office: its aggregates and the bodies rendered since its last change (on first
+/// read after a change, so a burst of writes renders once), each with the source book
+/// generation it was rendered at. Boxed in the map, with each body boxed too: at 50,000
+/// offices, inline entries made the map's table alone 45 MB.
 #[derive(Default)]
 struct Entry {
     office: Office,
@@ -150,7 +149,6 @@ impl Stats {
         Self::default()
     }
 
-    /// Takes in the effects of one commit (or of a rebuild).
     /// Packs every office's trees (after the start-up rebuild, when they were filled in
     /// order and left half full).
     pub fn compact(&self) {
@@ -159,6 +157,7 @@ impl Stats {
         }
     }
 
+    /// Takes in the effects of one commit (or of a rebuild).
     pub fn apply(&self, effects: &[Effect]) {
         let mut state = self.state.write();
         let mut changed = false;
