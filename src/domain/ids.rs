@@ -73,6 +73,15 @@ identifier!(
     PollOfficeId,
     check_poll_office
 );
+impl PollOfficeId {
+    /// An office identifier read back from storage: the identifier's shape is checked,
+    /// not the folder names reserved since (an office stored before that rule must still
+    /// load; new ones are refused at the edge by `parse`).
+    pub fn stored(s: &str) -> Result<Self, &'static str> {
+        check_identifier(s).map(|()| Self(s.to_owned()))
+    }
+}
+
 identifier!(
     /// A party's identifier in the directory.
     PartyId,
