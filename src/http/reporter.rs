@@ -30,12 +30,15 @@ fn created_or_ok(created: bool) -> StatusCode {
 
 /// A reporter's office, from its token: checked again at every write, since a token
 /// issued before the directory was imported (`registry.strict = auto`) must not go on
-/// writing an invented office into the public log.
+/// writing an invented office into the public log. A token for an office whose name was
+/// reserved since (an operator's folder: `backups`, `log`, `replica`) is refused like any
+/// bad token, or its credentials would reach that folder.
 fn token_office(app: &App, r: &Reporter) -> Result<PollOfficeId, ApiError> {
-    if app.directory.read().refuses_office(app.settings.registry.strict, r.poll_office_id.as_str()) {
+    let office = PollOfficeId::parse(r.poll_office_id.as_str()).map_err(|_| ApiError::AuthFailed)?;
+    if app.directory.read().refuses_office(app.settings.registry.strict, office.as_str()) {
         return Err(ApiError::UnknownPollOffice);
     }
-    Ok(r.poll_office_id.clone())
+    Ok(office)
 }
 
 pub async fn authenticate(app: Arc<App>, client: IpAddr, body: Bytes) -> Result<Response, ApiError> {

@@ -538,6 +538,24 @@ async fn look_alike_names_invisible_characters_and_reserved_folders_are_refused_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_stored_for_an_office_reserved_since_writes_nothing_and_loads() {
+    let mut app = TestApp::spawn().await;
+    let s = app.reporter("E-1", "PO-1").await;
+    // A token from before `log` was reserved (as an older version stored it).
+    let rw = rusqlite::Connection::open(app.db_path()).unwrap();
+    rw.execute("UPDATE tokens SET poll_office_id = 'log'", []).unwrap();
+    drop(rw);
+    app.restart().await;
+    assert_eq!(app.get("/healthz").await.status, 200, "the server starts with it");
+    let before = app.fingerprint();
+    let r = app.vote(&s, 1, "male", "less_30", false).await;
+    assert_eq!((r.status.as_u16(), r.code()), (401, "auth_failed"));
+    let r = app.send(app.client.post(app.url("/api/refresh-s3-credentials/")).basic_auth("E-1", Some(&s.token))).await;
+    assert_eq!(r.status, 401, "no credentials for the operator's folder");
+    assert_eq!(app.fingerprint(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_from_one_ipv6_64_are_counted_together() {
     let app = TestApp::spawn_with(|s| s.server.trusted_proxies = vec!["127.0.0.1".into()]).await;
     app.admin_post("/api/reporters/", json!({"elector_id": "E-1", "type": "official", "password": "right"})).await;

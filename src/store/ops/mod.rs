@@ -245,8 +245,8 @@ impl From<&SourceRecord> for SourceRow {
 }
 
 /// One operation's place in a transaction: the connection (a savepoint of the group
-/// commit, or the CLI's own transaction), the time of the write, as stored (to the second,
-/// and as its text), and the effects it reports.
+/// commit, or the CLI's own transaction), the time of the write (and its stored text, to
+/// the second), and the effects it reports.
 pub(super) struct Tx<'a> {
     pub conn: &'a Connection,
     pub now: Timestamp,
@@ -257,7 +257,7 @@ pub(super) struct Tx<'a> {
 /// Performs one operation on `conn` (a transaction or savepoint) at time `now`.
 pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<Effect>) -> Result<Outcome, OpError> {
     let now_s = time::format(now);
-    let mut tx = Tx { conn, now: time::to_second(now), now_s: now_s.clone(), effects };
+    let mut tx = Tx { conn, now, now_s: now_s.clone(), effects };
     match op {
         WriteOp::Authenticate(a) => authenticate(conn, &now_s, a, effects),
         WriteOp::AuthFailed { source_n, poll_office_id, reason } => {
