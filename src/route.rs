@@ -6,10 +6,10 @@
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
+    // In the order of `ALL` (the metrics series): `index` is the discriminant.
     Authenticate,
     Vote,
     VotingPaperResult,
-    Batch,
     Stats,
     Results,
     Evidence,
@@ -25,6 +25,7 @@ pub enum Route {
     WsVoteVerification,
     Page,
     Other,
+    Batch,
 }
 
 impl Route {
@@ -86,9 +87,9 @@ impl Route {
         }
     }
 
-    /// Its place in `ALL`.
+    /// Its place in `ALL` (checked by a test): every request is counted by it.
     pub fn index(self) -> usize {
-        Route::ALL.iter().position(|r| *r == self).expect("every route is in ALL")
+        self as usize
     }
 
     /// The route that owns a request path (with or without its trailing slash).

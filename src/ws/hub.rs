@@ -597,33 +597,29 @@ mod tests {
             first_reported_at: t.wall(5),
             observed_at: None,
         };
-        let confirm = Incoming::Confirm { gender: None, age: None, has_torn: None };
+        // Two voters wait; vote 10 is shown to the first, who confirms it.
+        let confirming = || {
+            let mut t = T::new();
+            t.connect(1, "A", 1);
+            t.connect(2, "A", 2);
+            assert_eq!(shown(&t.report(10, "A", 5)), [(1, 10)]);
+            t.hub.message(1, Incoming::Confirm { gender: None, age: None, has_torn: None }, t.at(6));
+            t
+        };
         // The commit reaches the hub, then the voter leaves, then the writer answers.
-        let mut t = T::new();
-        t.connect(1, "A", 1);
-        t.connect(2, "A", 2);
-        assert_eq!(shown(&t.report(10, "A", 5)), [(1, 10)]);
-        t.hub.message(1, confirm.clone(), t.at(6));
+        let mut t = confirming();
         assert!(shown(&t.hub.vote(&verified(&t, 10), t.at(7))).is_empty());
         assert!(shown(&t.hub.disconnect(1, t.at(8))).is_empty(), "not offered to voter 2");
         assert!(t.hub.verified(1, Written::Recorded, t.at(9)).is_empty());
         assert!(shown(&t.hub.tick(t.at(400))).is_empty());
         // The voter leaves, then the commit reaches the hub, then the writer answers.
-        let mut t = T::new();
-        t.connect(1, "A", 1);
-        t.connect(2, "A", 2);
-        t.report(10, "A", 5);
-        t.hub.message(1, confirm.clone(), t.at(6));
+        let mut t = confirming();
         assert!(shown(&t.hub.disconnect(1, t.at(7))).is_empty(), "not offered while being written");
         assert!(shown(&t.hub.vote(&verified(&t, 10), t.at(8))).is_empty());
         assert!(t.hub.verified(1, Written::Recorded, t.at(9)).is_empty());
         assert!(shown(&t.hub.tick(t.at(400))).is_empty());
         // The voter leaves and the write fails: the vote goes to the next voter.
-        let mut t = T::new();
-        t.connect(1, "A", 1);
-        t.connect(2, "A", 2);
-        t.report(10, "A", 5);
-        t.hub.message(1, confirm, t.at(6));
+        let mut t = confirming();
         t.hub.disconnect(1, t.at(7));
         assert_eq!(shown(&t.hub.verified(1, Written::Failed, t.at(8))), [(2, 10)]);
     }

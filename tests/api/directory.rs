@@ -9,14 +9,7 @@ use crate::helpers::*;
 pub async fn with_demo_directory() -> TestApp {
     let app = TestApp::spawn().await;
     for (what, file) in [("poll-offices", "poll-offices-demo.csv"), ("parties", "parties-cm.csv")] {
-        let path = format!("{}/tests/data/{file}", env!("CARGO_MANIFEST_DIR"));
-        let out = Command::new(env!("CARGO_BIN_EXE_ufrecs"))
-            .args(["import", what, &path])
-            .env("UFRECS_CONFIG", concat!(env!("CARGO_MANIFEST_DIR"), "/ufrecs.toml"))
-            .env("UFRECS_DATABASE_PATH", app.db_path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        app.cli_ok(&["import", what, &format!("{}/tests/data/{file}", env!("CARGO_MANIFEST_DIR"))]);
     }
     eventually("the server to load the directory", || async {
         (app.get("/api/polloffices/").await.body["count"] == 20).then_some(())

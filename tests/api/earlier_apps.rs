@@ -286,13 +286,7 @@ async fn the_citizen_apps_views_decode_with_its_own_casts() {
         text.push_str(&format!("CM-{i:05},École {i},Ville {}\n", i % 7));
     }
     std::fs::write(&csv, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ufrecs"))
-        .args(["import", "poll-offices", csv.to_str().unwrap()])
-        .env("UFRECS_CONFIG", concat!(env!("CARGO_MANIFEST_DIR"), "/ufrecs.toml"))
-        .env("UFRECS_DATABASE_PATH", app.db_path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    app.cli_ok(&["import", "poll-offices", csv.to_str().unwrap()]);
     eventually("the directory to be served", || async {
         (app.get("/api/polloffices/?limit=1").await.body["count"] == 1234).then_some(())
     })

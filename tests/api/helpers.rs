@@ -207,6 +207,18 @@ impl TestApp {
         open_read_only(&self.db_path())
     }
 
+    /// Runs `ufrecs ARGS` on this server's database, as an operator on the box would, and
+    /// asserts it succeeded.
+    pub fn cli_ok(&self, args: &[&str]) {
+        let out = Command::new(env!("CARGO_BIN_EXE_ufrecs"))
+            .args(args)
+            .env("UFRECS_CONFIG", concat!(env!("CARGO_MANIFEST_DIR"), "/ufrecs.toml"))
+            .env("UFRECS_DATABASE_PATH", self.db_path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ufrecs {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// Every row of every table, for "nothing stored changed" checks.
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.db_path())

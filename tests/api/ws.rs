@@ -359,13 +359,7 @@ async fn a_cli_status_change_that_counts_a_vote_offers_it_to_a_waiting_voter() {
     assert!(voter.quiet().await, "an uncounted vote is not offered");
     // On the box, A is made official: the re-weigh counts vote 2, and the hub hears of it
     // through the reload of the CLI's commit.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ufrecs"))
-        .args(["source", "set-status", "E-A", "official"])
-        .env("UFRECS_CONFIG", concat!(env!("CARGO_MANIFEST_DIR"), "/ufrecs.toml"))
-        .env("UFRECS_DATABASE_PATH", app.db_path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    app.cli_ok(&["source", "set-status", "E-A", "official"]);
     let shown = voter.next().await;
     assert_eq!(
         (&shown["type"], &shown["index"], &shown["gender"]),
