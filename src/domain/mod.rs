@@ -12,4 +12,5 @@ pub mod ids;
 pub mod input;
 pub mod source;
 pub mod time;
+pub mod tlog;
 pub mod vote;
