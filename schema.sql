@@ -91,6 +91,7 @@ CREATE TABLE IF NOT EXISTS vote_proposals (
     has_torn       INTEGER NOT NULL CHECK (has_torn IN (0, 1)),
     observed_at    TEXT,                        -- as the app recorded it, kept from the first report
     batch          INTEGER NOT NULL DEFAULT 0,  -- 1 when it arrived in a batch
+    log_seq        INTEGER,                     -- audit_log.seq of the entry that recorded this value (version 4): a resend's receipt
     created_at     TEXT NOT NULL,
     updated_at     TEXT NOT NULL,
     PRIMARY KEY (vote_id, source_n)
@@ -124,6 +125,7 @@ CREATE TABLE IF NOT EXISTS ballot_proposals (
     poll_office_id TEXT NOT NULL,
     idx            INTEGER NOT NULL,
     party_id       TEXT NOT NULL,
+    log_seq        INTEGER,                     -- as in vote_proposals (version 4)
     created_at     TEXT NOT NULL,
     updated_at     TEXT NOT NULL,
     PRIMARY KEY (ballot_id, source_n)
@@ -166,3 +168,44 @@ CREATE TABLE IF NOT EXISTS audit_log (
     detail         TEXT NOT NULL,               -- canonical JSON object
     hash           TEXT NOT NULL
 );
+
+-- Per office and kind ('vote': its stats, 'ballot': its results): the seq of the last
+-- audit entry that concerns those numbers (a logged proposal or correction, a
+-- verification, a status change of a source reporting there). The bodies carry it as
+-- `log_seq`: replaying the log up to it reproduces their numbers (section 6e).
+CREATE TABLE IF NOT EXISTS office_log (
+    poll_office_id TEXT NOT NULL,
+    kind           TEXT NOT NULL CHECK (kind IN ('vote', 'ballot')),
+    log_seq        INTEGER NOT NULL,
+    PRIMARY KEY (poll_office_id, kind)
+) WITHOUT ROWID;
+
+-- The transparency log over audit_log (section 6e). Derived data: rebuilt from
+-- audit_log when missing or damaged, never an input.
+--   The RFC 6962 tree's full hash tiles (C2SP tlog-tiles, height 8): tile `n` of tile
+--   level `level` holds the 256 hashes of tree level 8 * level, 32 bytes each.
+CREATE TABLE IF NOT EXISTS log_tiles (
+    level  INTEGER NOT NULL,
+    n      INTEGER NOT NULL,
+    hashes BLOB NOT NULL,
+    PRIMARY KEY (level, n)
+) WITHOUT ROWID;
+
+-- Every checkpoint the log signed (C2SP signed notes), one per tree size.
+CREATE TABLE IF NOT EXISTS log_checkpoints (
+    size INTEGER PRIMARY KEY,
+    at   TEXT NOT NULL,
+    note TEXT NOT NULL                          -- the signed note, as served
+);
+
+-- The latest cosignature of each witness key listed in log.witnesses (C2SP
+-- tlog-cosignature), for the checkpoint of `size`.
+CREATE TABLE IF NOT EXISTS log_cosignatures (
+    witness TEXT NOT NULL,                      -- the witness key's name
+    key_id  INTEGER NOT NULL,
+    size    INTEGER NOT NULL REFERENCES log_checkpoints (size),
+    time    INTEGER NOT NULL,                   -- the cosignature's own timestamp (seconds)
+    line    TEXT NOT NULL,                      -- the signature line, as the witness sent it
+    at      TEXT NOT NULL,                      -- when the log accepted it
+    PRIMARY KEY (witness, key_id)
+) WITHOUT ROWID;

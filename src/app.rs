@@ -66,8 +66,8 @@ fn verifier(writer: Writer) -> crate::ws::Verify {
     Arc::new(move |vote_id, voter_hash, attrs| {
         let writer = writer.clone();
         Box::pin(async move {
-            match writer.record(WriteOp::Verify { vote_id, voter_hash, attrs }).await {
-                Ok(()) => Written::Recorded,
+            match writer.verify(WriteOp::Verify { vote_id, voter_hash, attrs }).await {
+                Ok(receipt) => Written::Recorded(receipt),
                 Err(WriteError::Op(OpError::AlreadyVerified | OpError::NoSuchVote)) => Written::AlreadyVerified,
                 Err(_) => Written::Failed,
             }

@@ -95,6 +95,29 @@ pub struct TokenRow {
     pub expires_at: Timestamp,
 }
 
+/// An audit entry appended by a write (section 6e): its `seq` and its leaf hash in the
+/// transparency log, what a write answer carries as its receipt.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Receipt {
+    pub seq: i64,
+    pub leaf_hash: crate::domain::tlog::Hash,
+}
+
+impl Receipt {
+    /// `{"seq": N, "leaf_hash": "<hex>"}`, as write answers carry it.
+    pub fn to_json(self) -> serde_json::Value {
+        serde_json::json!({"seq": self.seq, "leaf_hash": hex::encode(self.leaf_hash.0)})
+    }
+}
+
+/// Adds `"receipt"` to a write answer's body, when the write has one.
+pub fn with_receipt(mut body: serde_json::Value, receipt: Option<Receipt>) -> serde_json::Value {
+    if let Some(r) = receipt {
+        body["receipt"] = r.to_json();
+    }
+    body
+}
+
 /// What a committed write changed, for the in-memory state.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
@@ -119,6 +142,15 @@ pub enum Effect {
     TokensExpired(Timestamp),
     /// The directory as it now stands (after an import by another process).
     Directory(Shared<Directory>),
+    /// An entry appended to the audit log (the transparency log's next leaf).
+    Logged(Receipt),
+    /// The entry `seq` is now the last one that concerns this office's numbers of this
+    /// kind: its stats (votes) or results (ballots) carry it as `log_seq`.
+    OfficeLogged {
+        poll_office_id: PollOfficeId,
+        kind: Kind,
+        seq: i64,
+    },
 }
 
 /// A value shared with the effect's readers without copying; equal when it is the same.

@@ -10,6 +10,7 @@ pub mod directory;
 pub mod flags;
 pub mod ids;
 pub mod input;
+pub mod note;
 pub mod source;
 pub mod time;
 pub mod tlog;

@@ -12,6 +12,7 @@ use super::error::{json_response, ApiError};
 use super::write_error;
 use crate::app::App;
 use crate::auth::tokens::{self, Reporter};
+use crate::domain::change::with_receipt;
 use crate::domain::ids::{ElectorId, PollOfficeId};
 use crate::domain::input::{self, AuthInput, BallotInput, VoteInput};
 use crate::domain::time;
@@ -89,7 +90,7 @@ pub async fn authenticate(app: Arc<App>, client: IpAddr, body: Bytes) -> Result<
             new_password_hash,
         };
         match app.writer.authenticate(op).await.map_err(write_error)? {
-            Authentication::Done { created, status, source_n } => {
+            Authentication::Done { created, status, source_n, receipt } => {
                 app.limits.succeeded(&elector);
                 let minted = credentials(&app, source_n, &input.poll_office_id, &input.elector_id).await;
                 let s3 = s3::answer(&app.settings.s3, &input.poll_office_id, &input.elector_id, minted, now);
@@ -99,6 +100,7 @@ pub async fn authenticate(app: Arc<App>, client: IpAddr, body: Bytes) -> Result<
                     "expires_at": time::format(expires_at),
                     "source": {"elector_id": elector, "status": status.as_str()},
                     "s3": s3,
+                    "receipt": receipt.to_json(),
                 });
                 return Ok(json_response(created_or_ok(created), &body));
             }
@@ -144,9 +146,9 @@ pub async fn vote(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Resp
         input,
         batch: false,
     };
-    let Proposal { created, id } = app.writer.propose(op).await.map_err(write_error)?;
+    let Proposal { created, id, receipt } = app.writer.propose(op).await.map_err(write_error)?;
     let id = if app.settings.compat.numeric_vote_ids { json!(id) } else { json!(id.to_string()) };
-    Ok(json_response(created_or_ok(created), &json!({"id": id, "index": index})))
+    Ok(json_response(created_or_ok(created), &with_receipt(json!({"id": id, "index": index}), receipt)))
 }
 
 pub async fn ballot(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Response, ApiError> {
@@ -160,8 +162,8 @@ pub async fn ballot(app: Arc<App>, reporter: Reporter, body: Bytes) -> Result<Re
         input,
         batch: false,
     };
-    let Proposal { created, .. } = app.writer.propose(op).await.map_err(write_error)?;
-    Ok(json_response(created_or_ok(created), &json!({"status": "ok"})))
+    let Proposal { created, receipt, .. } = app.writer.propose(op).await.map_err(write_error)?;
+    Ok(json_response(created_or_ok(created), &with_receipt(json!({"status": "ok"}), receipt)))
 }
 
 /// The most items a batch may hold (section 6d).
@@ -218,9 +220,9 @@ async fn run_batch(
     let outcomes = if ops.is_empty() { Vec::new() } else { app.writer.propose_all(ops).await };
     for (k, outcome) in slots.into_iter().zip(outcomes) {
         match outcome {
-            Ok(Proposal { created, id }) => {
+            Ok(Proposal { created, id, receipt }) => {
                 answers[k]["status"] = json!(created_or_ok(created).as_u16());
-                for (key, v) in success(created, id).as_object().into_iter().flatten() {
+                for (key, v) in with_receipt(success(created, id), receipt).as_object().into_iter().flatten() {
                     answers[k][key] = v.clone();
                 }
             }

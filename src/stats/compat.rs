@@ -45,7 +45,13 @@ pub(super) fn stats(office: &Office, poll_office_id: &str, book: &SourceBook) ->
     });
     let mut totals = office.totals.to_json(office.vote_sources);
     totals["total_sources"] = json!(office.vote_sources);
-    json!({"poll_office_id": poll_office_id, "totals": totals, "last_vote": last_vote, "flags": office.flags_json()})
+    json!({
+        "poll_office_id": poll_office_id,
+        "totals": totals,
+        "last_vote": last_vote,
+        "flags": office.flags_json(),
+        "log_seq": office.vote_log_seq,
+    })
 }
 
 pub(super) fn results(office: &Office, poll_office_id: &str, book: &SourceBook) -> Value {
@@ -67,6 +73,7 @@ pub(super) fn results(office: &Office, poll_office_id: &str, book: &SourceBook) 
         "undecided_ballots": office.undecided_ballots,
         "sources": office.ballot_sources,
         "totals": {"total_ballots": office.total_ballots, "total_sources": office.ballot_sources},
+        "log_seq": office.ballot_log_seq,
     })
 }
 

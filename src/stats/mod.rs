@@ -170,7 +170,8 @@ impl Stats {
                     &row.poll_office_id,
                     if matches!(row.value, Proposed::Vote(_)) { Kind::Vote } else { Kind::Ballot },
                 ),
-                Effect::OfficeSources { poll_office_id, kind, .. } => (poll_office_id, *kind),
+                Effect::OfficeSources { poll_office_id, kind, .. }
+                | Effect::OfficeLogged { poll_office_id, kind, .. } => (poll_office_id, *kind),
                 Effect::Source(row) => {
                     state.sources.apply(row);
                     changed = true;
@@ -179,7 +180,8 @@ impl Stats {
                 Effect::TokenIssued(_)
                 | Effect::TokensRevoked { .. }
                 | Effect::TokensExpired(_)
-                | Effect::Directory(_) => continue,
+                | Effect::Directory(_)
+                | Effect::Logged(_) => continue,
             };
             let office = office.as_str();
             let entry = match state.offices.get_mut(office) {
@@ -192,6 +194,8 @@ impl Stats {
                 Effect::Proposal(row) => entry.office.set_proposal(row),
                 Effect::OfficeSources { kind: Kind::Vote, counted, .. } => entry.office.vote_sources = *counted,
                 Effect::OfficeSources { kind: Kind::Ballot, counted, .. } => entry.office.ballot_sources = *counted,
+                Effect::OfficeLogged { kind: Kind::Vote, seq, .. } => entry.office.vote_log_seq = *seq,
+                Effect::OfficeLogged { kind: Kind::Ballot, seq, .. } => entry.office.ballot_log_seq = *seq,
                 _ => unreachable!("handled above"),
             }
             entry.stale(&Body::of_kind(kind));

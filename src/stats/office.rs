@@ -151,6 +151,10 @@ pub(super) struct Office {
     pub total_ballots: i64,
     pub undecided_ballots: i64,
     pub ballot_sources: u32,
+    /// The seq of the last audit entry that concerns the office's votes, and its ballots
+    /// (`log_seq`, section 6e; 0 before any).
+    pub vote_log_seq: i64,
+    pub ballot_log_seq: i64,
     pub vote_lasts: HashMap<i64, Last<VoteAttrs>>,
     pub ballot_lasts: HashMap<i64, Last<String>>,
     /// Indexes of the counted votes: the highest counted index (flags, `last_vote`) without
@@ -307,6 +311,7 @@ impl Office {
             "totals": self.totals.to_json(self.vote_sources),
             "last_vote": self.last_vote(),
             "flags": self.flags_json(),
+            "log_seq": self.vote_log_seq,
         })
     }
 
@@ -318,6 +323,7 @@ impl Office {
             "total_ballots": self.total_ballots,
             "undecided_ballots": self.undecided_ballots,
             "sources": self.ballot_sources,
+            "log_seq": self.ballot_log_seq,
         })
     }
 }

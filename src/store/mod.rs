@@ -19,7 +19,7 @@ pub use writer::{WeakWriter, WriteError, Writer};
 
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 /// Bumped when `schema.sql` changes in a way that needs a migration.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 
@@ -106,6 +106,15 @@ pub fn migrate_steps(tx: &Connection, from: i64) -> rusqlite::Result<()> {
             )?;
         }
         ops::replay_report_times(tx)?;
+    }
+    if from < 4 {
+        // Proposals' log_seq and office_log (version 4): found in the log.
+        for table in ["vote_proposals", "ballot_proposals"] {
+            if !has_column(tx, table, "log_seq")? {
+                tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN log_seq INTEGER"))?;
+            }
+        }
+        ops::replay_log_seqs(tx)?;
     }
     Ok(())
 }

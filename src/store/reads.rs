@@ -156,6 +156,19 @@ fn effects_of(conn: &Connection, office: Option<&str>) -> rusqlite::Result<Vec<E
             counted: crosscheck::counted_sources(r.get(2)?, r.get(3)?),
         });
     }
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT poll_office_id, kind, log_seq FROM office_log {}",
+        office_filter(office, "poll_office_id")
+    ))?;
+    let mut rows = stmt.query([office])?;
+    while let Some(r) = rows.next()? {
+        let kind: String = r.get(1)?;
+        effects.push(Effect::OfficeLogged {
+            poll_office_id: r.get(0)?,
+            kind: if kind == "vote" { Kind::Vote } else { Kind::Ballot },
+            seq: r.get(2)?,
+        });
+    }
     Ok(effects)
 }
 

@@ -98,7 +98,12 @@ impl Writer {
         self.submit(op).await.map(Outcome::source)
     }
 
-    /// An operation answered by its commit alone (an audit entry, a verification).
+    /// A voter's verification: the receipt of its log entry.
+    pub async fn verify(&self, op: WriteOp) -> Result<crate::domain::change::Receipt, WriteError> {
+        self.submit(op).await.map(Outcome::verified)
+    }
+
+    /// An operation answered by its commit alone (an audit entry).
     pub async fn record(&self, op: WriteOp) -> Result<(), WriteError> {
         self.submit(op).await.map(|_| ())
     }

@@ -17,6 +17,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::domain::change::Receipt;
 use crate::domain::time::Timestamp;
 use crate::domain::vote::{Accepted, Age, Decided, Gender, VoteAttrs};
 
@@ -27,7 +28,7 @@ pub type ConnId = u64;
 pub enum Out {
     Waiting { poll_office_id: String, timeout_secs: u64 },
     Vote { vote_id: i64, index: u32, accepted: Accepted },
-    Recorded { vote_id: i64 },
+    Recorded { vote_id: i64, receipt: Receipt },
     Timeout,
     Error { code: &'static str, message: Option<String> },
 }
@@ -69,7 +70,8 @@ pub enum Incoming {
 /// The outcome of writing a verification.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Written {
-    Recorded,
+    /// Recorded, by the log entry of this receipt.
+    Recorded(Receipt),
     /// Someone else verified the vote first.
     AlreadyVerified,
     /// The database could not commit.
@@ -324,9 +326,9 @@ impl Hub {
         let Some(voter) = self.voters.get_mut(&conn) else { return out };
         voter.verifying = false;
         match written {
-            Written::Recorded => {
+            Written::Recorded(receipt) => {
                 let vote_id = voter.shown.as_ref().map_or(0, |s| s.id);
-                out.push(Action::Send(conn, Out::Recorded { vote_id }));
+                out.push(Action::Send(conn, Out::Recorded { vote_id, receipt }));
                 out.push(Action::Close(conn, CLOSE_NORMAL));
                 voter.shown = None;
                 self.drop_voter(conn, now, false);
@@ -457,6 +459,8 @@ fn vote_message(s: &Shown) -> Out {
 mod tests {
     use super::*;
 
+    const RECEIPT: Receipt = Receipt { seq: 7, leaf_hash: crate::domain::tlog::Hash([1; 32]) };
+
     const WAIT: Duration = Duration::from_secs(900);
     const ANSWER: Duration = Duration::from_secs(300);
 
@@ -580,8 +584,11 @@ mod tests {
                 attrs: VoteAttrs { gender: Gender::Female, age: Age::More60, has_torn: false }
             }]
         );
-        let a = t.hub.verified(1, Written::Recorded, t.at(8));
-        assert_eq!(a, [Action::Send(1, Out::Recorded { vote_id: 10 }), Action::Close(1, CLOSE_NORMAL)]);
+        let a = t.hub.verified(1, Written::Recorded(RECEIPT), t.at(8));
+        assert_eq!(
+            a,
+            [Action::Send(1, Out::Recorded { vote_id: 10, receipt: RECEIPT }), Action::Close(1, CLOSE_NORMAL)]
+        );
         assert_eq!(t.hub.waiting(), 0);
     }
 
@@ -610,13 +617,13 @@ mod tests {
         let mut t = confirming();
         assert!(shown(&t.hub.vote(&verified(&t, 10), t.at(7))).is_empty());
         assert!(shown(&t.hub.disconnect(1, t.at(8))).is_empty(), "not offered to voter 2");
-        assert!(t.hub.verified(1, Written::Recorded, t.at(9)).is_empty());
+        assert!(t.hub.verified(1, Written::Recorded(RECEIPT), t.at(9)).is_empty());
         assert!(shown(&t.hub.tick(t.at(400))).is_empty());
         // The voter leaves, then the commit reaches the hub, then the writer answers.
         let mut t = confirming();
         assert!(shown(&t.hub.disconnect(1, t.at(7))).is_empty(), "not offered while being written");
         assert!(shown(&t.hub.vote(&verified(&t, 10), t.at(8))).is_empty());
-        assert!(t.hub.verified(1, Written::Recorded, t.at(9)).is_empty());
+        assert!(t.hub.verified(1, Written::Recorded(RECEIPT), t.at(9)).is_empty());
         assert!(shown(&t.hub.tick(t.at(400))).is_empty());
         // The voter leaves and the write fails: the vote goes to the next voter.
         let mut t = confirming();

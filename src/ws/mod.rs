@@ -78,7 +78,9 @@ fn out_json(o: &Out) -> Value {
             "type": "vote", "vote_id": vote_id.to_string(), "index": index,
             "gender": accepted.gender.as_str(), "age": accepted.age.as_str(), "has_torn": accepted.has_torn,
         }),
-        Out::Recorded { vote_id } => json!({"type": "recorded", "vote_id": vote_id.to_string()}),
+        Out::Recorded { vote_id, receipt } => {
+            json!({"type": "recorded", "vote_id": vote_id.to_string(), "receipt": receipt.to_json()})
+        }
         Out::Timeout => json!({"type": "timeout"}),
         Out::Error { code, message } => match message {
             Some(m) => json!({"type": "error", "code": code, "message": m}),

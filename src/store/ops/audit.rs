@@ -1,18 +1,23 @@
-//! Appending to the hash-chained audit log (spec section 6c).
+//! Appending to the hash-chained audit log (spec section 6c), whose entries are the
+//! transparency log's leaves (6e): each append reports its receipt as an effect, for the
+//! tree kept in memory after the commit.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 
 use crate::domain::audit::{self, Entry};
+use crate::domain::change::{Effect, Receipt};
+use crate::domain::tlog;
 
 pub fn append_audit(
     conn: &Connection,
+    effects: &mut Vec<Effect>,
     at: &str,
     kind: &str,
     actor: &str,
     poll_office_id: Option<&str>,
     detail: Value,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<Receipt> {
     let head: Option<(i64, String)> = conn
         .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -27,10 +32,25 @@ pub fn append_audit(
         detail,
     };
     let detail = audit::canonical(&entry.detail);
-    let hash = audit::chain_hash(&prev, &entry.canonical_with_detail(&detail));
+    let canonical = entry.canonical_with_detail(&detail);
+    let hash = audit::chain_hash(&prev, &canonical);
     conn.prepare_cached(
         "INSERT INTO audit_log (seq, at, kind, actor, poll_office_id, detail, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![entry.seq, entry.at, entry.kind, entry.actor, entry.poll_office_id, detail, hash])?;
-    Ok(())
+    let receipt = Receipt { seq: entry.seq, leaf_hash: tlog::leaf_hash(canonical.as_bytes()) };
+    effects.push(Effect::Logged(receipt));
+    Ok(receipt)
+}
+
+/// The receipt of an entry already in the log (a resend's).
+pub fn receipt_of(conn: &Connection, seq: i64) -> rusqlite::Result<Receipt> {
+    let entry = conn
+        .prepare_cached("SELECT seq, at, kind, actor, poll_office_id, detail FROM audit_log WHERE seq = ?1")?
+        .query_row([seq], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, String>(5)?))
+        })?;
+    let (seq, at, kind, actor, poll_office_id, detail) = entry;
+    let entry = Entry { seq, at, kind, actor, poll_office_id, detail: Value::Null };
+    Ok(Receipt { seq, leaf_hash: tlog::leaf_hash(entry.canonical_with_detail(&detail).as_bytes()) })
 }

@@ -29,6 +29,7 @@ pub(super) fn authenticate(
             let n = conn.last_insert_rowid();
             append_audit(
                 conn,
+                effects,
                 now,
                 "source_created",
                 &source::actor(n),
@@ -66,8 +67,9 @@ pub(super) fn authenticate(
         "INSERT INTO tokens (token_hash, source_n, poll_office_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![a.token_hash, n, office, now, expires_at])?;
-    append_audit(
+    let receipt = append_audit(
         conn,
+        effects,
         now,
         "auth_succeeded",
         &source::actor(n),
@@ -82,5 +84,5 @@ pub(super) fn authenticate(
         poll_office_id: a.poll_office_id.clone(),
         expires_at: a.expires_at,
     }));
-    Ok(Outcome::Authenticated { created, source_n: n, status })
+    Ok(Outcome::Authenticated { created, source_n: n, status, receipt })
 }

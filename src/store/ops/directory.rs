@@ -14,6 +14,7 @@ pub(super) fn import_poll_offices(
     now: &str,
     rows: &[OfficeRow],
     actor: Actor,
+    effects: &mut Vec<Effect>,
 ) -> Result<Outcome, OpError> {
     let before = count(conn, "poll_offices")?;
     let mut stmt = conn.prepare_cached(
@@ -36,7 +37,7 @@ pub(super) fn import_poll_offices(
             r.voters_count
         ])?;
     }
-    imported(conn, now, "poll_offices", before, rows.len(), actor)
+    imported(conn, now, "poll_offices", before, rows.len(), actor, effects)
 }
 
 pub(super) fn import_parties(
@@ -44,6 +45,7 @@ pub(super) fn import_parties(
     now: &str,
     rows: &[PartyRow],
     actor: Actor,
+    effects: &mut Vec<Effect>,
 ) -> Result<Outcome, OpError> {
     let before = count(conn, "parties")?;
     let mut stmt = conn.prepare_cached(
@@ -53,7 +55,7 @@ pub(super) fn import_parties(
     for r in rows {
         stmt.execute(params![r.identifier.as_str(), r.party_name, r.candidate_name])?;
     }
-    imported(conn, now, "parties", before, rows.len(), actor)
+    imported(conn, now, "parties", before, rows.len(), actor, effects)
 }
 
 /// Counts what an import created and updated (rows are upserted by identifier), and
@@ -65,11 +67,13 @@ fn imported(
     before: usize,
     rows: usize,
     actor: Actor,
+    effects: &mut Vec<Effect>,
 ) -> Result<Outcome, OpError> {
     let created = count(conn, table)? - before;
     let updated = rows - created;
     append_audit(
         conn,
+        effects,
         now,
         "import",
         actor.as_str(),

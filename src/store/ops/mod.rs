@@ -14,7 +14,7 @@ use rusqlite::{params, Connection};
 use serde_json::json;
 
 use crate::domain::change::{
-    BallotRow, Effect, Kind, ProposalRow, Proposed, Shared, SourceRow, TokenRow, Verification, VoteRow,
+    BallotRow, Effect, Kind, ProposalRow, Proposed, Receipt, Shared, SourceRow, TokenRow, Verification, VoteRow,
 };
 use crate::domain::directory::{OfficeRow, PartyRow};
 use crate::domain::ids::{ElectorId, PollOfficeId};
@@ -147,6 +147,7 @@ pub enum Outcome {
         created: bool,
         source_n: i64,
         status: Status,
+        receipt: Receipt,
     },
     /// The source's password changed between the caller's check and the write.
     CheckAgain,
@@ -156,9 +157,11 @@ pub enum Outcome {
     Proposed {
         created: bool,
         id: i64,
+        receipt: Option<Receipt>,
     },
     Verified {
         vote_id: i64,
+        receipt: Receipt,
     },
     Source(SourceRecord),
     Imported {
@@ -172,6 +175,9 @@ pub enum Outcome {
 pub struct Proposal {
     pub created: bool,
     pub id: i64,
+    /// The entry that recorded the value (section 6e); `None` only for a resend of a
+    /// proposal stored before schema version 4 that the log does not name.
+    pub receipt: Option<Receipt>,
 }
 
 /// What an authentication answers.
@@ -181,6 +187,8 @@ pub enum Authentication {
         created: bool,
         source_n: i64,
         status: Status,
+        /// Its `auth_succeeded` entry.
+        receipt: Receipt,
     },
     /// The source's password changed between the caller's check and the write.
     CheckAgain,
@@ -191,16 +199,25 @@ impl Outcome {
     // writer's callers. A mismatch is a bug in `apply`, not a condition to handle.
     pub fn proposal(self) -> Proposal {
         match self {
-            Outcome::Proposed { created, id } => Proposal { created, id },
+            Outcome::Proposed { created, id, receipt } => Proposal { created, id, receipt },
             other => unreachable!("a proposal answered {other:?}"),
         }
     }
 
     pub fn authentication(self) -> Authentication {
         match self {
-            Outcome::Authenticated { created, source_n, status } => Authentication::Done { created, source_n, status },
+            Outcome::Authenticated { created, source_n, status, receipt } => {
+                Authentication::Done { created, source_n, status, receipt }
+            }
             Outcome::CheckAgain => Authentication::CheckAgain,
             other => unreachable!("an authentication answered {other:?}"),
+        }
+    }
+
+    pub fn verified(self) -> Receipt {
+        match self {
+            Outcome::Verified { receipt, .. } => receipt,
+            other => unreachable!("a verification answered {other:?}"),
         }
     }
 
@@ -263,6 +280,7 @@ pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<
         WriteOp::AuthFailed { source_n, poll_office_id, reason } => {
             append_audit(
                 conn,
+                effects,
                 &now_s,
                 "auth_failed",
                 &source::actor(*source_n),
@@ -287,6 +305,7 @@ pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<
         WriteOp::CredentialsMinted { source_n, poll_office_id, expiration } => {
             append_audit(
                 conn,
+                effects,
                 &now_s,
                 "credentials_minted",
                 &source::actor(*source_n),
@@ -295,8 +314,8 @@ pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<
             )?;
             Ok(Outcome::Recorded)
         }
-        WriteOp::ImportPollOffices { rows, actor } => import_poll_offices(conn, &now_s, rows, *actor),
-        WriteOp::ImportParties { rows, actor } => import_parties(conn, &now_s, rows, *actor),
+        WriteOp::ImportPollOffices { rows, actor } => import_poll_offices(conn, &now_s, rows, *actor, effects),
+        WriteOp::ImportParties { rows, actor } => import_parties(conn, &now_s, rows, *actor, effects),
         WriteOp::Reload(r) => {
             reload(conn, r, effects)?;
             Ok(Outcome::Recorded)
@@ -460,6 +479,68 @@ pub fn replay_report_times(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Finds in the audit log, in one pass, the entry that recorded each proposal's current
+/// value (a resend's receipt) and the last entry of each office's votes and ballots
+/// (`office_log`): schema version 4 on a file written before it. A status change before
+/// version 4 did not re-date the offices it re-weighed; their proposals' entries do.
+pub fn replay_log_seqs(conn: &Connection) -> rusqlite::Result<()> {
+    use std::collections::HashMap;
+    let mut proposals: HashMap<(String, String, Kind, i64), i64> = HashMap::new();
+    let mut offices: HashMap<(String, Kind), i64> = HashMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT seq, kind, actor, poll_office_id, json_extract(detail, '$.index') FROM audit_log
+          WHERE kind IN ('vote_proposed', 'vote_corrected', 'vote_verified', 'ballot_proposed', 'ballot_corrected')
+            AND poll_office_id IS NOT NULL ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let (seq, kind, actor, office, idx): (i64, String, String, String, Option<i64>) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+        let k = if kind.starts_with("vote_") { Kind::Vote } else { Kind::Ballot };
+        offices.insert((office.clone(), k), seq);
+        if let (Some(idx), true) = (idx, kind != "vote_verified") {
+            proposals.insert((actor, office, k, idx), seq);
+        }
+    }
+    for ((actor, office, k, idx), seq) in proposals {
+        let Some(n) = actor.strip_prefix("source-").and_then(|n| n.parse::<i64>().ok()) else { continue };
+        let table = match k {
+            Kind::Vote => "vote_proposals",
+            Kind::Ballot => "ballot_proposals",
+        };
+        conn.prepare_cached(&format!(
+            "UPDATE {table} SET log_seq = ?4 WHERE poll_office_id = ?1 AND idx = ?2 AND source_n = ?3 AND log_seq IS NULL"
+        ))?
+        .execute(params![office, idx, n, seq])?;
+    }
+    for ((office, k), seq) in offices {
+        set_office_log(conn, &office, k, seq)?;
+    }
+    Ok(())
+}
+
+fn set_office_log(conn: &Connection, office: &str, kind: Kind, seq: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO office_log (poll_office_id, kind, log_seq) VALUES (?1, ?2, ?3)
+         ON CONFLICT (poll_office_id, kind) DO UPDATE SET log_seq = excluded.log_seq",
+    )?
+    .execute(params![office, kind.as_str(), seq])?;
+    Ok(())
+}
+
+/// The entry `seq` is the last one that concerns this office's numbers of this kind.
+pub(super) fn office_logged(
+    conn: &Connection,
+    office: &PollOfficeId,
+    kind: Kind,
+    seq: i64,
+    effects: &mut Vec<Effect>,
+) -> rusqlite::Result<()> {
+    set_office_log(conn, office.as_str(), kind, seq)?;
+    effects.push(Effect::OfficeLogged { poll_office_id: office.clone(), kind, seq });
+    Ok(())
+}
+
 pub use sources::load_source;
 use sources::{create_source, update_source};
 
@@ -520,10 +601,30 @@ mod tests {
         let (o1, _) = vote(&conn, a, 1, Gender::Male);
         let (o2, e2) = vote(&conn, a, 1, Gender::Male);
         let (o3, _) = vote(&conn, a, 1, Gender::Female);
-        let Outcome::Proposed { created: true, id } = o1 else { panic!() };
-        assert_eq!(o2, Outcome::Proposed { created: false, id });
+        let Outcome::Proposed { created: true, id, receipt: Some(first) } = o1 else { panic!() };
+        assert_eq!(first.seq, 2);
+        // The resend carries the receipt of the entry that recorded its value.
+        assert_eq!(o2, Outcome::Proposed { created: false, id, receipt: Some(first) });
         assert!(e2.is_empty());
-        assert_eq!(o3, Outcome::Proposed { created: false, id });
+        let Outcome::Proposed { created: false, receipt: Some(corrected), .. } = o3 else { panic!() };
+        assert_eq!(corrected.seq, 3);
+        let (o4, _) = vote(&conn, a, 1, Gender::Female);
+        assert_eq!(o4, Outcome::Proposed { created: false, id, receipt: Some(corrected) });
+        // The receipt's leaf hash is the entry's canonical form as the log serves it.
+        let canonical: String = conn
+            .query_row("SELECT seq, at, kind, actor, poll_office_id, detail FROM audit_log WHERE seq = 3", [], |r| {
+                Ok(crate::domain::audit::Entry {
+                    seq: r.get(0)?,
+                    at: r.get(1)?,
+                    kind: r.get(2)?,
+                    actor: r.get(3)?,
+                    poll_office_id: r.get(4)?,
+                    detail: serde_json::from_str(&r.get::<_, String>(5)?).unwrap(),
+                }
+                .canonical())
+            })
+            .unwrap();
+        assert_eq!(corrected.leaf_hash, crate::domain::tlog::leaf_hash(canonical.as_bytes()));
         let kinds: Vec<String> = conn
             .prepare("SELECT kind FROM audit_log ORDER BY seq")
             .unwrap()
@@ -540,7 +641,7 @@ mod tests {
         let a = source(&conn, "A", Status::Unverified);
         let b = source(&conn, "B", Status::Unverified);
         let (Outcome::Proposed { id: id1, .. }, _) = vote(&conn, a, 5, Gender::Male) else { panic!() };
-        let (Outcome::Proposed { id: id2, created }, e) = vote(&conn, b, 5, Gender::Female) else { panic!() };
+        let (Outcome::Proposed { id: id2, created, .. }, e) = vote(&conn, b, 5, Gender::Female) else { panic!() };
         assert_eq!(id1, id2);
         assert!(created);
         let row = last_vote_effect(&e);

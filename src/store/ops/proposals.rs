@@ -75,10 +75,10 @@ pub(super) fn propose_vote(
     let (conn, now, now_s) = (tx.conn, tx.now, tx.now_s.as_str());
     let idx = input.index.get();
     // The vote's id, and this source's proposal for it if any.
-    type Existing = (i64, Option<(String, String, bool, Timestamp)>);
+    type Existing = (i64, Option<(String, String, bool, Timestamp, Option<i64>)>);
     let existing: Option<Existing> = conn
         .prepare_cached(
-            "SELECT v.id, p.gender, p.age, p.has_torn, p.created_at FROM votes v
+            "SELECT v.id, p.gender, p.age, p.has_torn, p.created_at, p.log_seq FROM votes v
                LEFT JOIN vote_proposals p ON p.vote_id = v.id AND p.source_n = ?3
               WHERE v.poll_office_id = ?1 AND v.idx = ?2",
         )?
@@ -87,7 +87,7 @@ pub(super) fn propose_vote(
             Ok((
                 r.get(0)?,
                 match gender {
-                    Some(g) => Some((g, r.get(2)?, r.get(3)?, crate::store::columns::timestamp(r, 4)?)),
+                    Some(g) => Some((g, r.get(2)?, r.get(3)?, crate::store::columns::timestamp(r, 4)?, r.get(5)?)),
                     None => None,
                 },
             ))
@@ -95,22 +95,19 @@ pub(super) fn propose_vote(
         .optional()?;
     let new = input.attrs;
     // A resend returns before anything else is read.
-    if let Some((id, Some((g, a, t, _)))) = &existing {
+    if let Some((id, Some((g, a, t, _, log_seq)))) = &existing {
         if vote_attrs_from(g, a, *t)? == new {
-            return Ok(Outcome::Proposed { created: false, id: *id });
+            return resent(conn, *id, *log_seq);
         }
     }
     let (trusted_before, _) = office_tier(conn, office, Kind::Vote)?;
-    let (vote_id, created, reported_at) = match existing {
-        Some((id, Some((g, a, t, reported_at)))) => {
+    let (vote_id, created, reported_at, receipt) = match existing {
+        Some((id, Some((g, a, t, reported_at, _)))) => {
             let old = vote_attrs_from(&g, &a, t)?;
-            conn.prepare_cached(
-                "UPDATE vote_proposals SET gender = ?1, age = ?2, has_torn = ?3, updated_at = ?4 WHERE vote_id = ?5 AND source_n = ?6",
-            )?
-            .execute(params![new.gender.as_str(), new.age.as_str(), new.has_torn, now_s, id, source_n])?;
             report_at_office(conn, office, Kind::Vote, source_n, now_s)?;
-            append_audit(
+            let receipt = append_audit(
                 conn,
+                tx.effects,
                 now_s,
                 "vote_corrected",
                 &source::actor(source_n),
@@ -120,7 +117,11 @@ pub(super) fn propose_vote(
                     batch,
                 ),
             )?;
-            (id, false, reported_at)
+            conn.prepare_cached(
+                "UPDATE vote_proposals SET gender = ?1, age = ?2, has_torn = ?3, updated_at = ?4, log_seq = ?7 WHERE vote_id = ?5 AND source_n = ?6",
+            )?
+            .execute(params![new.gender.as_str(), new.age.as_str(), new.has_torn, now_s, id, source_n, receipt.seq])?;
+            (id, false, reported_at, receipt)
         }
         found => {
             let observed_at = match input.observed_at {
@@ -144,9 +145,22 @@ pub(super) fn propose_vote(
                     conn.last_insert_rowid()
                 }
             };
+            let mut detail = json!({"vote_id": id.to_string(), "index": idx, "new": new.to_json()});
+            if let Some(o) = &observed_at {
+                detail["observed_at"] = json!(o);
+            }
+            let receipt = append_audit(
+                conn,
+                tx.effects,
+                now_s,
+                "vote_proposed",
+                &source::actor(source_n),
+                Some(office.as_str()),
+                with_batch(detail, batch),
+            )?;
             conn.prepare_cached(
-                "INSERT INTO vote_proposals (vote_id, source_n, poll_office_id, idx, gender, age, has_torn, observed_at, batch, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                "INSERT INTO vote_proposals (vote_id, source_n, poll_office_id, idx, gender, age, has_torn, observed_at, batch, created_at, updated_at, log_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
             )?
             .execute(params![
                 id,
@@ -158,23 +172,13 @@ pub(super) fn propose_vote(
                 new.has_torn,
                 observed_at,
                 batch,
-                now_s
-            ])?;
-            let mut detail = json!({"vote_id": id.to_string(), "index": idx, "new": new.to_json()});
-            if let Some(o) = &observed_at {
-                detail["observed_at"] = json!(o);
-            }
-            append_audit(
-                conn,
                 now_s,
-                "vote_proposed",
-                &source::actor(source_n),
-                Some(office.as_str()),
-                with_batch(detail, batch),
-            )?;
-            (id, true, time::to_second(now))
+                receipt.seq
+            ])?;
+            (id, true, time::to_second(now), receipt)
         }
     };
+    office_logged(conn, office, Kind::Vote, receipt.seq, tx.effects)?;
     tx.effects.push(Effect::Proposal(ProposalRow {
         poll_office_id: office.clone(),
         source_n,
@@ -183,7 +187,7 @@ pub(super) fn propose_vote(
         value: Proposed::Vote(new),
     }));
     settle(conn, office, Kind::Vote, trusted_before, created, vote_id, tx.effects)?;
-    Ok(Outcome::Proposed { created, id: vote_id })
+    Ok(Outcome::Proposed { created, id: vote_id, receipt: Some(receipt) })
 }
 
 pub(super) fn propose_ballot(
@@ -196,39 +200,45 @@ pub(super) fn propose_ballot(
     let (conn, now, now_s) = (tx.conn, tx.now, tx.now_s.as_str());
     let idx = input.index.get();
     let party = input.party_id.as_str();
-    let existing: Option<(i64, Option<(String, Timestamp)>)> = conn
+    type Existing = (i64, Option<(String, Timestamp, Option<i64>)>);
+    let existing: Option<Existing> = conn
         .prepare_cached(
-            "SELECT b.id, p.party_id, p.created_at FROM ballots b
+            "SELECT b.id, p.party_id, p.created_at, p.log_seq FROM ballots b
                LEFT JOIN ballot_proposals p ON p.ballot_id = b.id AND p.source_n = ?3
               WHERE b.poll_office_id = ?1 AND b.idx = ?2",
         )?
         .query_row(params![office, idx, source_n], |r| {
             let party: Option<String> = r.get(1)?;
-            Ok((r.get(0)?, party.map(|p| crate::store::columns::timestamp(r, 2).map(|at| (p, at))).transpose()?))
+            let proposal = match party {
+                Some(p) => Some((p, crate::store::columns::timestamp(r, 2)?, r.get(3)?)),
+                None => None,
+            };
+            Ok((r.get(0)?, proposal))
         })
         .optional()?;
-    if let Some((id, Some((old, _)))) = &existing {
+    if let Some((id, Some((old, _, log_seq)))) = &existing {
         if old == party {
-            return Ok(Outcome::Proposed { created: false, id: *id });
+            return resent(conn, *id, *log_seq);
         }
     }
     let (trusted_before, _) = office_tier(conn, office, Kind::Ballot)?;
-    let (ballot_id, created, reported_at) = match existing {
-        Some((id, Some((old, reported_at)))) => {
-            conn.prepare_cached(
-                "UPDATE ballot_proposals SET party_id = ?1, updated_at = ?2 WHERE ballot_id = ?3 AND source_n = ?4",
-            )?
-            .execute(params![party, now_s, id, source_n])?;
+    let (ballot_id, created, reported_at, receipt) = match existing {
+        Some((id, Some((old, reported_at, _)))) => {
             report_at_office(conn, office, Kind::Ballot, source_n, now_s)?;
-            append_audit(
+            let receipt = append_audit(
                 conn,
+                tx.effects,
                 now_s,
                 "ballot_corrected",
                 &source::actor(source_n),
                 Some(office.as_str()),
                 with_batch(json!({"index": idx, "old": {"party_id": old}, "new": {"party_id": party}}), batch),
             )?;
-            (id, false, reported_at)
+            conn.prepare_cached(
+                "UPDATE ballot_proposals SET party_id = ?1, updated_at = ?2, log_seq = ?5 WHERE ballot_id = ?3 AND source_n = ?4",
+            )?
+            .execute(params![party, now_s, id, source_n, receipt.seq])?;
+            (id, false, reported_at, receipt)
         }
         found => {
             let id = match found {
@@ -241,23 +251,25 @@ pub(super) fn propose_ballot(
                     conn.last_insert_rowid()
                 }
             };
-            conn.prepare_cached(
-                "INSERT INTO ballot_proposals (ballot_id, source_n, poll_office_id, idx, party_id, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-            )?
-            .execute(params![id, source_n, office, idx, party, now_s])?;
             report_at_office(conn, office, Kind::Ballot, source_n, now_s)?;
-            append_audit(
+            let receipt = append_audit(
                 conn,
+                tx.effects,
                 now_s,
                 "ballot_proposed",
                 &source::actor(source_n),
                 Some(office.as_str()),
                 with_batch(json!({"index": idx, "new": {"party_id": party}}), batch),
             )?;
-            (id, true, time::to_second(now))
+            conn.prepare_cached(
+                "INSERT INTO ballot_proposals (ballot_id, source_n, poll_office_id, idx, party_id, created_at, updated_at, log_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+            )?
+            .execute(params![id, source_n, office, idx, party, now_s, receipt.seq])?;
+            (id, true, time::to_second(now), receipt)
         }
     };
+    office_logged(conn, office, Kind::Ballot, receipt.seq, tx.effects)?;
     tx.effects.push(Effect::Proposal(ProposalRow {
         poll_office_id: office.clone(),
         source_n,
@@ -266,7 +278,14 @@ pub(super) fn propose_ballot(
         value: Proposed::Ballot(input.party_id.clone()),
     }));
     settle(conn, office, Kind::Ballot, trusted_before, created, ballot_id, tx.effects)?;
-    Ok(Outcome::Proposed { created, id: ballot_id })
+    Ok(Outcome::Proposed { created, id: ballot_id, receipt: Some(receipt) })
+}
+
+/// A resend that changes nothing: the receipt of the entry that recorded the value it
+/// confirms (none for a proposal stored before schema version 4 that the log lacks).
+fn resent(conn: &Connection, id: i64, log_seq: Option<i64>) -> Result<Outcome, OpError> {
+    let receipt = log_seq.map(|seq| super::audit::receipt_of(conn, seq)).transpose()?;
+    Ok(Outcome::Proposed { created: false, id, receipt })
 }
 
 /// After a proposal: a source new to the office may change its tier (then the whole
@@ -325,10 +344,11 @@ pub(super) fn verify(
     detail["vote_id"] = json!(vote_id.to_string());
     detail["index"] = json!(idx);
     detail["voter"] = json!(voter_hash);
-    append_audit(conn, now_s, "vote_verified", "voter", Some(office.as_str()), detail)?;
+    let receipt = append_audit(conn, effects, now_s, "vote_verified", "voter", Some(office.as_str()), detail)?;
+    office_logged(conn, &office, Kind::Vote, receipt.seq, effects)?;
     let (trusted, _) = office_tier(conn, &office, Kind::Vote)?;
     effects.push(Effect::Vote(recompute_vote(conn, vote_id, trusted)?));
-    Ok(Outcome::Verified { vote_id })
+    Ok(Outcome::Verified { vote_id, receipt })
 }
 
 /// The columns of a vote as stored, read by `stored_vote` (one vote or a whole office).

@@ -37,6 +37,7 @@ pub(super) fn create_source(
     let n = conn.last_insert_rowid();
     append_audit(
         conn,
+        effects,
         now,
         "source_created",
         actor.as_str(),
@@ -94,7 +95,7 @@ pub(super) fn update_source(
         detail["status"] = json!({"old": old_status.as_str(), "new": status.as_str()});
     }
     conn.prepare_cached("UPDATE sources SET updated_at = ?1 WHERE n = ?2")?.execute(params![now, n])?;
-    append_audit(conn, now, "source_updated", actor.as_str(), None, detail)?;
+    let receipt = append_audit(conn, effects, now, "source_updated", actor.as_str(), None, detail)?;
     let record = load_source(conn, n)?;
     effects.push(Effect::Source(SourceRow::from(&record)));
     if status_changed {
@@ -105,6 +106,7 @@ pub(super) fn update_source(
         for (office, kind) in places {
             let kind = if kind == "vote" { Kind::Vote } else { Kind::Ballot };
             let counted = recompute_office(conn, &office, kind, effects)?;
+            office_logged(conn, &office, kind, receipt.seq, effects)?;
             effects.push(Effect::OfficeSources { poll_office_id: office, kind, counted });
         }
     }
