@@ -43,6 +43,8 @@ pub struct App {
     pub evidence: Arc<crate::s3::evidence::Evidence>,
     /// `Cache-Control` of the public GETs, built once.
     pub public_cache_control: warp::http::HeaderValue,
+    /// The transparency log (section 6e).
+    pub log: Arc<crate::transparency::Log>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,8 @@ pub enum StartError {
     Listen(#[from] std::io::Error),
     #[error("cannot follow other writers: {0}")]
     Follow(std::io::Error),
+    #[error(transparent)]
+    Log(#[from] crate::transparency::LogError),
 }
 
 /// The hub's verifications, written by the single writer like every other write.
@@ -84,6 +88,7 @@ pub struct Committed {
     pub directory: Arc<RwLock<Arc<Directory>>>,
     pub metrics: Arc<Metrics>,
     pub hub: crate::ws::Feed,
+    pub log: Arc<crate::transparency::Log>,
 }
 
 impl Committed {
@@ -94,6 +99,7 @@ impl Committed {
                 *self.directory.write() = d.0.clone();
             }
         }
+        self.log.apply(effects);
         self.stats.apply(effects);
         self.tokens.apply(effects);
         self.metrics.tokens.store(self.tokens.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -115,18 +121,7 @@ fn load_secret(path: &Path, verifications: i64) -> Result<Vec<u8>, StartError> {
             }
             let mut secret = vec![0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut secret);
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-            }
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| err(e.to_string()))?;
-            writeln!(f, "{}", hex::encode(&secret)).map_err(|e| err(e.to_string()))?;
+            crate::secret_file::create(path, &hex::encode(&secret)).map_err(|e| err(e.to_string()))?;
             log::info!("generated a new hashing secret in {}", path.display());
             Ok(secret)
         }
@@ -166,6 +161,7 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
     let metrics = Arc::new(Metrics::default());
     metrics.tokens.store(tokens.len() as u64, std::sync::atomic::Ordering::Relaxed);
     let pool = store::read_pool(&settings.database.path, 4)?;
+    let log = Arc::new(crate::transparency::Log::open(&conn, &settings.log, pool.clone(), clock.now())?);
     let (hubs, hub) = crate::ws::Hubs::channel(&settings.ws);
     let committed = Committed {
         stats: stats.clone(),
@@ -173,6 +169,7 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
         directory: directory.clone(),
         metrics: metrics.clone(),
         hub: hubs.feed(),
+        log: log.clone(),
     };
     let sink = Box::new(move |effects: &[Effect]| committed.apply(effects));
     let (writer, handle) = Writer::start(conn, clock.clone(), metrics.clone(), sink);
@@ -202,8 +199,14 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
         metrics,
         directory,
         secret,
+        log,
     };
     let app = Arc::new(app);
+    app.log.spawn_checkpoints(
+        app.writer.downgrade(),
+        app.clock.clone(),
+        std::time::Duration::from_millis(app.settings.log.checkpoint_interval_ms),
+    );
     crate::follow::spawn(app.writer.downgrade(), app.metrics.clone(), &app.settings.database.path, followed_from)
         .map_err(StartError::Follow)?;
     Ok((app, handle))

@@ -26,6 +26,32 @@ pub struct Settings {
     pub ws: Ws,
     pub compat: Compat,
     pub limits: Limits,
+    pub log: Log,
+}
+
+/// The transparency log (section 6e).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    /// The checkpoints' origin line (a schema-less URL), also the log key's name.
+    pub origin: String,
+    /// The log's Ed25519 signing key, generated (mode 0600) when missing.
+    pub key_file: PathBuf,
+    /// How often a growing log signs a new checkpoint.
+    pub checkpoint_interval_ms: u64,
+    /// Verifier keys of the witnesses whose cosignatures are accepted and served.
+    pub witnesses: Vec<String>,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            origin: "ufrecs.localhost/dev".into(),
+            key_file: "data/log-key".into(),
+            checkpoint_interval_ms: 1000,
+            witnesses: Vec::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -359,6 +385,17 @@ impl Settings {
             self.s3.sts_endpoint = self.s3.endpoint.clone();
         }
         self.s3.credentials_ttl_secs = self.s3.credentials_ttl_secs.clamp(900, 43200);
+        if !signed_note::is_key_name_valid(&self.log.origin) {
+            return bad("log.origin must be a name without spaces or '+', such as observe.example.org/ufrecs".into());
+        }
+        if self.log.checkpoint_interval_ms == 0 {
+            return bad("log.checkpoint_interval_ms must be positive".into());
+        }
+        for w in &self.log.witnesses {
+            if let Err(e) = crate::domain::note::WitnessVerifier::parse(w) {
+                return bad(format!("log.witnesses: {w:?} is not a witness verifier key ({e})"));
+            }
+        }
         Ok(self)
     }
 

@@ -26,11 +26,15 @@ pub enum Route {
     Page,
     Other,
     Batch,
+    LogCheckpoint,
+    LogTile,
+    LogProof,
+    LogCosignature,
 }
 
 impl Route {
     /// Every route, in the order of their metrics series.
-    pub const ALL: [Route; 19] = [
+    pub const ALL: [Route; 23] = [
         Route::Authenticate,
         Route::Vote,
         Route::VotingPaperResult,
@@ -50,6 +54,10 @@ impl Route {
         Route::Page,
         Route::Other,
         Route::Batch,
+        Route::LogCheckpoint,
+        Route::LogTile,
+        Route::LogProof,
+        Route::LogCosignature,
     ];
 
     /// Its label in `/metrics` (a template, never a raw path).
@@ -74,13 +82,22 @@ impl Route {
             Route::WsVoteVerification => "ws_vote_verification",
             Route::Page => "page",
             Route::Other => "other",
+            Route::LogCheckpoint => "log_checkpoint",
+            Route::LogTile => "log_tile",
+            Route::LogProof => "log_proof",
+            Route::LogCosignature => "log_cosignature",
         }
     }
 
     /// The methods it takes, as a 405's `Allow` header lists them.
     pub fn methods(self) -> &'static str {
         match self {
-            Route::Authenticate | Route::Vote | Route::VotingPaperResult | Route::Batch | Route::Reporters => "POST",
+            Route::Authenticate
+            | Route::Vote
+            | Route::VotingPaperResult
+            | Route::Batch
+            | Route::Reporters
+            | Route::LogCosignature => "POST",
             Route::RefreshS3Credentials => "GET, POST",
             Route::Sources => "PATCH",
             _ => "GET",
@@ -110,6 +127,10 @@ impl Route {
             (Some("api"), Some("audit"), None) => Route::Audit,
             (Some("api"), Some("reporters"), None) => Route::Reporters,
             (Some("api"), Some("sources"), _) => Route::Sources,
+            (Some("api"), Some("log"), Some("inclusion" | "consistency")) => Route::LogProof,
+            (Some("log"), Some("checkpoint" | "vkey"), None) => Route::LogCheckpoint,
+            (Some("log"), Some("tile"), Some(_)) => Route::LogTile,
+            (Some("log"), Some("cosignature"), None) => Route::LogCosignature,
             (Some("healthz"), None, None) => Route::Healthz,
             (Some("metrics"), None, None) => Route::Metrics,
             (Some("ws"), Some("vote-verification"), None) => Route::WsVoteVerification,

@@ -10,6 +10,7 @@ pub mod public;
 pub mod reporter;
 pub mod server;
 pub mod socket;
+pub mod tlog;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -174,6 +175,29 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         .and(filters::admin(app.clone()))
         .and(app_f.clone())
         .then(|id, body, app| async move { finish(admin::update_source(app, id, body).await) });
+    let log_checkpoint = warp::path!("log" / "checkpoint").and(warp::get()).and(app_f.clone()).map(tlog::checkpoint);
+    let log_vkey = warp::path!("log" / "vkey").and(warp::get()).and(app_f.clone()).map(tlog::vkey);
+    let log_tile = warp::path("log")
+        .and(warp::path("tile"))
+        .and(warp::path::tail())
+        .and(warp::get())
+        .and(app_f.clone())
+        .then(|tail: warp::path::Tail, app| async move { finish(tlog::tile(app, tail.as_str().to_owned()).await) });
+    let log_cosignature = warp::path!("log" / "cosignature")
+        .and(warp::post())
+        .and(body(BODY_LIMIT))
+        .and(app_f.clone())
+        .then(|body, app| async move { finish(tlog::cosignature(app, body).await) });
+    let log_inclusion = warp::path!("api" / "log" / "inclusion")
+        .and(warp::get())
+        .and(app_f.clone())
+        .and(warp::query::<HashMap<String, String>>())
+        .then(|app, q| async move { finish(tlog::inclusion(app, q).await) });
+    let log_consistency = warp::path!("api" / "log" / "consistency")
+        .and(warp::get())
+        .and(app_f.clone())
+        .and(warp::query::<HashMap<String, String>>())
+        .then(|app, q| async move { finish(tlog::consistency(app, q).await) });
 
     let home = warp::path::end()
         .or(warp::path!("office" / String).map(|_| ()).untuple_one())
@@ -215,6 +239,12 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         metrics.boxed(),
         reporters.boxed(),
         sources.boxed(),
+        log_checkpoint.boxed(),
+        log_vkey.boxed(),
+        log_tile.boxed(),
+        log_cosignature.boxed(),
+        log_inclusion.boxed(),
+        log_consistency.boxed(),
         home.boxed(),
         script.boxed(),
         style.boxed(),

@@ -138,10 +138,10 @@ fn page(query: &HashMap<String, String>) -> Result<(usize, usize), ApiError> {
     Ok((limit as usize, offset as usize))
 }
 
-const NON_NEGATIVE: std::ops::RangeInclusive<i64> = 0..=i64::MAX;
+pub(super) const NON_NEGATIVE: std::ops::RangeInclusive<i64> = 0..=i64::MAX;
 
 /// An optional integer query parameter within `range`.
-fn int_param(
+pub(super) fn int_param(
     query: &HashMap<String, String>,
     name: &str,
     default: i64,

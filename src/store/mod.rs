@@ -6,6 +6,7 @@
 mod columns;
 pub mod ops;
 pub mod reads;
+pub mod tlog;
 pub mod writer;
 
 use std::path::Path;

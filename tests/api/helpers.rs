@@ -50,6 +50,8 @@ pub fn test_settings(dir: &Path) -> Settings {
     s.database.path = dir.join("ufrecs.sqlite3");
     s.auth.secret_file = dir.join("secret");
     s.auth.admin_token = ADMIN.into();
+    s.log.key_file = dir.join("log-key");
+    s.log.checkpoint_interval_ms = 50;
     s
 }
 

@@ -26,5 +26,6 @@ mod parsing;
 mod property;
 mod s3;
 mod startup;
+mod tlog;
 mod votes;
 mod ws;

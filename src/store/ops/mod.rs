@@ -91,6 +91,14 @@ pub enum WriteOp {
         rows: Vec<PartyRow>,
         actor: Actor,
     },
+    /// A checkpoint the log signed, with the full tiles completed since the one before
+    /// (derived data: neither is an audit entry).
+    LogCheckpoint {
+        signed: crate::store::tlog::Signed,
+        tiles: Vec<crate::domain::tlog::FullTile>,
+    },
+    /// A witness's cosignature of a checkpoint the log signed (not an audit entry).
+    Cosignature(crate::store::tlog::StoredCosignature),
     /// Rereads what another process's commit touched, in this writer's order: whatever
     /// this writer commits after the reload is applied after it, so the memory never
     /// goes back to an older state (section 9). Writes nothing.
@@ -316,6 +324,18 @@ pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<
         }
         WriteOp::ImportPollOffices { rows, actor } => import_poll_offices(conn, &now_s, rows, *actor, effects),
         WriteOp::ImportParties { rows, actor } => import_parties(conn, &now_s, rows, *actor, effects),
+        WriteOp::LogCheckpoint { signed, tiles } => {
+            crate::store::tlog::write_tiles(conn, tiles)?;
+            crate::store::tlog::write_checkpoint(conn, signed)?;
+            Ok(Outcome::Recorded)
+        }
+        WriteOp::Cosignature(c) => {
+            if crate::store::tlog::checkpoint(conn, c.size)?.is_none() {
+                return Err(bad("cosignature", "names a checkpoint this log never signed"));
+            }
+            crate::store::tlog::write_cosignature(conn, c, &now_s)?;
+            Ok(Outcome::Recorded)
+        }
         WriteOp::Reload(r) => {
             reload(conn, r, effects)?;
             Ok(Outcome::Recorded)
@@ -388,7 +408,7 @@ pub(crate) fn verification_from(r: &rusqlite::Row, first: usize) -> rusqlite::Re
     }
 }
 
-pub use audit::append_audit;
+pub use audit::{append_audit, receipt_of};
 use auth::authenticate;
 use directory::{import_parties, import_poll_offices};
 use proposals::{propose_ballot, propose_vote, verify};

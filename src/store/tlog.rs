@@ -1,0 +1,150 @@
+//! The transparency log's tables (section 6e): full hash tiles, signed checkpoints and
+//! witnesses' cosignatures, and the entries read back as the tree's leaves.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::domain::audit::Entry;
+use crate::domain::tlog::{self, FullTile, Hash, TileStore};
+
+/// The full tiles as the database holds them, and those not yet written (`pending`).
+pub struct Tiles<'a> {
+    pub conn: &'a Connection,
+    pub pending: &'a [FullTile],
+}
+
+impl TileStore for Tiles<'_> {
+    fn full_tile(&self, level: u8, n: u64) -> Option<Vec<u8>> {
+        if let Some(t) = self.pending.iter().find(|t| t.level == level && t.n == n) {
+            return Some(t.data.clone());
+        }
+        self.conn
+            .prepare_cached("SELECT hashes FROM log_tiles WHERE level = ?1 AND n = ?2")
+            .and_then(|mut s| s.query_row(params![level, n as i64], |r| r.get(0)).optional())
+            .ok()
+            .flatten()
+    }
+}
+
+/// How many level-0 tiles are stored from tile 0 on without a gap.
+pub fn stored_leaf_tiles(conn: &Connection) -> rusqlite::Result<u64> {
+    let (count, max): (i64, Option<i64>) =
+        conn.query_row("SELECT COUNT(*), MAX(n) FROM log_tiles WHERE level = 0", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(if max == Some(count - 1) { count as u64 } else { 0 })
+}
+
+pub fn write_tiles(conn: &Connection, tiles: &[FullTile]) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached("INSERT OR REPLACE INTO log_tiles (level, n, hashes) VALUES (?1, ?2, ?3)")?;
+    for t in tiles {
+        stmt.execute(params![t.level, t.n as i64, t.data])?;
+    }
+    Ok(())
+}
+
+pub fn clear_tiles(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM log_tiles", []).map(|_| ())
+}
+
+/// The entries after `after` (seq), up to `until` included, as leaves: `each(seq, canonical)`
+/// in order, streamed (a national log is rebuilt in constant memory).
+pub fn each_entry(conn: &Connection, after: i64, until: i64, mut each: impl FnMut(i64, &str)) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, at, kind, actor, poll_office_id, detail FROM audit_log WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query(params![after, until])?;
+    while let Some(r) = rows.next()? {
+        let entry = Entry {
+            seq: r.get(0)?,
+            at: r.get(1)?,
+            kind: r.get(2)?,
+            actor: r.get(3)?,
+            poll_office_id: r.get(4)?,
+            detail: serde_json::Value::Null,
+        };
+        let detail: String = r.get(5)?;
+        each(entry.seq, &entry.canonical_with_detail(&detail));
+    }
+    Ok(())
+}
+
+/// The leaf hashes of the entries after `after`, up to `until`.
+pub fn leaves(conn: &Connection, after: i64, until: i64) -> rusqlite::Result<Vec<(i64, Hash)>> {
+    let mut out = Vec::new();
+    each_entry(conn, after, until, |seq, canonical| out.push((seq, tlog::leaf_hash(canonical.as_bytes()))))?;
+    Ok(out)
+}
+
+/// The canonical forms of the entries after `after`, up to `until`: a bundle's entries.
+pub fn entries(conn: &Connection, after: i64, until: i64) -> rusqlite::Result<Vec<String>> {
+    let mut out = Vec::new();
+    each_entry(conn, after, until, |_, canonical| out.push(canonical.to_owned()))?;
+    Ok(out)
+}
+
+/// The last seq of the log (0 when empty).
+pub fn last_seq(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit_log", [], |r| r.get(0))
+}
+
+/// A checkpoint the log signed: its size and its note.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Signed {
+    pub size: u64,
+    pub at: String,
+    pub note: String,
+}
+
+pub fn latest_checkpoint(conn: &Connection) -> rusqlite::Result<Option<Signed>> {
+    conn.prepare_cached("SELECT size, at, note FROM log_checkpoints ORDER BY size DESC LIMIT 1")?
+        .query_row([], |r| Ok(Signed { size: r.get::<_, i64>(0)? as u64, at: r.get(1)?, note: r.get(2)? }))
+        .optional()
+}
+
+pub fn checkpoint(conn: &Connection, size: u64) -> rusqlite::Result<Option<Signed>> {
+    conn.prepare_cached("SELECT size, at, note FROM log_checkpoints WHERE size = ?1")?
+        .query_row([size as i64], |r| Ok(Signed { size: r.get::<_, i64>(0)? as u64, at: r.get(1)?, note: r.get(2)? }))
+        .optional()
+}
+
+pub fn write_checkpoint(conn: &Connection, signed: &Signed) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO log_checkpoints (size, at, note) VALUES (?1, ?2, ?3)")?
+        .execute(params![signed.size as i64, signed.at, signed.note])?;
+    Ok(())
+}
+
+/// A witness's cosignature as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredCosignature {
+    pub witness: String,
+    pub key_id: u32,
+    pub size: u64,
+    pub time: u64,
+    pub line: String,
+}
+
+/// Keeps a witness's cosignature unless it already has one for a larger checkpoint.
+pub fn write_cosignature(conn: &Connection, c: &StoredCosignature, at: &str) -> rusqlite::Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "INSERT INTO log_cosignatures (witness, key_id, size, time, line, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (witness, key_id) DO UPDATE SET size = excluded.size, time = excluded.time,
+                line = excluded.line, at = excluded.at
+             WHERE excluded.size > log_cosignatures.size
+                OR (excluded.size = log_cosignatures.size AND excluded.time >= log_cosignatures.time)",
+        )?
+        .execute(params![c.witness, c.key_id, c.size as i64, c.time as i64, c.line, at])?;
+    Ok(n > 0)
+}
+
+pub fn cosignatures(conn: &Connection) -> rusqlite::Result<Vec<StoredCosignature>> {
+    conn.prepare_cached("SELECT witness, key_id, size, time, line FROM log_cosignatures ORDER BY witness, key_id")?
+        .query_map([], |r| {
+            Ok(StoredCosignature {
+                witness: r.get(0)?,
+                key_id: r.get(1)?,
+                size: r.get::<_, i64>(2)? as u64,
+                time: r.get::<_, i64>(3)? as u64,
+                line: r.get(4)?,
+            })
+        })?
+        .collect()
+}

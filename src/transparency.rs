@@ -1,0 +1,409 @@
+//! The transparency log at run time (section 6e): the tree over the audit entries, kept
+//! up to date after each commit (a leaf hash and a few node hashes: microseconds on the
+//! writer thread), a checkpoint signed at most once per `log.checkpoint_interval_ms`
+//! while the log grows, and the witnesses' cosignatures served with it. The tree's full
+//! tiles are written to the database with the checkpoints (derived data, rebuilt from
+//! `audit_log` when missing or damaged); what is in memory is one partial tile a level.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use rusqlite::Connection;
+
+use crate::clock::Clock;
+use crate::config;
+use crate::domain::change::Effect;
+use crate::domain::note::{self, Checkpoint, LogKey, WitnessVerifier};
+use crate::domain::time;
+use crate::domain::tlog::{self, FullTile, Tree, TreeError};
+use crate::store::tlog::{self as tables, Signed, StoredCosignature, Tiles};
+use crate::store::{ops::WriteOp, Pool, WeakWriter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("log key file {0}: {1}")]
+    Key(String, String),
+    #[error("cannot read the log: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("no database connection: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+}
+
+/// The latest signed checkpoint, as `GET /log/checkpoint` serves it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Published {
+    pub size: u64,
+    pub at: String,
+    /// The signed note followed by the cosignature lines gathered for it.
+    pub served: String,
+    /// The witnesses that cosigned it.
+    pub cosigners: Vec<String>,
+}
+
+struct State {
+    tree: Tree,
+    /// Full tiles not yet in the database (written with the next checkpoint).
+    pending: Vec<FullTile>,
+}
+
+pub struct Log {
+    key: LogKey,
+    witnesses: Vec<WitnessVerifier>,
+    state: Mutex<State>,
+    signed: RwLock<Signed>,
+    published: RwLock<Arc<Published>>,
+    cosignatures: Mutex<Vec<StoredCosignature>>,
+    pool: Pool,
+}
+
+/// A snapshot of the tree for a read: what a proof or a tile needs.
+pub struct Snapshot {
+    pub tree: Tree,
+    pub pending: Vec<FullTile>,
+    pub checkpoint_size: u64,
+}
+
+impl Snapshot {
+    pub fn tiles<'a>(&'a self, conn: &'a Connection) -> Tiles<'a> {
+        Tiles { conn, pending: &self.pending }
+    }
+}
+
+impl Log {
+    /// Loads the tree from its tiles and the entries after them (rebuilding it from
+    /// `audit_log` when the tiles are missing, damaged or do not give the last signed
+    /// root), loads or creates the key, and signs a checkpoint of the log as it stands.
+    /// Runs on the write connection before the writer starts.
+    pub fn open(conn: &Connection, settings: &config::Log, pool: Pool, now: time::Timestamp) -> Result<Log, LogError> {
+        let latest = tables::latest_checkpoint(conn)?;
+        let key = load_key(&settings.key_file, &settings.origin, latest.is_some())?;
+        let last = tables::last_seq(conn)? as u64;
+        let (mut tree, mut pending) = resume(conn, last)?;
+        if let Some(cp) = &latest {
+            let signed_root = note::note_body(&cp.note).ok().and_then(|b| Checkpoint::parse(b).ok()).map(|c| c.root);
+            let root = |tree: &Tree, pending: &[FullTile]| tree.root(cp.size, &Tiles { conn, pending }).ok();
+            if cp.size > tree.size() {
+                log::error!(
+                    "the log has {} entries but checkpoint {} was signed: entries were removed from audit_log",
+                    tree.size(),
+                    cp.size
+                );
+            } else if root(&tree, &pending) != signed_root {
+                (tree, pending) = rebuild(conn, last, true)?;
+                if root(&tree, &pending) != signed_root {
+                    log::error!(
+                        "audit_log no longer gives the root of checkpoint {} that this log signed: its history was rewritten (witnesses hold the evidence)",
+                        cp.size
+                    );
+                }
+            }
+        }
+        let tx = conn.unchecked_transaction()?;
+        tables::write_tiles(&tx, &pending)?;
+        tx.commit()?;
+        pending.clear();
+        let cosignatures = tables::cosignatures(conn)?;
+        let witnesses = settings.witnesses.iter().filter_map(|w| WitnessVerifier::parse(w).ok()).collect();
+        let signed = match latest {
+            Some(cp) if cp.size == tree.size() => cp,
+            _ => {
+                let root = tree.root(tree.size(), &Tiles { conn, pending: &[] })?;
+                let signed = sign(&key, tree.size(), root, now);
+                tables::write_checkpoint(conn, &signed)?;
+                signed
+            }
+        };
+        let log = Log {
+            key,
+            witnesses,
+            state: Mutex::new(State { tree, pending }),
+            published: RwLock::new(Arc::new(Published::default())),
+            signed: RwLock::new(signed),
+            cosignatures: Mutex::new(cosignatures),
+            pool,
+        };
+        log.republish();
+        Ok(log)
+    }
+
+    pub fn vkey(&self) -> &str {
+        self.key.vkey()
+    }
+
+    pub fn origin(&self) -> &str {
+        self.key.name()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.state.lock().tree.size()
+    }
+
+    pub fn published(&self) -> Arc<Published> {
+        self.published.read().clone()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.state.lock();
+        Snapshot { tree: state.tree.clone(), pending: state.pending.clone(), checkpoint_size: self.signed.read().size }
+    }
+
+    /// Takes in a commit's new entries (on the writer thread, after the commit). An entry
+    /// past the next one means another process wrote to the file: its entries are read.
+    pub fn apply(&self, effects: &[Effect]) {
+        for effect in effects {
+            if let Effect::Logged(receipt) = effect {
+                let seq = receipt.seq as u64;
+                if seq > self.size() + 1 {
+                    if let Err(e) = self.catch_up(seq - 1) {
+                        log::error!("the transparency log cannot read entries before {seq}: {e}");
+                    }
+                }
+                self.push(&[(receipt.seq, receipt.leaf_hash)]);
+            }
+        }
+    }
+
+    /// Adds leaves in order, skipping those the tree has and stopping at a gap.
+    fn push(&self, leaves: &[(i64, tlog::Hash)]) {
+        let mut state = self.state.lock();
+        let State { tree, pending } = &mut *state;
+        for (seq, leaf) in leaves {
+            match (*seq as u64).cmp(&(tree.size() + 1)) {
+                std::cmp::Ordering::Less => continue,
+                std::cmp::Ordering::Equal => tree.push(*leaf, pending),
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+    }
+
+    /// Reads the entries the tree lacks, up to `until` (another process's commits).
+    pub fn catch_up(&self, until: u64) -> Result<(), LogError> {
+        let size = self.size();
+        if until <= size {
+            return Ok(());
+        }
+        let conn = self.pool.get()?;
+        let leaves = tables::leaves(&conn, size as i64, until as i64)?;
+        self.push(&leaves);
+        Ok(())
+    }
+
+    /// The checkpoint of the tree as it stands, if it grew since the last one, with the
+    /// full tiles to write with it.
+    fn prepare(&self, now: time::Timestamp) -> Result<Option<(Signed, Vec<FullTile>)>, LogError> {
+        let snapshot = self.snapshot();
+        if snapshot.tree.size() == snapshot.checkpoint_size {
+            return Ok(None);
+        }
+        let conn = self.pool.get()?;
+        let size = snapshot.tree.size();
+        let root = snapshot.tree.root(size, &snapshot.tiles(&conn))?;
+        Ok(Some((sign(&self.key, size, root, now), snapshot.pending)))
+    }
+
+    /// The checkpoint and tiles are in the database: serve it, forget the tiles.
+    fn committed(&self, signed: Signed, tiles: &[FullTile]) {
+        self.state.lock().pending.retain(|p| !tiles.iter().any(|t| t.level == p.level && t.n == p.n));
+        *self.signed.write() = signed;
+        self.republish();
+    }
+
+    fn republish(&self) {
+        let signed = self.signed.read().clone();
+        let cosignatures = self.cosignatures.lock();
+        let mine: Vec<&StoredCosignature> = cosignatures.iter().filter(|c| c.size == signed.size).collect();
+        let mut served = signed.note.clone();
+        for c in &mine {
+            served.push_str(&c.line);
+            served.push('\n');
+        }
+        *self.published.write() = Arc::new(Published {
+            size: signed.size,
+            at: signed.at.clone(),
+            served,
+            cosigners: mine.iter().map(|c| c.witness.clone()).collect(),
+        });
+    }
+
+    /// Signs a checkpoint at most once per `interval` while the log grows, until the
+    /// writer is gone.
+    pub fn spawn_checkpoints(self: &Arc<Self>, writer: WeakWriter, clock: Arc<dyn Clock>, interval: Duration) {
+        let log = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(writer) = writer.upgrade() else { return };
+                let (l, now) = (log.clone(), clock.now());
+                let prepared = tokio::task::spawn_blocking(move || {
+                    let conn = l.pool.get()?;
+                    l.catch_up(tables::last_seq(&conn)? as u64)?;
+                    l.prepare(now)
+                })
+                .await;
+                let (signed, tiles) = match prepared {
+                    Ok(Ok(Some(p))) => p,
+                    Ok(Ok(None)) => continue,
+                    Ok(Err(e)) => {
+                        log::error!("cannot sign a checkpoint: {e}");
+                        continue;
+                    }
+                    Err(e) => {
+                        log::error!("the checkpoint task failed: {e}");
+                        continue;
+                    }
+                };
+                let op = WriteOp::LogCheckpoint { signed: signed.clone(), tiles: tiles.clone() };
+                if writer.record(op).await.is_ok() {
+                    log.committed(signed, &tiles);
+                }
+            }
+        });
+    }
+}
+
+/// Why a cosignature was refused (400, nothing stored).
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CosignError {
+    #[error("not a checkpoint signed by this log: {0}")]
+    NotOurs(String),
+    #[error("this log never signed that checkpoint")]
+    NeverSigned,
+    #[error("no cosignature of a witness in log.witnesses")]
+    UnknownWitness,
+    #[error("a cosignature does not verify")]
+    BadCosignature,
+}
+
+impl Log {
+    /// Checks a checkpoint note posted with witnesses' cosignature lines appended: it must
+    /// be a checkpoint this log signed, and carry at least one valid cosignature of a key
+    /// in `log.witnesses` (any line of such a key that does not verify refuses it all).
+    pub fn check_cosigned(&self, note: &str, signed: Option<Signed>) -> Result<Vec<StoredCosignature>, CosignError> {
+        let checkpoint = note::open_checkpoint(note, self.vkey()).map_err(|e| CosignError::NotOurs(e.to_string()))?;
+        let ours = signed.filter(|s| s.size == checkpoint.size).ok_or(CosignError::NeverSigned)?;
+        if note::note_body(&ours.note).ok() != note::note_body(note).ok() {
+            return Err(CosignError::NeverSigned);
+        }
+        let mut found = Vec::new();
+        for w in &self.witnesses {
+            match w.find(note) {
+                Ok(Some(c)) => found.push(StoredCosignature {
+                    witness: c.witness,
+                    key_id: c.key_id,
+                    size: checkpoint.size,
+                    time: c.time,
+                    line: c.line,
+                }),
+                Ok(None) => {}
+                Err(_) => return Err(CosignError::BadCosignature),
+            }
+        }
+        if found.is_empty() {
+            return Err(CosignError::UnknownWitness);
+        }
+        Ok(found)
+    }
+
+    /// The size a posted note claims (to find the checkpoint it should be).
+    pub fn claimed_size(note: &str) -> Option<u64> {
+        note::note_body(note).ok().and_then(|b| Checkpoint::parse(b).ok()).map(|c| c.size)
+    }
+
+    /// Cosignatures now stored: served with their checkpoint.
+    pub fn cosigned(&self, stored: Vec<StoredCosignature>) {
+        {
+            let mut all = self.cosignatures.lock();
+            for c in stored {
+                match all.iter_mut().find(|o| o.witness == c.witness && o.key_id == c.key_id) {
+                    Some(o) if (c.size, c.time) >= (o.size, o.time) => *o = c,
+                    Some(_) => {}
+                    None => all.push(c),
+                }
+            }
+        }
+        self.republish();
+    }
+}
+
+impl Default for Published {
+    fn default() -> Self {
+        Published { size: 0, at: String::new(), served: String::new(), cosigners: Vec::new() }
+    }
+}
+
+fn sign(key: &LogKey, size: u64, root: tlog::Hash, now: time::Timestamp) -> Signed {
+    let note = key.sign(&Checkpoint { origin: key.name().to_owned(), size, root });
+    Signed { size, at: time::format(now), note }
+}
+
+/// The tree from its stored tiles and the entries after them; rebuilt from every entry
+/// when the tiles do not resume. Returns the tiles completed meanwhile, to be written.
+fn resume(conn: &Connection, last: u64) -> Result<(Tree, Vec<FullTile>), LogError> {
+    let full = tables::stored_leaf_tiles(conn)?;
+    if full * tlog::WIDTH > last {
+        return rebuild(conn, last, true);
+    }
+    match Tree::resume(full * tlog::WIDTH, &Tiles { conn, pending: &[] }) {
+        Ok(mut tree) => {
+            let mut pending = Vec::new();
+            tables::each_entry(conn, tree.size() as i64, last as i64, |_, canonical| {
+                tree.push(tlog::leaf_hash(canonical.as_bytes()), &mut pending)
+            })?;
+            Ok((tree, pending))
+        }
+        Err(e) => {
+            log::warn!("the log's tiles do not resume ({e}): rebuilt from audit_log");
+            rebuild(conn, last, true)
+        }
+    }
+}
+
+/// The whole tree from `audit_log` (the stored tiles are dropped).
+fn rebuild(conn: &Connection, last: u64, clear: bool) -> Result<(Tree, Vec<FullTile>), LogError> {
+    if clear {
+        tables::clear_tiles(conn)?;
+    }
+    let mut tree = Tree::default();
+    let mut pending = Vec::new();
+    tables::each_entry(conn, 0, last as i64, |_, canonical| {
+        tree.push(tlog::leaf_hash(canonical.as_bytes()), &mut pending)
+    })?;
+    Ok((tree, pending))
+}
+
+/// Reads the log's key, creating it (mode 0600) when missing, unless checkpoints were
+/// signed: a new key would disown every checkpoint the witnesses hold.
+fn load_key(path: &Path, origin: &str, signed: bool) -> Result<LogKey, LogError> {
+    let err = |e: String| LogError::Key(path.display().to_string(), e);
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let key = LogKey::parse(&text).map_err(|e| err(e.to_string()))?;
+            if key.name() != origin {
+                return Err(err(format!(
+                    "is the key of {:?}, not of log.origin {origin:?}: a log's origin never changes",
+                    key.name()
+                )));
+            }
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if signed {
+                return Err(err(
+                    "is missing but this log has signed checkpoints: restore it from the backup (a new key would disown them)"
+                        .into(),
+                ));
+            }
+            let (key, text) = LogKey::generate(origin).map_err(|e| err(e.to_string()))?;
+            crate::secret_file::create(path, &text).map_err(|e| err(e.to_string()))?;
+            log::info!("generated a new log key in {}: its verifier key is {}", path.display(), key.vkey());
+            Ok(key)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}

@@ -1,0 +1,171 @@
+//! The transparency log (section 6e) against the real server: checkpoints, tiles, proofs
+//! and receipts, each checked with the verifier side of the formats.
+
+use serde_json::{json, Value};
+use ufrecs::domain::note::{self, Checkpoint};
+use ufrecs::domain::tlog::{self, Hash, TilePath};
+
+use crate::helpers::*;
+
+fn hash(hex_str: &str) -> Hash {
+    Hash(hex::decode(hex_str).unwrap().try_into().unwrap())
+}
+
+async fn text(app: &TestApp, path: &str) -> (u16, String, reqwest::header::HeaderMap) {
+    let res = app.client.get(app.url(path)).send().await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    (status, res.text().await.unwrap(), headers)
+}
+
+async fn bytes(app: &TestApp, path: &str) -> (u16, Vec<u8>, reqwest::header::HeaderMap) {
+    let res = app.client.get(app.url(path)).send().await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    (status, res.bytes().await.unwrap().to_vec(), headers)
+}
+
+/// The latest checkpoint once it covers `size` entries, opened with the log's key.
+pub async fn checkpoint_covering(app: &TestApp, size: u64) -> (Checkpoint, String) {
+    let (_, vkey, _) = text(app, "/log/vkey").await;
+    eventually("a checkpoint covering the writes", || async {
+        let (_, served, _) = text(app, "/log/checkpoint").await;
+        let c = note::open_checkpoint(&served, vkey.trim()).unwrap();
+        (c.size >= size).then_some((c, served))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn receipts_are_included_in_a_later_signed_checkpoint() {
+    let app = TestApp::spawn().await;
+    let s = app.reporter("E-1", "PO-1").await;
+    let auth_receipt = s.body["receipt"].clone();
+    let r = app.vote(&s, 1, "male", "less_30", false).await;
+    assert_eq!(r.status, 201);
+    let receipt = r.body["receipt"].clone();
+    let again = app.vote(&s, 1, "male", "less_30", false).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body["receipt"], receipt, "a resend carries the original receipt");
+    let ballot = app.ballot(&s, 1, "P1").await;
+    let batch = app
+        .post(
+            "/api/vote/batch/",
+            Some(&s),
+            json!({"votes": [
+        {"index": 2, "gender": "female", "age": "less_60", "has_torn": false}]}),
+        )
+        .await;
+    let batch_receipt = batch.body["results"][0]["receipt"].clone();
+    let seqs: Vec<u64> = [&auth_receipt, &receipt, &ballot.body["receipt"], &batch_receipt]
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap_or_else(|| panic!("a receipt: {r}")))
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let (_, vkey, _) = text(&app, "/log/vkey").await;
+    assert!(vkey.starts_with("ufrecs.localhost/dev+"), "{vkey}");
+    let (checkpoint, _) = checkpoint_covering(&app, seqs[3]).await;
+    for r in [&auth_receipt, &receipt, &ballot.body["receipt"], &batch_receipt] {
+        let seq = r["seq"].as_u64().unwrap();
+        let proof = app.get(&format!("/api/log/inclusion/?seq={seq}&size={}", checkpoint.size)).await;
+        assert_eq!(proof.status, 200, "{}", proof.body);
+        assert_eq!(proof.body["leaf_hash"], r["leaf_hash"]);
+        assert_eq!(proof.body["leaf_index"], seq - 1);
+        let hashes: Vec<Hash> =
+            proof.body["hashes"].as_array().unwrap().iter().map(|h| hash(h.as_str().unwrap())).collect();
+        let leaf = hash(r["leaf_hash"].as_str().unwrap());
+        assert!(tlog::verify_inclusion(&hashes, seq - 1, checkpoint.size, leaf, checkpoint.root), "entry {seq}");
+    }
+    // The entries as served hash to the receipts: the leaf is the entry's canonical form.
+    let (status, bundle, headers) = bytes(&app, &format!("/log/tile/entries/000.p/{}", checkpoint.size)).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["cache-control"], "public, max-age=1");
+    let entries = tlog::unbundle(&bundle).unwrap();
+    assert_eq!(entries.len() as u64, checkpoint.size);
+    let leaf = tlog::leaf_hash(entries[seqs[1] as usize - 1]);
+    assert_eq!(hex::encode(leaf.0), receipt["leaf_hash"].as_str().unwrap());
+    let entry: Value = serde_json::from_slice(entries[seqs[1] as usize - 1]).unwrap();
+    assert_eq!(entry["kind"], "vote_proposed");
+    // The hash tile is the entries' leaf hashes, and gives the checkpoint's root.
+    let (status, tile, _) = bytes(&app, &format!("/log/tile/0/000.p/{}", checkpoint.size)).await;
+    assert_eq!(status, 200);
+    let leaves: Vec<u8> = entries.iter().flat_map(|e| tlog::leaf_hash(e).0).collect();
+    assert_eq!(tile, leaves);
+    // A status change, then a verification-free stats body: log_seq names the last entry.
+    let stats = app.stats("PO-1").await;
+    assert_eq!(stats["log_seq"], batch_receipt["seq"]);
+    assert_eq!(app.results("PO-1").await["log_seq"], ballot.body["receipt"]["seq"]);
+}
+
+#[tokio::test]
+async fn consistency_proofs_link_successive_checkpoints_across_a_restart() {
+    let mut app = TestApp::spawn().await;
+    let s = app.reporter("E-1", "PO-1").await;
+    for i in 1..=300 {
+        app.vote(&s, i, "male", "less_30", false).await;
+    }
+    let (first, _) = checkpoint_covering(&app, 301).await;
+    app.restart().await;
+    let s = app.reporter("E-2", "PO-2").await;
+    for i in 1..=20 {
+        app.vote(&s, i, "female", "more_60", true).await;
+    }
+    let (second, _) = checkpoint_covering(&app, first.size + 21).await;
+    let proof = app.get(&format!("/api/log/consistency/?from={}&to={}", first.size, second.size)).await;
+    assert_eq!(proof.status, 200, "{}", proof.body);
+    let hashes: Vec<Hash> =
+        proof.body["hashes"].as_array().unwrap().iter().map(|h| hash(h.as_str().unwrap())).collect();
+    assert!(tlog::verify_consistency(&hashes, first.size, first.root, second.size, second.root));
+    // The first full tile is immutable, and the same after the restart.
+    let (status, full, headers) = bytes(&app, "/log/tile/0/000").await;
+    assert_eq!(status, 200);
+    assert_eq!(full.len(), 256 * 32);
+    assert_eq!(headers["cache-control"], "public, max-age=31536000, immutable");
+    let (_, bundle, _) = bytes(&app, "/log/tile/entries/000").await;
+    let leaves: Vec<u8> = tlog::unbundle(&bundle).unwrap().iter().flat_map(|e| tlog::leaf_hash(e).0).collect();
+    assert_eq!(full, leaves);
+}
+
+#[tokio::test]
+async fn bad_log_requests_get_the_spec_errors_and_store_nothing() {
+    let app = TestApp::spawn().await;
+    let s = app.reporter("E-1", "PO-1").await;
+    app.vote(&s, 1, "male", "less_30", false).await;
+    let (checkpoint, served) = checkpoint_covering(&app, 2).await;
+    let before = app.fingerprint();
+    for path in [
+        "/api/log/inclusion/?seq=0",
+        "/api/log/inclusion/?seq=x",
+        "/api/log/inclusion/",
+        "/api/log/inclusion/?seq=1&size=999999",
+        "/api/log/inclusion/?seq=5&size=2",
+        "/api/log/consistency/?from=3&to=2",
+        "/api/log/consistency/?to=2",
+        "/api/log/consistency/?from=1&to=999999",
+    ] {
+        let r = app.get(path).await;
+        assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_data"), "{path}: {}", r.body);
+    }
+    for tile in ["0/001", "0/000.p/256", "0/0", "9/000", "entries/000.p/200", "entries/x001/000", "0/000.p/7/x", "../x"]
+    {
+        let r = app.get(&format!("/log/tile/{tile}")).await;
+        assert_eq!((r.status.as_u16(), r.code()), (404, "not_found"), "{tile}");
+        assert!(TilePath::parse(tile).is_none() || r.status == 404);
+    }
+    // Cosignatures: garbage, the log's own note with no witness line, a note it never signed.
+    let garbage = app.post_raw("/log/cosignature", None, "hello").await;
+    assert_eq!((garbage.status.as_u16(), garbage.code()), (400, "invalid_data"));
+    let bare = app.post_raw("/log/cosignature", None, served.clone()).await;
+    assert_eq!((bare.status.as_u16(), bare.code()), (400, "invalid_data"), "{}", bare.body);
+    let (w, _) = note::WitnessKey::generate("witness.example/unknown").unwrap();
+    let line = w.cosign(note::note_body(&served).unwrap(), 1_700_000_000);
+    let unknown = app.post_raw("/log/cosignature", None, format!("{served}{line}")).await;
+    assert_eq!((unknown.status.as_u16(), unknown.code()), (400, "invalid_data"));
+    let (forger, _) = note::LogKey::generate("ufrecs.localhost/dev").unwrap();
+    let forged = forger.sign(&Checkpoint { size: checkpoint.size + 5, ..checkpoint.clone() });
+    let never = app.post_raw("/log/cosignature", None, forged).await;
+    assert_eq!((never.status.as_u16(), never.code()), (400, "invalid_data"));
+    assert_eq!(app.fingerprint(), before, "nothing stored");
+    let n: i64 = app.db().query_row("SELECT COUNT(*) FROM log_cosignatures", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 0);
+}
