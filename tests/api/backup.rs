@@ -127,9 +127,11 @@ async fn a_backup_restored_into_a_fresh_data_directory_serves_identical_figures(
     let fresh = tempfile::tempdir().unwrap();
     std::fs::copy(&copy, fresh.path().join("ufrecs.sqlite3")).unwrap();
     std::fs::copy(&app.settings.auth.secret_file, fresh.path().join("secret")).unwrap();
+    std::fs::copy(&app.settings.log.key_file, fresh.path().join("log-key")).unwrap();
     let restored = TestApp::spawn_with(|s| {
         s.database.path = fresh.path().join("ufrecs.sqlite3");
         s.auth.secret_file = fresh.path().join("secret");
+        s.log.key_file = fresh.path().join("log-key");
     })
     .await;
     for path in [

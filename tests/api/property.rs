@@ -124,8 +124,42 @@ fn passage_times(conn: &Connection) -> HashMap<i64, i64> {
     times
 }
 
+/// Section 6e's `log_seq`, replayed from the log: per office and kind, the last entry that
+/// concerns those numbers (its proposals and verifications, and a status change of a
+/// source that reported that kind there before it).
+fn log_seqs(conn: &Connection) -> HashMap<(String, &'static str), i64> {
+    let mut out = HashMap::new();
+    let mut joined: BTreeSet<(String, String, &'static str)> = BTreeSet::new();
+    let mut stmt = conn.prepare("SELECT seq, kind, actor, poll_office_id, detail FROM audit_log ORDER BY seq").unwrap();
+    let mut rows = stmt.query([]).unwrap();
+    while let Some(r) = rows.next().unwrap() {
+        let (seq, kind, actor, office): (i64, String, String, Option<String>) =
+            (r.get(0).unwrap(), r.get(1).unwrap(), r.get(2).unwrap(), r.get(3).unwrap());
+        let detail: Value = serde_json::from_str(&r.get::<_, String>(4).unwrap()).unwrap();
+        let k = if kind.starts_with("ballot_") { "ballot" } else { "vote" };
+        match (kind.as_str(), office) {
+            ("vote_proposed" | "vote_corrected" | "ballot_proposed" | "ballot_corrected", Some(office)) => {
+                joined.insert((actor, office.clone(), k));
+                out.insert((office, k), seq);
+            }
+            ("vote_verified", Some(office)) => {
+                out.insert((office, "vote"), seq);
+            }
+            ("source_updated", _) if detail.get("status").is_some() => {
+                let source = detail["source"].as_str().unwrap();
+                for (_, office, k) in joined.iter().filter(|(a, _, _)| a == source) {
+                    out.insert((office.clone(), *k), seq);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Section 6, recounted from the raw tables.
 fn brute_force(conn: &Connection) -> BTreeMap<String, (Value, Value)> {
+    let log_seqs = log_seqs(conn);
     let trusted: HashMap<i64, bool> = conn
         .prepare("SELECT n, status FROM sources")
         .unwrap()
@@ -228,7 +262,8 @@ fn brute_force(conn: &Connection) -> BTreeMap<String, (Value, Value)> {
         }
         let mut totals = json!(t);
         totals["sources"] = json!(sources.len());
-        let mut stats = json!({"poll_office_id": office, "totals": totals, "last_vote": last_vote});
+        let mut stats = json!({"poll_office_id": office, "totals": totals, "last_vote": last_vote,
+                               "log_seq": log_seqs.get(&(office.clone(), "vote")).copied().unwrap_or(0)});
 
         // Ballots.
         let here: Vec<_> = ballots.iter().filter(|b| b.0 == office).collect();
@@ -260,7 +295,8 @@ fn brute_force(conn: &Connection) -> BTreeMap<String, (Value, Value)> {
             .map(|(p, n)| json!({"party_id": p, "ballots": n, "share": n as f64 / total as f64}))
             .collect();
         let res = json!({"poll_office_id": office, "last_paper": last_paper, "results": results, "total_ballots": total,
-                         "undecided_ballots": undecided, "sources": sources.len()});
+                         "undecided_ballots": undecided, "sources": sources.len(),
+                         "log_seq": log_seqs.get(&(office.clone(), "ballot")).copied().unwrap_or(0)});
         // Flags (section 6b) from the recounted figures; the thresholds have unit tests.
         observed.sort();
         let figures = Figures {

@@ -17,7 +17,7 @@ async fn a_vote_is_created_once_and_a_resend_changes_nothing() {
     let before = app.fingerprint();
     let again = app.vote(&a, 1, "male", "less_30", false).await;
     assert_eq!(again.status, 200);
-    assert_eq!(again.body, json!({"id": id, "index": 1}));
+    assert_eq!(again.body, json!({"id": id, "index": 1, "receipt": first.body["receipt"]}));
     assert_eq!(app.fingerprint(), before, "a resend stores nothing");
     assert_eq!(app.stats("PO-1").await["totals"]["votes"], 1);
 }
@@ -141,7 +141,8 @@ async fn results_count_accepted_parties_with_unrounded_shares() {
     for (i, p) in ["PA", "PB", "PA"].iter().enumerate() {
         let r = app.ballot(&a, i as i64 + 1, p).await;
         assert_eq!(r.status, 201);
-        assert_eq!(r.body, json!({"status": "ok"}));
+        assert_eq!(r.body["status"], "ok");
+        assert!(r.body["receipt"]["seq"].is_u64(), "{}", r.body);
     }
     assert_eq!(app.ballot(&a, 3, "PA").await.status, 200, "resend");
     assert_eq!(app.ballot(&a, 2, "PC").await.status, 200, "correction");

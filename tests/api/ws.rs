@@ -97,7 +97,11 @@ async fn a_voter_confirms_with_a_correction_and_the_vote_is_recorded_and_reweigh
     app.vote(&b, 1, "female", "less_30", false).await;
     assert_eq!(app.stats("PO-1").await["totals"]["male"], 0);
     voter.send(json!({"type": "confirm", "gender": "female"})).await;
-    assert_eq!(voter.next().await, json!({"type": "recorded", "vote_id": id}));
+    let recorded = voter.next().await;
+    assert_eq!((&recorded["type"], &recorded["vote_id"]), (&json!("recorded"), &json!(id)));
+    let seq = recorded["receipt"]["seq"].as_i64().expect("a receipt");
+    let kind: String = app.db().query_row("SELECT kind FROM audit_log WHERE seq = ?1", [seq], |r| r.get(0)).unwrap();
+    assert_eq!(kind, "vote_verified", "the receipt names the verification's entry");
     assert_eq!(voter.closed().await, 1000);
     let s = app.stats("PO-1").await;
     assert_eq!(s["totals"]["verified"], 1);
