@@ -13,11 +13,13 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 # Debian packages: curl and python3 for the scripts and tests, sqlite3 for operators and
 # integrators, wrk for the benchmark, Chromium and its WebDriver for the public page's
-# browser test.
+# browser test, and Go with golang.org/x/mod (sumdb/note, sumdb/tlog): the transparency
+# log's interoperability test verifies it with that implementation (GOPATH mode, no proxy).
 packages=()
-for tool in curl:curl python3:python3 sqlite3:sqlite3 wrk:wrk chromium:chromium chromedriver:chromium-driver; do
+for tool in curl:curl python3:python3 sqlite3:sqlite3 wrk:wrk chromium:chromium chromedriver:chromium-driver go:golang-go; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || packages+=("${tool##*:}")
 done
+[ -d /usr/share/gocode/src/golang.org/x/mod/sumdb ] || packages+=(golang-golang-x-mod-dev)
 if [ ${#packages[@]} -gt 0 ]; then
   say "installing ${packages[*]}"
   sudo=""

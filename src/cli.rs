@@ -52,6 +52,17 @@ pub enum Command {
     /// Rehearse an election day against a running server (loopback only): reporters,
     /// verifying voters and public readers, then every total checked against what was sent.
     Simulate(SimulateArgs),
+    /// The transparency log (section 6e of the contract).
+    Log {
+        #[command(subcommand)]
+        what: LogCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum LogCmd {
+    /// Prints the log's note verifier key (what witnesses and verifiers pin).
+    Vkey,
 }
 
 #[derive(clap::Args)]
@@ -145,6 +156,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Check => report(existing_database(&settings).and_then(crate::check::check)),
         Command::Import { what } => report(import(&settings, what)),
         Command::Source { what } => report(source(&settings, what)),
+        Command::Log { what: LogCmd::Vkey } => report(log_vkey(&settings)),
         Command::Simulate(a) => report(crate::simulate::run(crate::simulate::Options {
             url: a.url,
             offices: a.offices,
@@ -156,6 +168,16 @@ pub fn run(cli: Cli) -> i32 {
             admin_token: a.admin_token,
         })),
     }
+}
+
+/// The verifier key of the log key `log.key_file` holds (the server creates it).
+fn log_vkey(settings: &config::Settings) -> Result<String, String> {
+    let path = &settings.log.key_file;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!("cannot read the log key {}: {e} (the server creates it at its first start)", path.display())
+    })?;
+    let key = crate::domain::note::LogKey::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(key.vkey().to_owned())
 }
 
 fn report(r: Result<String, String>) -> i32 {

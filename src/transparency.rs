@@ -34,7 +34,7 @@ pub enum LogError {
 }
 
 /// The latest signed checkpoint, as `GET /log/checkpoint` serves it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Published {
     pub size: u64,
     pub at: String,
@@ -93,7 +93,7 @@ impl Log {
                     cp.size
                 );
             } else if root(&tree, &pending) != signed_root {
-                (tree, pending) = rebuild(conn, last, true)?;
+                (tree, pending) = rebuild(conn, last)?;
                 if root(&tree, &pending) != signed_root {
                     log::error!(
                         "audit_log no longer gives the root of checkpoint {} that this log signed: its history was rewritten (witnesses hold the evidence)",
@@ -331,12 +331,6 @@ impl Log {
     }
 }
 
-impl Default for Published {
-    fn default() -> Self {
-        Published { size: 0, at: String::new(), served: String::new(), cosigners: Vec::new() }
-    }
-}
-
 fn sign(key: &LogKey, size: u64, root: tlog::Hash, now: time::Timestamp) -> Signed {
     let note = key.sign(&Checkpoint { origin: key.name().to_owned(), size, root });
     Signed { size, at: time::format(now), note }
@@ -347,7 +341,7 @@ fn sign(key: &LogKey, size: u64, root: tlog::Hash, now: time::Timestamp) -> Sign
 fn resume(conn: &Connection, last: u64) -> Result<(Tree, Vec<FullTile>), LogError> {
     let full = tables::stored_leaf_tiles(conn)?;
     if full * tlog::WIDTH > last {
-        return rebuild(conn, last, true);
+        return rebuild(conn, last);
     }
     match Tree::resume(full * tlog::WIDTH, &Tiles { conn, pending: &[] }) {
         Ok(mut tree) => {
@@ -359,16 +353,14 @@ fn resume(conn: &Connection, last: u64) -> Result<(Tree, Vec<FullTile>), LogErro
         }
         Err(e) => {
             log::warn!("the log's tiles do not resume ({e}): rebuilt from audit_log");
-            rebuild(conn, last, true)
+            rebuild(conn, last)
         }
     }
 }
 
 /// The whole tree from `audit_log` (the stored tiles are dropped).
-fn rebuild(conn: &Connection, last: u64, clear: bool) -> Result<(Tree, Vec<FullTile>), LogError> {
-    if clear {
-        tables::clear_tiles(conn)?;
-    }
+fn rebuild(conn: &Connection, last: u64) -> Result<(Tree, Vec<FullTile>), LogError> {
+    tables::clear_tiles(conn)?;
     let mut tree = Tree::default();
     let mut pending = Vec::new();
     tables::each_entry(conn, 0, last as i64, |_, canonical| {

@@ -169,3 +169,57 @@ async fn bad_log_requests_get_the_spec_errors_and_store_nothing() {
     let n: i64 = app.db().query_row("SELECT COUNT(*) FROM log_cosignatures", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 0);
 }
+
+/// Runs the Go verifier (`tests/interop/verify.go`, on golang.org/x/mod as Debian ships it).
+fn go_verify(base: &str, vkey: &str, seq: u64, old_checkpoint: &std::path::Path) -> std::process::Output {
+    let gocache = tempfile::tempdir().unwrap();
+    std::process::Command::new("go")
+        .args(["run", "verify.go", base, vkey, &seq.to_string()])
+        .arg(old_checkpoint)
+        .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop"))
+        .env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GOCACHE", gocache.path())
+        .output()
+        .expect("go is installed by setup-dev-mode.sh")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gos_sumdb_note_and_tlog_verify_the_live_log() {
+    let app = TestApp::spawn().await;
+    let s = app.reporter("E-1", "PO-1").await;
+    let votes: Vec<serde_json::Value> =
+        (1..=300).map(|i| json!({"index": i, "gender": "male", "age": "less_30", "has_torn": false})).collect();
+    app.post("/api/vote/batch/", Some(&s), json!({"votes": votes})).await;
+    let (old, old_note) = checkpoint_covering(&app, 301).await;
+    let votes: Vec<serde_json::Value> =
+        (301..=600).map(|i| json!({"index": i, "gender": "female", "age": "less_60", "has_torn": true})).collect();
+    let batch = app.post("/api/vote/batch/", Some(&s), json!({"votes": votes})).await;
+    let seq = batch.body["results"][123]["receipt"]["seq"].as_u64().unwrap();
+    let (new, _) = checkpoint_covering(&app, 601).await;
+    assert!(new.size > old.size);
+    let old_file = app.dir.path().join("old.checkpoint");
+    std::fs::write(&old_file, old_note).unwrap();
+    let (_, vkey, _) = text(&app, "/log/vkey").await;
+    let base = app.base.clone();
+    let out = tokio::task::spawn_blocking({
+        let (base, vkey, old_file) = (base.clone(), vkey.trim().to_owned(), old_file.clone());
+        move || go_verify(&base, &vkey, seq, &old_file)
+    })
+    .await
+    .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("go: {said}");
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains(&format!("entry {seq}")), "{said}");
+    // Another key (the same origin) is refused by Go's note package.
+    let (other, _) = note::LogKey::generate("ufrecs.localhost/dev").unwrap();
+    let out = tokio::task::spawn_blocking({
+        let vkey = other.vkey().to_owned();
+        move || go_verify(&base, &vkey, seq, &old_file)
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not verify"));
+}
