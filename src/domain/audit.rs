@@ -121,6 +121,30 @@ fn write_canonical(v: &Value, out: &mut String) {
     }
 }
 
+/// The longest canonical entry the log takes: what a C2SP entry bundle's 16-bit length
+/// can carry (section 6e).
+pub const MAX_ENTRY_BYTES: usize = 65_535;
+
+/// Splits `items` into parts whose canonical JSON arrays are at most `budget` bytes each
+/// (an item longer than that alone makes a part of its own): the rows of an import are
+/// logged in several entries, each within `MAX_ENTRY_BYTES`.
+pub fn parts(items: Vec<Value>, budget: usize) -> Vec<Vec<Value>> {
+    let mut out: Vec<Vec<Value>> = Vec::new();
+    let mut size = 2;
+    for item in items {
+        let len = canonical(&item).len() + 1;
+        match out.last_mut() {
+            Some(part) if size + len <= budget => part.push(item),
+            _ => {
+                out.push(vec![item]);
+                size = 2;
+            }
+        }
+        size += len;
+    }
+    out
+}
+
 /// Where a chain first breaks: the `seq` of the first entry whose hash (or numbering) is
 /// wrong, or `None` when the whole chain verifies.
 pub fn first_break<'a>(entries: impl IntoIterator<Item = (&'a Entry, &'a str)>) -> Option<i64> {
@@ -218,6 +242,19 @@ mod tests {
             assert_eq!(entry.hash(&prev), hash);
             prev = hash.to_owned();
         }
+    }
+
+    #[test]
+    fn parts_stay_within_their_budget_and_keep_every_item_in_order() {
+        let items: Vec<Value> =
+            (0..5000).map(|i| json!({"identifier": format!("PO-{i:06}"), "voters_count": i})).collect();
+        let parts = parts(items.clone(), 60_000);
+        assert!(parts.len() > 1);
+        for p in &parts {
+            assert!(canonical(&Value::Array(p.clone())).len() <= 60_000);
+        }
+        assert_eq!(parts.concat(), items);
+        assert!(super::parts(Vec::new(), 10).is_empty());
     }
 
     #[test]

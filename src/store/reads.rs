@@ -156,20 +156,26 @@ fn effects_of(conn: &Connection, office: Option<&str>) -> rusqlite::Result<Vec<E
             counted: crosscheck::counted_sources(r.get(2)?, r.get(3)?),
         });
     }
+    effects.extend(office_logs(conn, office)?);
+    Ok(effects)
+}
+
+/// The offices' `log_seq`s (`office_log`): one office's, or all (after an import by
+/// another process, whose `directory_rows` entries re-date offices).
+pub fn office_logs(conn: &Connection, office: Option<&str>) -> rusqlite::Result<Vec<Effect>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT poll_office_id, kind, log_seq FROM office_log {}",
         office_filter(office, "poll_office_id")
     ))?;
-    let mut rows = stmt.query([office])?;
-    while let Some(r) = rows.next()? {
+    let rows = stmt.query_map([office], |r| {
         let kind: String = r.get(1)?;
-        effects.push(Effect::OfficeLogged {
+        Ok(Effect::OfficeLogged {
             poll_office_id: r.get(0)?,
             kind: if kind == "vote" { Kind::Vote } else { Kind::Ballot },
             seq: r.get(2)?,
-        });
-    }
-    Ok(effects)
+        })
+    })?;
+    rows.collect()
 }
 
 /// Tokens not revoked (expired ones included, so they can be told apart as expired): all,

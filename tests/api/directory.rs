@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
@@ -110,4 +110,39 @@ async fn a_national_directory_imports_while_the_server_runs_and_is_searched_from
     let id = &last["results"][0]["id"];
     let stats = app.get(&format!("/api/pollofficestats/?poll_office={id}")).await.body;
     assert_eq!(stats["poll_office_id"], "CM-050000");
+    // Every row flags read is in the log (section 6e), in entries a tile can carry, and
+    // the office's stats name the entry that set its voters_count.
+    let entries: Vec<(i64, String, usize)> = app
+        .db()
+        .prepare("SELECT seq, detail, length(detail) FROM audit_log WHERE kind = 'directory_rows' ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(entries.len() > 10);
+    assert!(entries.iter().all(|(_, _, len)| *len < 65_000));
+    let mut rows = Vec::new();
+    for (_, detail, _) in &entries {
+        let d: Value = serde_json::from_str(detail).unwrap();
+        rows.extend(d["rows"].as_array().unwrap().iter().cloned());
+    }
+    assert_eq!(rows.len(), 50_000);
+    assert_eq!(rows[49_999], json!({"identifier": "CM-050000", "voters_count": 150}));
+    let import: Value = serde_json::from_str(
+        &app.db()
+            .query_row("SELECT detail FROM audit_log WHERE kind = 'import'", [], |r| r.get::<_, String>(0))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(import["parts"], entries.len());
+    let canonical = ufrecs::domain::audit::canonical(&Value::Array(rows));
+    use sha2::Digest;
+    assert_eq!(import["rows_sha256"], hex::encode(sha2::Sha256::digest(canonical.as_bytes())));
+    let stats = eventually("the office's log_seq", || async {
+        let s = app.stats("CM-050000").await;
+        (s["log_seq"] != 0).then_some(s)
+    })
+    .await;
+    assert_eq!(stats["log_seq"], entries.last().unwrap().0);
 }

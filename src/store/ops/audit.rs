@@ -33,6 +33,14 @@ pub fn append_audit(
     };
     let detail = audit::canonical(&entry.detail);
     let canonical = entry.canonical_with_detail(&detail);
+    if canonical.len() > audit::MAX_ENTRY_BYTES {
+        // A bug of the caller: entries are built within the tiles' limit (section 6e).
+        let too_big = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_TOOBIG);
+        return Err(rusqlite::Error::SqliteFailure(
+            too_big,
+            Some(format!("a {kind} entry of {} bytes", canonical.len())),
+        ));
+    }
     let hash = audit::chain_hash(&prev, &canonical);
     conn.prepare_cached(
         "INSERT INTO audit_log (seq, at, kind, actor, poll_office_id, detail, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

@@ -1,6 +1,6 @@
 //! Directory imports: poll offices and parties, updated by identifier.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
 use super::*;
@@ -17,6 +17,17 @@ pub(super) fn import_poll_offices(
     effects: &mut Vec<Effect>,
 ) -> Result<Outcome, OpError> {
     let before = count(conn, "poll_offices")?;
+    // The rows flags read (identifier, voters_count), where new or changed, go to the log.
+    let mut changed = Vec::new();
+    {
+        let mut old = conn.prepare_cached("SELECT voters_count FROM poll_offices WHERE identifier = ?1")?;
+        for r in rows {
+            let was: Option<Option<i64>> = old.query_row([r.identifier.as_str()], |x| x.get(0)).optional()?;
+            if was != Some(r.voters_count) {
+                changed.push(r);
+            }
+        }
+    }
     let mut stmt = conn.prepare_cached(
         "INSERT INTO poll_offices (identifier, name, country, state, region, city, county, district, voters_count)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
@@ -37,7 +48,46 @@ pub(super) fn import_poll_offices(
             r.voters_count
         ])?;
     }
-    imported(conn, now, "poll_offices", before, rows.len(), actor, effects)
+    drop(stmt);
+    let logged = log_directory_rows(conn, now, &changed, actor, effects)?;
+    imported(conn, now, "poll_offices", before, rows.len(), actor, logged, effects)
+}
+
+/// What an import logged of its rows: how many `directory_rows` entries, and the SHA-256
+/// of all their rows (the canonical JSON array of them, in order).
+struct Logged {
+    parts: usize,
+    rows_sha256: String,
+}
+
+/// Logs the offices' `identifier` and `voters_count` in `directory_rows` entries of at
+/// most 64 KiB (section 6e), each office's stats then naming its entry as `log_seq`.
+fn log_directory_rows(
+    conn: &Connection,
+    now: &str,
+    rows: &[&OfficeRow],
+    actor: Actor,
+    effects: &mut Vec<Effect>,
+) -> Result<Logged, OpError> {
+    use crate::domain::audit;
+    let items: Vec<serde_json::Value> =
+        rows.iter().map(|r| json!({"identifier": r.identifier.as_str(), "voters_count": r.voters_count})).collect();
+    let rows_sha256 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(audit::canonical(&serde_json::Value::Array(items.clone())).as_bytes()))
+    };
+    // Room for the entry's other fields within the 64 KiB.
+    let parts = audit::parts(items, audit::MAX_ENTRY_BYTES - 1024);
+    let mut at = 0;
+    for (i, part) in parts.iter().enumerate() {
+        let detail = json!({"table": "poll_offices", "part": i + 1, "rows": part});
+        let receipt = append_audit(conn, effects, now, "directory_rows", actor.as_str(), None, detail)?;
+        for r in &rows[at..at + part.len()] {
+            office_logged(conn, &r.identifier, Kind::Vote, receipt.seq, effects)?;
+        }
+        at += part.len();
+    }
+    Ok(Logged { parts: parts.len(), rows_sha256 })
 }
 
 pub(super) fn import_parties(
@@ -55,7 +105,7 @@ pub(super) fn import_parties(
     for r in rows {
         stmt.execute(params![r.identifier.as_str(), r.party_name, r.candidate_name])?;
     }
-    imported(conn, now, "parties", before, rows.len(), actor, effects)
+    imported(conn, now, "parties", before, rows.len(), actor, Logged { parts: 0, rows_sha256: String::new() }, effects)
 }
 
 /// Counts what an import created and updated (rows are upserted by identifier), and
@@ -67,18 +117,16 @@ fn imported(
     before: usize,
     rows: usize,
     actor: Actor,
+    logged: Logged,
     effects: &mut Vec<Effect>,
 ) -> Result<Outcome, OpError> {
     let created = count(conn, table)? - before;
     let updated = rows - created;
-    append_audit(
-        conn,
-        effects,
-        now,
-        "import",
-        actor.as_str(),
-        None,
-        json!({"table": table, "created": created, "updated": updated}),
-    )?;
+    let mut detail = json!({"table": table, "created": created, "updated": updated});
+    if table == "poll_offices" {
+        detail["parts"] = json!(logged.parts);
+        detail["rows_sha256"] = json!(logged.rows_sha256);
+    }
+    append_audit(conn, effects, now, "import", actor.as_str(), None, detail)?;
     Ok(Outcome::Imported { created, updated })
 }

@@ -359,6 +359,7 @@ fn reload(conn: &Connection, r: &Reload, effects: &mut Vec<Effect>) -> rusqlite:
     use crate::store::reads;
     if r.directory {
         effects.push(Effect::Directory(Shared(std::sync::Arc::new(reads::directory(conn)?))));
+        effects.extend(reads::office_logs(conn, None)?);
     }
     for n in &r.sources {
         effects.extend(reads::sources(conn, Some(*n))?);
