@@ -52,6 +52,10 @@ pub enum Command {
     /// Rehearse an election day against a running server (loopback only): reporters,
     /// verifying voters and public readers, then every total checked against what was sent.
     Simulate(SimulateArgs),
+    /// Witness a UFRECS log from another machine: mirror it, verify it, cosign its
+    /// checkpoints (and submit them with --submit). Exit status 3 and an evidence-*
+    /// folder in the state folder when the log is inconsistent.
+    Witness(WitnessArgs),
     /// The transparency log (section 6e of the contract).
     Log {
         #[command(subcommand)]
@@ -59,10 +63,57 @@ pub enum Command {
     },
 }
 
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct WitnessArgs {
+    #[command(subcommand)]
+    cmd: Option<WitnessCmd>,
+    /// The log's base URL (https://observe.example.org).
+    #[arg(long)]
+    log: Option<String>,
+    /// The log's verifier key, as `ufrecs log vkey` prints it.
+    #[arg(long)]
+    vkey: Option<String>,
+    /// This witness's signer key file (`ufrecs witness keygen`).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// The folder where the witness keeps its verified mirror and its state.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Repeat every SECS seconds instead of one pass.
+    #[arg(long)]
+    every: Option<u64>,
+    /// Post each cosignature to the log (POST /log/cosignature).
+    #[arg(long)]
+    submit: bool,
+}
+
+#[derive(Subcommand)]
+pub enum WitnessCmd {
+    /// Creates a witness key (mode 0600) and prints its verifier key, for the log's
+    /// operator to add to log.witnesses.
+    Keygen {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Checks a witness's evidence offline: exit 0 when it proves misbehaviour by the
+    /// holder of VKEY, 1 otherwise.
+    VerifyEvidence {
+        #[arg(long)]
+        vkey: String,
+        dir: PathBuf,
+    },
+}
+
 #[derive(Subcommand)]
 pub enum LogCmd {
     /// Prints the log's note verifier key (what witnesses and verifiers pin).
     Vkey,
+    /// Writes the latest checkpoint and every tile it covers to DIR (the C2SP tlog-tiles
+    /// layout), for a static mirror; full tiles already there are kept.
+    Export { dir: PathBuf },
 }
 
 #[derive(clap::Args)]
@@ -156,7 +207,11 @@ pub fn run(cli: Cli) -> i32 {
         Command::Check => report(existing_database(&settings).and_then(crate::check::check)),
         Command::Import { what } => report(import(&settings, what)),
         Command::Source { what } => report(source(&settings, what)),
+        Command::Witness(w) => witness(w),
         Command::Log { what: LogCmd::Vkey } => report(log_vkey(&settings)),
+        Command::Log { what: LogCmd::Export { dir } } => {
+            report(existing_database(&settings).and_then(|db| crate::mirror::export(db, &dir)))
+        }
         Command::Simulate(a) => report(crate::simulate::run(crate::simulate::Options {
             url: a.url,
             offices: a.offices,
@@ -167,6 +222,19 @@ pub fn run(cli: Cli) -> i32 {
             seed: a.seed,
             admin_token: a.admin_token,
         })),
+    }
+}
+
+fn witness(w: WitnessArgs) -> i32 {
+    match w.cmd {
+        Some(WitnessCmd::Keygen { name, key }) => report(crate::witness::keygen(&name, &key)),
+        Some(WitnessCmd::VerifyEvidence { vkey, dir }) => crate::witness::verify_evidence(&vkey, &dir),
+        None => match (w.log, w.vkey, w.key, w.state) {
+            (Some(log), Some(vkey), Some(key), Some(state)) => {
+                crate::witness::run(crate::witness::Options { log, vkey, key, state, every: w.every, submit: w.submit })
+            }
+            _ => report(Err("ufrecs witness needs --log URL --vkey VKEY --key FILE --state DIR".into())),
+        },
     }
 }
 

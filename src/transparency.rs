@@ -82,36 +82,43 @@ impl Log {
         let latest = tables::latest_checkpoint(conn)?;
         let key = load_key(&settings.key_file, &settings.origin, latest.is_some())?;
         let last = tables::last_seq(conn)? as u64;
-        let (mut tree, mut pending) = resume(conn, last)?;
+        // The tree is derived from audit_log at every start, never read back from its
+        // tiles: what is served and signed is what the entries give.
+        let (tree, tiles) = rebuild(conn, last)?;
+        let tx = conn.unchecked_transaction()?;
+        let rewritten = tables::sync_tiles(&tx, &tiles)?;
+        tx.commit()?;
+        if rewritten > 0 {
+            log::warn!("{rewritten} stored tiles of the log were missing or differed from audit_log: rewritten");
+        }
+        let store = Tiles { conn, pending: &[] };
+        let mut forked = false;
         if let Some(cp) = &latest {
             let signed_root = note::note_body(&cp.note).ok().and_then(|b| Checkpoint::parse(b).ok()).map(|c| c.root);
-            let root = |tree: &Tree, pending: &[FullTile]| tree.root(cp.size, &Tiles { conn, pending }).ok();
             if cp.size > tree.size() {
                 log::error!(
                     "the log has {} entries but checkpoint {} was signed: entries were removed from audit_log",
                     tree.size(),
                     cp.size
                 );
-            } else if root(&tree, &pending) != signed_root {
-                (tree, pending) = rebuild(conn, last)?;
-                if root(&tree, &pending) != signed_root {
-                    log::error!(
-                        "audit_log no longer gives the root of checkpoint {} that this log signed: its history was rewritten (witnesses hold the evidence)",
-                        cp.size
-                    );
-                }
+                forked = true;
+            } else if tree.root(cp.size, &store).ok() != signed_root {
+                log::error!(
+                    "audit_log no longer gives the root of checkpoint {} that this log signed: its history was rewritten (witnesses hold the evidence)",
+                    cp.size
+                );
+                forked = true;
             }
         }
-        let tx = conn.unchecked_transaction()?;
-        tables::write_tiles(&tx, &pending)?;
-        tx.commit()?;
-        pending.clear();
+        let pending = Vec::new();
         let cosignatures = tables::cosignatures(conn)?;
         let witnesses = settings.witnesses.iter().filter_map(|w| WitnessVerifier::parse(w).ok()).collect();
         let signed = match latest {
-            Some(cp) if cp.size == tree.size() => cp,
+            // What is served from now on is signed as it is: a witness that saw the
+            // earlier checkpoint holds both.
+            Some(cp) if cp.size == tree.size() && !forked => cp,
             _ => {
-                let root = tree.root(tree.size(), &Tiles { conn, pending: &[] })?;
+                let root = tree.root(tree.size(), &store)?;
                 let signed = sign(&key, tree.size(), root, now);
                 tables::write_checkpoint(conn, &signed)?;
                 signed
@@ -215,7 +222,16 @@ impl Log {
     fn republish(&self) {
         let signed = self.signed.read().clone();
         let cosignatures = self.cosignatures.lock();
-        let mine: Vec<&StoredCosignature> = cosignatures.iter().filter(|c| c.size == signed.size).collect();
+        // Only cosignatures of this very checkpoint: one of the same size over another
+        // root (a history rewritten since) no longer verifies, and is not served.
+        let mine: Vec<&StoredCosignature> = cosignatures
+            .iter()
+            .filter(|c| c.size == signed.size)
+            .filter(|c| {
+                let with = format!("{}{}\n", signed.note, c.line);
+                self.witnesses.iter().any(|w| w.find(&with).is_ok_and(|found| found.is_some_and(|f| f.line == c.line)))
+            })
+            .collect();
         let mut served = signed.note.clone();
         for c in &mine {
             served.push_str(&c.line);
@@ -336,37 +352,15 @@ fn sign(key: &LogKey, size: u64, root: tlog::Hash, now: time::Timestamp) -> Sign
     Signed { size, at: time::format(now), note }
 }
 
-/// The tree from its stored tiles and the entries after them; rebuilt from every entry
-/// when the tiles do not resume. Returns the tiles completed meanwhile, to be written.
-fn resume(conn: &Connection, last: u64) -> Result<(Tree, Vec<FullTile>), LogError> {
-    let full = tables::stored_leaf_tiles(conn)?;
-    if full * tlog::WIDTH > last {
-        return rebuild(conn, last);
-    }
-    match Tree::resume(full * tlog::WIDTH, &Tiles { conn, pending: &[] }) {
-        Ok(mut tree) => {
-            let mut pending = Vec::new();
-            tables::each_entry(conn, tree.size() as i64, last as i64, |_, canonical| {
-                tree.push(tlog::leaf_hash(canonical.as_bytes()), &mut pending)
-            })?;
-            Ok((tree, pending))
-        }
-        Err(e) => {
-            log::warn!("the log's tiles do not resume ({e}): rebuilt from audit_log");
-            rebuild(conn, last)
-        }
-    }
-}
-
-/// The whole tree from `audit_log` (the stored tiles are dropped).
-fn rebuild(conn: &Connection, last: u64) -> Result<(Tree, Vec<FullTile>), LogError> {
-    tables::clear_tiles(conn)?;
+/// The tree of the first `last` entries, from `audit_log` (streamed: a national log is
+/// hashed in about a second), with all its full tiles.
+pub fn rebuild(conn: &Connection, last: u64) -> Result<(Tree, Vec<FullTile>), LogError> {
     let mut tree = Tree::default();
-    let mut pending = Vec::new();
+    let mut tiles = Vec::new();
     tables::each_entry(conn, 0, last as i64, |_, canonical| {
-        tree.push(tlog::leaf_hash(canonical.as_bytes()), &mut pending)
+        tree.push(tlog::leaf_hash(canonical.as_bytes()), &mut tiles)
     })?;
-    Ok((tree, pending))
+    Ok((tree, tiles))
 }
 
 /// Reads the log's key, creating it (mode 0600) when missing, unless checkpoints were

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod change;
 pub mod crosscheck;
 pub mod directory;
+pub mod evidence;
 pub mod flags;
 pub mod ids;
 pub mod input;

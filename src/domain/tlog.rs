@@ -33,6 +33,24 @@ pub trait TileStore {
     fn full_tile(&self, level: u8, n: u64) -> Option<Vec<u8>>;
 }
 
+/// Full tiles kept in memory (a tree built from entries just downloaded).
+#[derive(Default)]
+pub struct MemoryTiles(pub std::collections::HashMap<(u8, u64), Vec<u8>>);
+
+impl MemoryTiles {
+    pub fn keep(&mut self, tiles: Vec<FullTile>) {
+        for t in tiles {
+            self.0.insert((t.level, t.n), t.data);
+        }
+    }
+}
+
+impl TileStore for MemoryTiles {
+    fn full_tile(&self, level: u8, n: u64) -> Option<Vec<u8>> {
+        self.0.get(&(level, n)).cloned()
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum TreeError {
     /// A size, index or range the tree never reached.
@@ -363,16 +381,8 @@ pub fn unbundle(mut data: &[u8]) -> Option<Vec<&[u8]>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    #[derive(Default)]
-    struct Memory(HashMap<(u8, u64), Vec<u8>>);
-
-    impl TileStore for Memory {
-        fn full_tile(&self, level: u8, n: u64) -> Option<Vec<u8>> {
-            self.0.get(&(level, n)).cloned()
-        }
-    }
+    type Memory = MemoryTiles;
 
     fn tree_of(leaves: &[Hash]) -> (Tree, Memory) {
         let mut tree = Tree::default();
@@ -520,7 +530,7 @@ mod tests {
             whole.partial.iter().map(Vec::len).collect::<Vec<_>>()
         );
         assert_eq!(resumed, whole);
-        let mut damaged = Memory(store.0.clone());
+        let mut damaged = MemoryTiles(store.0.clone());
         damaged.0.get_mut(&(0, 256)).unwrap().truncate(10);
         assert_eq!(Tree::resume(cut, &damaged), Err(TreeError::Tile { level: 0, n: 256 }));
     }

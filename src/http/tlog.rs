@@ -47,22 +47,7 @@ pub async fn tile(app: Arc<App>, path: String) -> Result<Response, ApiError> {
     let snapshot = app.log.snapshot();
     let data = app
         .reader
-        .read(move |conn| {
-            Ok(match tile {
-                TilePath::Hashes { level, n, width } => snapshot.tree.tile(level, n, width, &snapshot.tiles(conn)),
-                TilePath::Entries { n, width } => {
-                    let first = n.saturating_mul(tlog::WIDTH);
-                    let count = width.unwrap_or(tlog::WIDTH);
-                    match first.checked_add(count) {
-                        Some(end) if end <= snapshot.tree.size() => {
-                            let entries = tables::entries(conn, first as i64, end as i64)?;
-                            Some(tlog::bundle(entries.iter().map(|e| e.as_bytes())))
-                        }
-                        _ => None,
-                    }
-                }
-            })
-        })
+        .read(move |conn| Ok(crate::mirror::tile_data(conn, &snapshot.tree, &snapshot.tiles(conn), tile)))
         .await?
         .ok_or(ApiError::NotFound)?;
     let full = match tile {

@@ -25,13 +25,6 @@ impl TileStore for Tiles<'_> {
     }
 }
 
-/// How many level-0 tiles are stored from tile 0 on without a gap.
-pub fn stored_leaf_tiles(conn: &Connection) -> rusqlite::Result<u64> {
-    let (count, max): (i64, Option<i64>) =
-        conn.query_row("SELECT COUNT(*), MAX(n) FROM log_tiles WHERE level = 0", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(if max == Some(count - 1) { count as u64 } else { 0 })
-}
-
 pub fn write_tiles(conn: &Connection, tiles: &[FullTile]) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached("INSERT OR REPLACE INTO log_tiles (level, n, hashes) VALUES (?1, ?2, ?3)")?;
     for t in tiles {
@@ -40,8 +33,32 @@ pub fn write_tiles(conn: &Connection, tiles: &[FullTile]) -> rusqlite::Result<()
     Ok(())
 }
 
-pub fn clear_tiles(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute("DELETE FROM log_tiles", []).map(|_| ())
+/// Makes the stored tiles exactly `tiles` (the tree rebuilt from `audit_log`): writes
+/// those missing or different, drops any other. Returns how many it changed.
+pub fn sync_tiles(conn: &Connection, tiles: &[FullTile]) -> rusqlite::Result<usize> {
+    let mut changed = 0;
+    let mut read = conn.prepare_cached("SELECT hashes FROM log_tiles WHERE level = ?1 AND n = ?2")?;
+    let mut write = conn.prepare_cached("INSERT OR REPLACE INTO log_tiles (level, n, hashes) VALUES (?1, ?2, ?3)")?;
+    for t in tiles {
+        let stored: Option<Vec<u8>> = read.query_row(params![t.level, t.n as i64], |r| r.get(0)).optional()?;
+        if stored.as_deref() != Some(t.data.as_slice()) {
+            write.execute(params![t.level, t.n as i64, t.data])?;
+            changed += 1;
+        }
+    }
+    let stored: i64 = conn.query_row("SELECT COUNT(*) FROM log_tiles", [], |r| r.get(0))?;
+    if stored as usize > tiles.len() {
+        let keep: std::collections::HashSet<(u8, u64)> = tiles.iter().map(|t| (t.level, t.n)).collect();
+        let all: Vec<(u8, i64)> = conn
+            .prepare("SELECT level, n FROM log_tiles")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (level, n) in all.into_iter().filter(|(l, n)| !keep.contains(&(*l, *n as u64))) {
+            conn.execute("DELETE FROM log_tiles WHERE level = ?1 AND n = ?2", params![level, n])?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
 }
 
 /// The entries after `after` (seq), up to `until` included, as leaves: `each(seq, canonical)`

@@ -223,3 +223,136 @@ async fn gos_sumdb_note_and_tlog_verify_the_live_log() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not verify"));
 }
+
+/// Runs `ufrecs ARGS` (the real binary) off the runtime; its exit status and output.
+async fn ufrecs(args: Vec<String>) -> (i32, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ufrecs")).args(&args).output().unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), said)
+    })
+    .await
+    .unwrap()
+}
+
+fn witness_args(app: &TestApp, vkey: &str, key: &std::path::Path, state: &std::path::Path) -> Vec<String> {
+    [
+        "witness",
+        "--log",
+        &app.base,
+        "--vkey",
+        vkey,
+        "--key",
+        key.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+        "--submit",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// What a dishonest holder of the box does with the file: rewrites an entry and
+/// re-hashes the 6c chain after it, so `ufrecs check` finds nothing.
+fn rewrite_history(db: &rusqlite::Connection, seq: i64) {
+    let detail: String = db.query_row("SELECT detail FROM audit_log WHERE seq = ?1", [seq], |r| r.get(0)).unwrap();
+    assert!(detail.contains("\"gender\":\"male\""), "{detail}");
+    db.execute(
+        "UPDATE audit_log SET detail = ?2 WHERE seq = ?1",
+        rusqlite::params![seq, detail.replace("\"male\"", "\"female\"")],
+    )
+    .unwrap();
+    let mut prev = ufrecs::domain::audit::GENESIS.to_owned();
+    let rows: Vec<(i64, String, String, String, Option<String>, String)> = db
+        .prepare("SELECT seq, at, kind, actor, poll_office_id, detail FROM audit_log ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (seq, at, kind, actor, poll_office_id, detail) in rows {
+        let entry = ufrecs::domain::audit::Entry { seq, at, kind, actor, poll_office_id, detail: Value::Null };
+        prev = ufrecs::domain::audit::chain_hash(&prev, &entry.canonical_with_detail(&detail));
+        db.execute("UPDATE audit_log SET hash = ?2 WHERE seq = ?1", rusqlite::params![seq, prev]).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_cosigns_a_growing_log_and_catches_a_rewritten_history_with_offline_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("witness.key");
+    let (code, vkey_w) = ufrecs(vec![
+        "witness".into(),
+        "keygen".into(),
+        "--name".into(),
+        "newsroom.example/w1".into(),
+        "--key".into(),
+        key.to_str().unwrap().into(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{vkey_w}");
+    let vkey_w = vkey_w.trim().to_owned();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let mut app = TestApp::spawn_with(|s| s.log.witnesses = vec![vkey_w.clone()]).await;
+    let (_, vkey, _) = text(&app, "/log/vkey").await;
+    let vkey = vkey.trim().to_owned();
+    let state = dir.path().join("state");
+    let s = app.reporter("E-1", "PO-1").await;
+    for i in 1..=10 {
+        app.vote(&s, i, "male", "less_30", false).await;
+    }
+    let (first, _) = checkpoint_covering(&app, 12).await;
+    let (code, said) = ufrecs(witness_args(&app, &vkey, &key, &state)).await;
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains("submitted"), "{said}");
+    let (_, served, _) = text(&app, "/log/checkpoint").await;
+    assert!(served.contains("— newsroom.example/w1 "), "the cosignature is served: {served}");
+    let cosignature = note::WitnessVerifier::parse(&vkey_w).unwrap().find(&served).unwrap().unwrap();
+    assert_eq!(cosignature.witness, "newsroom.example/w1");
+    // Writes across a tile boundary, and a second pass from the mirror it keeps.
+    let votes: Vec<Value> =
+        (11..=400).map(|i| json!({"index": i, "gender": "male", "age": "less_30", "has_torn": false})).collect();
+    app.post("/api/vote/batch/", Some(&s), json!({"votes": votes})).await;
+    let (second, _) = checkpoint_covering(&app, first.size + 390).await;
+    let (code, said) = ufrecs(witness_args(&app, &vkey, &key, &state)).await;
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains(&format!("verified {}", second.size)), "{said}");
+    assert!(state.join("tile/entries/000").exists() && state.join("tile/0/000").exists(), "a C2SP mirror");
+    // The operator rewrites an old vote in the file, re-hashes the chain, restarts.
+    app.stop().await;
+    rewrite_history(&rusqlite::Connection::open(app.db_path()).unwrap(), 5);
+    app.start_again().await;
+    let (code, said) = ufrecs(witness_args(&app, &vkey, &key, &state)).await;
+    assert_eq!(code, 3, "{said}");
+    let evidence = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("evidence-"))
+        .expect("an evidence folder");
+    for f in ["old.checkpoint", "new.checkpoint", "proof.json", "README"] {
+        assert!(evidence.join(f).exists(), "{f}");
+    }
+    let (code, said) = ufrecs(vec![
+        "witness".into(),
+        "verify-evidence".into(),
+        "--vkey".into(),
+        vkey.clone(),
+        evidence.to_str().unwrap().into(),
+    ])
+    .await;
+    assert_eq!(code, 0, "the evidence proves it offline: {said}");
+    let (code, _) = ufrecs(vec![
+        "witness".into(),
+        "verify-evidence".into(),
+        "--vkey".into(),
+        note::LogKey::generate("ufrecs.localhost/dev").unwrap().0.vkey().into(),
+        evidence.to_str().unwrap().into(),
+    ])
+    .await;
+    assert_eq!(code, 1, "not against another key");
+    // A witness with no history sees a consistent log: that is what cosignatures are for.
+    let (code, said) = ufrecs(witness_args(&app, &vkey, &key, &dir.path().join("fresh"))).await;
+    assert_eq!(code, 0, "{said}");
+}

@@ -50,7 +50,8 @@ pub(super) fn import_poll_offices(
     }
     drop(stmt);
     let logged = log_directory_rows(conn, now, &changed, actor, effects)?;
-    imported(conn, now, "poll_offices", before, rows.len(), actor, logged, effects)
+    let detail = json!({"parts": logged.parts, "rows_sha256": logged.rows_sha256});
+    imported(conn, now, "poll_offices", (before, rows.len()), actor, detail, effects)
 }
 
 /// What an import logged of its rows: how many `directory_rows` entries, and the SHA-256
@@ -105,27 +106,25 @@ pub(super) fn import_parties(
     for r in rows {
         stmt.execute(params![r.identifier.as_str(), r.party_name, r.candidate_name])?;
     }
-    imported(conn, now, "parties", before, rows.len(), actor, Logged { parts: 0, rows_sha256: String::new() }, effects)
+    imported(conn, now, "parties", (before, rows.len()), actor, json!({}), effects)
 }
 
-/// Counts what an import created and updated (rows are upserted by identifier), and
-/// audits it.
+/// Counts what an import created and updated (rows are upserted by identifier: `(rows
+/// before, rows imported)`), and audits it with `more` in its detail.
 fn imported(
     conn: &Connection,
     now: &str,
     table: &str,
-    before: usize,
-    rows: usize,
+    (before, rows): (usize, usize),
     actor: Actor,
-    logged: Logged,
+    more: serde_json::Value,
     effects: &mut Vec<Effect>,
 ) -> Result<Outcome, OpError> {
     let created = count(conn, table)? - before;
     let updated = rows - created;
     let mut detail = json!({"table": table, "created": created, "updated": updated});
-    if table == "poll_offices" {
-        detail["parts"] = json!(logged.parts);
-        detail["rows_sha256"] = json!(logged.rows_sha256);
+    for (k, v) in more.as_object().into_iter().flatten() {
+        detail[k] = v.clone();
     }
     append_audit(conn, effects, now, "import", actor.as_str(), None, detail)?;
     Ok(Outcome::Imported { created, updated })
