@@ -356,3 +356,70 @@ async fn a_witness_cosigns_a_growing_log_and_catches_a_rewritten_history_with_of
     let (code, said) = ufrecs(witness_args(&app, &vkey, &key, &dir.path().join("fresh"))).await;
     assert_eq!(code, 0, "{said}");
 }
+
+/// Runs the docs' Python verifier (standard library and `cryptography`, from the venv).
+async fn python_verify(base: &str, vkey: &str, witnesses: &[&str]) -> (i32, String) {
+    let mut cmd = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python3"));
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/verify_log.py")).args([base, vkey]);
+    for w in witnesses {
+        cmd.args(["--witness", w]);
+    }
+    tokio::task::spawn_blocking(move || {
+        let out = cmd.output().unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), said)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_docs_python_verifier_recomputes_a_simulated_day_and_names_an_edited_office() {
+    let mut app = crate::directory::with_demo_directory().await;
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ufrecs"))
+            .args(["simulate", "--url", &app.base, "--offices", "4", "--voters", "30", "--seconds", "3"])
+            .args(["--readers", "2", "--verify-share", "0.3", "--admin-token", ADMIN])
+            .output()
+            .unwrap()
+    });
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Opportunistic sources disagreeing (ties), at an office with few registered voters,
+    // then one of them made official (a status change re-weighs the office).
+    let office = "CM-AD-024821";
+    let a = app.reporter("OPP-A", office).await;
+    let b = app.reporter("OPP-B", office).await;
+    for i in 1..=125 {
+        app.vote(&a, i, "male", "less_30", i % 3 == 0).await;
+        let g = if i % 4 == 0 { "female" } else { "male" };
+        app.vote(&b, i, g, "more_60", false).await;
+        app.ballot(&a, i, "RDPC").await;
+        app.ballot(&b, i, if i % 5 == 0 { "SDF" } else { "RDPC" }).await;
+    }
+    let r = app.admin_patch("/api/sources/OPP-B/", json!({"status": "official"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let flags = app.stats(office).await["flags"].to_string();
+    assert!(flags.contains("votes_exceed_registered"), "{flags}");
+    let (_, vkey, _) = text(&app, "/log/vkey").await;
+    let vkey = vkey.trim().to_owned();
+    let size = app.get("/api/audit/head/").await.body["seq"].as_u64().unwrap();
+    checkpoint_covering(&app, size).await;
+    let (code, said) = python_verify(&app.base, &vkey, &[]).await;
+    println!("{said}");
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains("every figure matches"), "{said}");
+    let offices: u64 = said.split("recomputed ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(offices >= 4, "{said}");
+    // Edit an accepted value by hand in the file: the verifier names the office.
+    app.stop().await;
+    let db = rusqlite::Connection::open(app.db_path()).unwrap();
+    let edited = db
+        .execute("UPDATE votes SET gender = CASE gender WHEN 'male' THEN 'female' ELSE 'male' END WHERE poll_office_id = ?1 AND idx = 1 AND counted = 1", [office])
+        .unwrap();
+    assert_eq!(edited, 1);
+    drop(db);
+    app.start_again().await;
+    let (code, said) = python_verify(&app.base, &vkey, &[]).await;
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains(&format!("office {office}")), "{said}");
+}
