@@ -206,6 +206,7 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
         app.writer.downgrade(),
         app.clock.clone(),
         std::time::Duration::from_millis(app.settings.log.checkpoint_interval_ms),
+        (!app.settings.s3.endpoint.is_empty()).then(|| app.settings.s3.clone()),
     );
     crate::follow::spawn(app.writer.downgrade(), app.metrics.clone(), &app.settings.database.path, followed_from)
         .map_err(StartError::Follow)?;

@@ -67,7 +67,7 @@ pub async fn upload(s3: &config::S3, file: &Path, at: Timestamp) -> Result<Strin
     Ok(key)
 }
 
-fn upload_error(e: &::s3::error::S3Error) -> String {
+pub fn upload_error(e: &::s3::error::S3Error) -> String {
     match e {
         ::s3::error::S3Error::HttpFailWithBody(status, _) => format!("HTTP {status}"),
         ::s3::error::S3Error::Reqwest(_) => "S3 unreachable".into(),

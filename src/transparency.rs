@@ -17,7 +17,7 @@ use crate::config;
 use crate::domain::change::Effect;
 use crate::domain::note::{self, Checkpoint, LogKey, WitnessVerifier};
 use crate::domain::time;
-use crate::domain::tlog::{self, FullTile, Tree, TreeError};
+use crate::domain::tlog::{self, FullTile, TilePath, Tree, TreeError};
 use crate::store::tlog::{self as tables, Signed, StoredCosignature, Tiles};
 use crate::store::{ops::WriteOp, Pool, WeakWriter};
 
@@ -246,14 +246,25 @@ impl Log {
     }
 
     /// Signs a checkpoint at most once per `interval` while the log grows, until the
-    /// writer is gone.
-    pub fn spawn_checkpoints(self: &Arc<Self>, writer: WeakWriter, clock: Arc<dyn Clock>, interval: Duration) {
+    /// writer is gone; with S3 configured, uploads each new full tile and the latest
+    /// checkpoint under `{s3.prefix}log/` (retried at the next tick when S3 is down).
+    pub fn spawn_checkpoints(
+        self: &Arc<Self>,
+        writer: WeakWriter,
+        clock: Arc<dyn Clock>,
+        interval: Duration,
+        s3: Option<config::S3>,
+    ) {
         let log = self.clone();
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut upload = s3.map(|s3| Upload { s3, uploaded: None, failing: false });
             loop {
                 ticks.tick().await;
+                if let Some(u) = upload.as_mut() {
+                    u.run(&log).await;
+                }
                 let Some(writer) = writer.upgrade() else { return };
                 let (l, now) = (log.clone(), clock.now());
                 let prepared = tokio::task::spawn_blocking(move || {
@@ -280,6 +291,87 @@ impl Log {
                 }
             }
         });
+    }
+}
+
+/// The upload of the log to the operator's bucket: what it holds, as far as known.
+struct Upload {
+    s3: config::S3,
+    /// The size of the checkpoint the bucket holds with all full tiles below it.
+    uploaded: Option<u64>,
+    failing: bool,
+}
+
+impl Upload {
+    fn key(&self, path: &str) -> String {
+        format!("{}log/{path}", self.s3.prefix)
+    }
+
+    async fn run(&mut self, log: &Arc<Log>) {
+        let published = log.published();
+        if self.uploaded == Some(published.size) {
+            return;
+        }
+        match self.upload(log, &published).await {
+            Ok(()) => {
+                if self.failing {
+                    log::info!("the log's upload to S3 works again");
+                }
+                self.failing = false;
+                self.uploaded = Some(published.size);
+            }
+            Err(e) => {
+                if !self.failing {
+                    log::warn!("the log's upload to S3 failed ({e}); retrying at every checkpoint");
+                }
+                self.failing = true;
+            }
+        }
+    }
+
+    async fn upload(&mut self, log: &Arc<Log>, published: &Published) -> Result<(), String> {
+        let bucket = crate::s3::operator_bucket(&self.s3)?;
+        if self.uploaded.is_none() {
+            // What an earlier run uploaded: its checkpoint names the size.
+            self.uploaded = Some(match bucket.get_object(self.key("checkpoint")).await {
+                Ok(r) if r.status_code() == 200 => std::str::from_utf8(r.as_slice())
+                    .ok()
+                    .and_then(|n| note::open_checkpoint(n, log.vkey()).ok())
+                    .map_or(0, |c| c.size.min(published.size)),
+                _ => 0,
+            });
+        }
+        let from = self.uploaded.unwrap_or(0);
+        let new: Vec<TilePath> = crate::mirror::tiles_of(published.size)
+            .into_iter()
+            .filter(|t| match *t {
+                TilePath::Hashes { level, n, width: None } => n >= Tree::full_tiles(from, level),
+                TilePath::Entries { n, width: None } => n >= from / tlog::WIDTH,
+                _ => false,
+            })
+            .collect();
+        for tile in new {
+            let (l, snapshot) = (log.clone(), log.snapshot());
+            let data = tokio::task::spawn_blocking(move || -> Result<Option<Vec<u8>>, LogError> {
+                let conn = l.pool.get()?;
+                Ok(crate::mirror::tile_data(&conn, &snapshot.tree, &snapshot.tiles(&conn), tile))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{tile} is missing"))?;
+            let key = self.key(&tile.to_string());
+            bucket
+                .put_object_with_content_type(&key, &data, "application/octet-stream")
+                .await
+                .map_err(|e| format!("{key}: {}", crate::backup::upload_error(&e)))?;
+        }
+        let key = self.key("checkpoint");
+        bucket
+            .put_object_with_content_type(&key, published.served.as_bytes(), "text/plain; charset=utf-8")
+            .await
+            .map_err(|e| format!("{key}: {}", crate::backup::upload_error(&e)))?;
+        Ok(())
     }
 }
 

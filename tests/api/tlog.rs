@@ -423,3 +423,37 @@ async fn the_docs_python_verifier_recomputes_a_simulated_day_and_names_an_edited
     assert_eq!(code, 1, "{said}");
     assert!(said.contains(&format!("office {office}")), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_s3_the_full_tiles_and_the_checkpoint_go_to_the_bucket_and_verify_from_there() {
+    let moto = Moto::start().await;
+    let op = moto.setup(&["arn:aws:s3:::ufrecs-media/*"]).await;
+    let app = TestApp::spawn_with(|s| {
+        use_moto(s, &moto, &op);
+        s.s3.prefix = "region-1/".into();
+    })
+    .await;
+    let s = app.reporter("E-1", "PO-1").await;
+    let votes: Vec<Value> =
+        (1..=300).map(|i| json!({"index": i, "gender": "male", "age": "less_30", "has_torn": false})).collect();
+    app.post("/api/vote/batch/", Some(&s), json!({"votes": votes})).await;
+    let (checkpoint, _) = checkpoint_covering(&app, 302).await;
+    let bucket = ufrecs::s3::operator_bucket(&app.settings.s3).unwrap();
+    let served = eventually("the checkpoint in the bucket", || async {
+        let r = bucket.get_object("region-1/log/checkpoint").await.ok()?;
+        let text = String::from_utf8(r.as_slice().to_vec()).ok()?;
+        text.starts_with(&format!("ufrecs.localhost/dev\n{}\n", checkpoint.size)).then_some(text)
+    })
+    .await;
+    let (_, vkey, _) = text(&app, "/log/vkey").await;
+    assert_eq!(note::open_checkpoint(&served, vkey.trim()).unwrap(), checkpoint);
+    let listed = ufrecs::s3::list_objects(&app.settings.s3, "region-1/log/").await.unwrap();
+    let keys: Vec<&str> = listed.iter().map(|o| o.key.as_str()).collect();
+    for key in ["region-1/log/tile/0/000", "region-1/log/tile/entries/000"] {
+        assert!(keys.contains(&key), "{keys:?}");
+    }
+    assert!(!keys.iter().any(|k| k.contains(".p/")), "only full tiles: {keys:?}");
+    let tile = bucket.get_object("region-1/log/tile/0/000").await.unwrap();
+    let (_, from_box, _) = bytes(&app, "/log/tile/0/000").await;
+    assert_eq!(tile.as_slice(), from_box.as_slice());
+}
