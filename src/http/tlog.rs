@@ -33,7 +33,15 @@ fn bytes_response(body: impl Into<Bytes>, content_type: &'static str, cache: Hea
 
 /// `GET /log/checkpoint`: the latest signed checkpoint with the cosignatures gathered for it.
 pub fn checkpoint(app: Arc<App>) -> Response {
-    bytes_response(app.log.published().served.clone(), "text/plain; charset=utf-8", SHORT)
+    let published = app.log.published();
+    let mut res = bytes_response(published.served.clone(), "text/plain; charset=utf-8", SHORT);
+    // When it was signed (the page shows its age).
+    if let Some(at) = crate::domain::time::parse(&published.at) {
+        if let Ok(v) = HeaderValue::from_str(&at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()) {
+            res.headers_mut().insert(header::LAST_MODIFIED, v);
+        }
+    }
+    res
 }
 
 /// `GET /log/vkey`: the log's note verifier key.

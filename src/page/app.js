@@ -15,7 +15,9 @@ const TEXT = {
     search: "Chercher", found: "bureau(x) trouvé(s)", not_found: "Aucun bureau trouvé.",
     national: "Au niveau national", flagged: "Bureaux signalés", no_flagged: "Aucun bureau signalé.",
     audit: "Journal d'audit public", hash: "empreinte", verify: "Comment vérifier ?",
-    verify_text: "Chaque entrée du journal est chaînée à la précédente par SHA-256. Notez ou publiez cette empreinte : si quelqu'un réécrit l'historique plus tard, elle ne correspondra plus. Le script de vérification est dans docs/integrators.md.",
+    verify_text: "Chaque entrée du journal est chaînée à la précédente par SHA-256 et fait partie d'un journal de transparence signé (le format de Certificate Transparency). Des témoins indépendants — organisations d'observateurs, rédactions, partis — en gardent une copie vérifiée et contresignent ses points de contrôle : si quelqu'un réécrit l'historique, ils en détiennent la preuve. Chaque bureau indique le numéro de la dernière entrée qui fonde ses chiffres ; docs/verify_log.py les recalcule tous à partir du journal.",
+    checkpoint: "Point de contrôle signé", entries: "entrées", signed: "signé", ago: "il y a {s} s",
+    cosigned: "contresigné par", no_cosigner: "aucun témoin pour l'instant", log_seq: "Chiffres fondés sur le journal jusqu'à l'entrée n°",
     offline: "Serveur injoignable : nouvel essai toutes les {s} s. Les chiffres affichés peuvent être anciens.",
     votes: "Votes", male: "Hommes", female: "Femmes", less_30: "Moins de 30 ans", less_60: "30 à 59 ans",
     more_60: "60 ans et plus", has_torn: "Bulletins déchirés montrés", verified: "Vérifiés par l'électeur",
@@ -41,7 +43,9 @@ const TEXT = {
     search: "Search", found: "office(s) found", not_found: "No poll office found.",
     national: "Nationwide", flagged: "Flagged poll offices", no_flagged: "No poll office is flagged.",
     audit: "Public audit log", hash: "hash", verify: "How to verify?",
-    verify_text: "Every entry of the log is chained to the previous one with SHA-256. Write down or publish this hash: if anyone rewrites history later, it will no longer match. The verification script is in docs/integrators.md.",
+    verify_text: "Every entry of the log is chained to the previous one with SHA-256 and belongs to a signed transparency log (the Certificate Transparency format). Independent witnesses — observer organisations, newsrooms, parties — keep a verified copy and cosign its checkpoints: if anyone rewrites history, they hold the proof. Each office shows the number of the last entry its figures rest on; docs/verify_log.py recomputes them all from the log.",
+    checkpoint: "Signed checkpoint", entries: "entries", signed: "signed", ago: "{s} s ago",
+    cosigned: "cosigned by", no_cosigner: "no witness yet", log_seq: "Figures resting on the log up to entry no.",
     offline: "Server unreachable: retrying every {s} s. The figures shown may be out of date.",
     votes: "Votes", male: "Men", female: "Women", less_30: "Under 30", less_60: "30 to 59",
     more_60: "60 and over", has_torn: "Torn ballots shown", verified: "Verified by the voter",
@@ -192,9 +196,22 @@ function renderOffice(stats, results) {
     row("gender", "male"), row("gender", "female"),
     row("age", "less_30"), row("age", "less_60"), row("age", "more_60"));
   $("office-ballots").textContent = bars($("office-results"), results);
+  $("office-log").textContent = `${t("log_seq")} ${num(Math.max(stats.log_seq || 0, results.log_seq || 0))}`;
   $("office-flags").replaceChildren(...(stats.flags.length
     ? stats.flags.map((f) => el("li", { "data-code": f.code, text: flagText(f) }))
     : [el("li", { class: "none", text: t("no_flags") })]));
+}
+
+// The checkpoint's size (its second line), its age, and the witnesses whose cosignature
+// lines follow the log's own signature.
+function renderCheckpoint(note, signedAt) {
+  const [body, sigs] = note.split("\n\n");
+  const [origin, size] = body.split("\n");
+  const cosigners = (sigs || "").split("\n").filter(Boolean).map((l) => l.slice(2).split(" ")[0]).filter((n) => n !== origin);
+  const age = signedAt ? Math.max(0, Math.round((Date.now() - Date.parse(signedAt)) / 1000)) : null;
+  $("checkpoint").textContent = `${t("checkpoint")} — ${num(Number(size))} ${t("entries")}` +
+    (age === null ? "" : `, ${t("signed")} ${t("ago").replace("{s}", num(age))}`) +
+    `, ${cosigners.length ? `${t("cosigned")} ${cosigners.join(", ")}` : t("no_cosigner")}`;
 }
 
 function renderEvidence(body) {
@@ -247,6 +264,9 @@ async function refresh() {
     get("/api/audit/head/").then(([h]) => {
       $("audit-seq").textContent = num(h.seq);
       $("audit-hash").textContent = h.hash;
+    }),
+    fetch("/log/checkpoint", { cache: "no-store" }).then(async (res) => {
+      if (res.ok) renderCheckpoint(await res.text(), res.headers.get("Last-Modified"));
     }),
   ];
   if (officeId) {

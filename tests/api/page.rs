@@ -123,6 +123,19 @@ async fn the_public_page_shows_an_office_live_in_both_languages_and_survives_a_r
     let hash = app.get("/api/audit/head/").await.body["hash"].as_str().unwrap().to_owned();
     assert_eq!(hash.len(), 64);
     browser.wait_text("#audit-hash", &hash).await;
+    // The transparency log: the signed checkpoint's size and that no witness cosigned it
+    // yet, and the entry the office's figures rest on.
+    let size = app.get("/api/audit/head/").await.body["seq"].as_u64().unwrap();
+    let log_seq = app.results(OFFICE).await["log_seq"].as_u64().unwrap();
+    browser.wait_text("#office-log", &format!("Chiffres fondés sur le journal jusqu'à l'entrée n° {log_seq}")).await;
+    browser
+        .wait_true(
+            "the checkpoint line",
+            &format!(
+                "const t = document.getElementById('checkpoint').textContent; return t.startsWith('Point de contrôle signé — {size} entrées, signé il y a') && t.endsWith('aucun témoin pour l\\'instant')"
+            ),
+        )
+        .await;
 
     // A quiet office costs a 304: the page asks again with the ETag it holds.
     let not_modified = "ufrecs_requests_total{route=\"pollofficesstats\",status=\"304\"}";
