@@ -163,6 +163,12 @@ async fn the_installed_box_serves_the_api_through_nginx() {
     let stats: Value =
         client.get(format!("{}/api/pollofficesstats/PO-1/", b.front)).send().await.unwrap().json().await.unwrap();
     assert_eq!(stats["totals"]["votes"], 1);
+    // The log's key was created by the server at first start, with the data, mode 0600;
+    // its checkpoints (and their origin, the box's name) go through nginx.
+    let key = b.root.join("var/lib/ufrecs/log-key");
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions()) & 0o777, 0o600);
+    let checkpoint = client.get(format!("{}/log/checkpoint", b.front)).send().await.unwrap().text().await.unwrap();
+    assert!(checkpoint.lines().next().unwrap().ends_with("/ufrecs"), "{checkpoint}");
 
     // The micro-cache: 40 GETs of one office within a second reach the binary about once.
     let metrics = || async { client.get(format!("{}/metrics", b.back)).send().await.unwrap().text().await.unwrap() };
@@ -411,10 +417,26 @@ fn reinstalling_keeps_data_secrets_and_configuration() {
     assert_eq!(mode(&etc.join("admin-token")), 0o600);
     assert_eq!(mode(&root.join("var/lib/ufrecs")), 0o700);
     std::fs::write(root.join("var/lib/ufrecs/ufrecs.sqlite3"), b"data").unwrap();
-    let edited = read("ufrecs.toml").replace("strict = false", "strict = true");
+    // The transparency log's origin names the box, its key lives with the data.
+    let host = std::process::Command::new("hostname").arg("-f").output().unwrap();
+    let host: String = String::from_utf8_lossy(&host.stdout)
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || ".-".contains(*c))
+        .collect();
+    let config = read("ufrecs.toml");
+    assert!(config.contains(&format!("origin = \"{host}/ufrecs\"")), "{config}");
+    assert!(config.contains(&format!("key_file = \"{}\"", root.join("var/lib/ufrecs/log-key").display())), "{config}");
+    let edited = config.replace("strict = false", "strict = true");
     std::fs::write(etc.join("ufrecs.toml"), &edited).unwrap();
     assert!(install(&root, 18081, 18082).status.success());
     assert_eq!((read("secret"), read("admin-token")), (secret, token));
     assert_eq!(read("ufrecs.toml"), edited);
+    // A configuration from before the log gets its origin and key on the upgrade, once.
+    let start = edited.find("\n[log]").unwrap();
+    let old = edited[..start].to_owned();
+    std::fs::write(etc.join("ufrecs.toml"), &old).unwrap();
+    assert!(install(&root, 18081, 18082).status.success());
+    let upgraded = read("ufrecs.toml");
+    assert!(upgraded.starts_with(&old) && upgraded.contains("[log]") && upgraded.contains("/ufrecs\""), "{upgraded}");
     assert_eq!(std::fs::read(root.join("var/lib/ufrecs/ufrecs.sqlite3")).unwrap(), b"data");
 }
