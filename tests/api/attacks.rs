@@ -588,3 +588,70 @@ async fn failures_from_one_ipv6_64_are_counted_together() {
         .await;
     assert_eq!(r.status, 401, "another /64 is someone else");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_on_the_logs_endpoints_stores_nothing_and_leaves_reporters_their_speed() {
+    use ufrecs::domain::note;
+    let (witness, _) = note::WitnessKey::generate("newsroom.example/w1").unwrap();
+    let app = TestApp::spawn_with(|s| s.log.witnesses = vec![witness.vkey()]).await;
+    let s = app.reporter("E-1", "PO-1").await;
+    batch(&app, &s, 1, 500, "male").await;
+    let served = crate::tlog::checkpoint_covering(&app, 502).await.1;
+    let before = app.fingerprint();
+    // Cosignatures the log must refuse, in a loop: garbage, the log's own note, another
+    // witness's line, a forged line of the listed witness, a checkpoint it never signed.
+    let body = note::note_body(&served).unwrap().to_owned();
+    let (stranger, _) = note::WitnessKey::generate("stranger.example/w").unwrap();
+    let forged = {
+        let line = witness.cosign(&body.replace("\n502\n", "\n503\n"), 1);
+        format!("{served}{line}")
+    };
+    let (other_log, _) = note::LogKey::generate("ufrecs.localhost/dev").unwrap();
+    let never = other_log.sign(&note::Checkpoint::parse(&body).unwrap());
+    let bad = [
+        "x".repeat(16_000),
+        served.clone(),
+        format!("{served}{}", stranger.cosign(&body, 1)),
+        forged,
+        format!("{never}{}", witness.cosign(&body, 1)),
+    ];
+    let t = Instant::now();
+    let n = 1000;
+    let p99_posts = bystander_p99(&app, "PO-BYSTANDER", async {
+        for i in 0..n {
+            let r = app.post_raw("/log/cosignature", None, bad[i % bad.len()].clone()).await;
+            assert_eq!(r.status, 400, "{}", r.body);
+        }
+    })
+    .await;
+    let per = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
+    // Proofs and tiles in a loop, every seq and both tile kinds.
+    let t = Instant::now();
+    let p99_reads = bystander_p99(&app, "PO-BYSTANDER-2", async {
+        for i in 0..n {
+            let seq = 1 + i % 500;
+            let r = app.get(&format!("/api/log/inclusion/?seq={seq}")).await;
+            assert_eq!(r.status, 200);
+            let tile = if i % 2 == 0 { "/log/tile/0/000" } else { "/log/tile/entries/001.p/10" };
+            assert_eq!(app.client.get(app.url(tile)).send().await.unwrap().status(), 200);
+        }
+    })
+    .await;
+    let reads = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
+    println!(
+        "{n} refused cosignatures: {per:.2} ms each, a reporter meanwhile p99 {p99_posts:.1} ms; \
+         {n} proofs + {n} tiles: {reads:.2} ms a pair, a reporter meanwhile p99 {p99_reads:.1} ms"
+    );
+    let cosignatures: i64 = app.db().query_row("SELECT COUNT(*) FROM log_cosignatures", [], |r| r.get(0)).unwrap();
+    assert_eq!(cosignatures, 0, "nothing stored");
+    let kinds: Vec<String> = app
+        .db()
+        .prepare("SELECT DISTINCT kind FROM audit_log WHERE seq > 502")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(kinds.iter().all(|k| k == "source_created" || k == "auth_succeeded" || k == "vote_proposed"), "{kinds:?}");
+    assert_ne!(app.fingerprint(), before, "the bystanders' votes are stored");
+}
