@@ -6,6 +6,16 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::domain::audit::Entry;
 use crate::domain::tlog::{self, FullTile, Hash, TileStore};
 
+/// For the benchmark only (`bench/http` measures durable votes with the transparency log
+/// on and off in one run): `UFRECS_BENCH_LOG_OFF=1` in the server's environment stops
+/// everything section 6e adds to the write path (leaf hashes, `office_log`, the tree,
+/// checkpoints). Not a setting: a box always runs its log.
+pub fn bench_off() -> bool {
+    static OFF: std::sync::LazyLock<bool> =
+        std::sync::LazyLock::new(|| std::env::var("UFRECS_BENCH_LOG_OFF").is_ok_and(|v| v == "1"));
+    *OFF
+}
+
 /// The full tiles as the database holds them, and those not yet written (`pending`).
 pub struct Tiles<'a> {
     pub conn: &'a Connection,

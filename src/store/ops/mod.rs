@@ -557,6 +557,9 @@ pub(super) fn office_logged(
     seq: i64,
     effects: &mut Vec<Effect>,
 ) -> rusqlite::Result<()> {
+    if crate::store::tlog::bench_off() {
+        return Ok(());
+    }
     set_office_log(conn, office.as_str(), kind, seq)?;
     effects.push(Effect::OfficeLogged { poll_office_id: office.clone(), kind, seq });
     Ok(())
