@@ -170,9 +170,10 @@ CREATE TABLE IF NOT EXISTS audit_log (
 );
 
 -- Per office and kind ('vote': its stats, 'ballot': its results): the seq of the last
--- audit entry that concerns those numbers (a logged proposal or correction, a
--- verification, a status change of a source reporting there). The bodies carry it as
--- `log_seq`: replaying the log up to it reproduces their numbers (section 6e).
+-- audit entry without a poll_office_id that concerns those numbers (a status change of a
+-- source reporting there, directory rows with its voters_count). The bodies carry as
+-- `log_seq` the later of it and the office's last report or verification (found by the
+-- start-up's scan of the log): replaying the log up to it reproduces their numbers.
 CREATE TABLE IF NOT EXISTS office_log (
     poll_office_id TEXT NOT NULL,
     kind           TEXT NOT NULL CHECK (kind IN ('vote', 'ballot')),

@@ -161,7 +161,9 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
     let metrics = Arc::new(Metrics::default());
     metrics.tokens.store(tokens.len() as u64, std::sync::atomic::Ordering::Relaxed);
     let pool = store::read_pool(&settings.database.path, 4)?;
-    let log = Arc::new(crate::transparency::Log::open(&conn, &settings.log, pool.clone(), clock.now())?);
+    let (log, office_seqs) = crate::transparency::Log::open(&conn, &settings.log, pool.clone(), clock.now())?;
+    stats.apply(&office_seqs);
+    let log = Arc::new(log);
     let (hubs, hub) = crate::ws::Hubs::channel(&settings.ws);
     let committed = Committed {
         stats: stats.clone(),

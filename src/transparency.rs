@@ -14,7 +14,7 @@ use rusqlite::Connection;
 
 use crate::clock::Clock;
 use crate::config;
-use crate::domain::change::Effect;
+use crate::domain::change::{Effect, Kind};
 use crate::domain::note::{self, Checkpoint, LogKey, WitnessVerifier};
 use crate::domain::time;
 use crate::domain::tlog::{self, FullTile, TilePath, Tree, TreeError};
@@ -77,16 +77,28 @@ impl Log {
     /// Loads the tree from its tiles and the entries after them (rebuilding it from
     /// `audit_log` when the tiles are missing, damaged or do not give the last signed
     /// root), loads or creates the key, and signs a checkpoint of the log as it stands.
-    /// Runs on the write connection before the writer starts.
-    pub fn open(conn: &Connection, settings: &config::Log, pool: Pool, now: time::Timestamp) -> Result<Log, LogError> {
+    /// Runs on the write connection before the writer starts. Also returns, as effects,
+    /// the last entry of each office's reports found on the way (its `log_seq`).
+    pub fn open(
+        conn: &Connection,
+        settings: &config::Log,
+        pool: Pool,
+        now: time::Timestamp,
+    ) -> Result<(Log, Vec<Effect>), LogError> {
         let latest = tables::latest_checkpoint(conn)?;
         let key = load_key(&settings.key_file, &settings.origin, latest.is_some())?;
         let last = tables::last_seq(conn)? as u64;
         // The tree is derived from audit_log at every start, never read back from its
         // tiles: what is served and signed is what the entries give.
         let started = std::time::Instant::now();
-        let (tree, tiles) = rebuild(conn, last)?;
-        log::info!("rebuilt the log's tree of {} entries from audit_log in {:.2} s", tree.size(), started.elapsed().as_secs_f64());
+        let rebuilt = rebuild(conn, last)?;
+        let offices = rebuilt.office_effects();
+        let Rebuilt { tree, tiles, .. } = rebuilt;
+        log::info!(
+            "rebuilt the log's tree of {} entries from audit_log in {:.2} s",
+            tree.size(),
+            started.elapsed().as_secs_f64()
+        );
         let tx = conn.unchecked_transaction()?;
         let rewritten = tables::sync_tiles(&tx, &tiles)?;
         tx.commit()?;
@@ -136,7 +148,7 @@ impl Log {
             pool,
         };
         log.republish();
-        Ok(log)
+        Ok((log, offices))
     }
 
     pub fn vkey(&self) -> &str {
@@ -452,15 +464,46 @@ fn sign(key: &LogKey, size: u64, root: tlog::Hash, now: time::Timestamp) -> Sign
     Signed { size, at: time::format(now), note }
 }
 
-/// The tree of the first `last` entries, from `audit_log` (streamed: a national log is
-/// hashed in about a second), with all its full tiles.
-pub fn rebuild(conn: &Connection, last: u64) -> Result<(Tree, Vec<FullTile>), LogError> {
-    let mut tree = Tree::default();
-    let mut tiles = Vec::new();
-    tables::each_entry(conn, 0, last as i64, |_, canonical| {
-        tree.push(tlog::leaf_hash(canonical.as_bytes()), &mut tiles)
+/// What the start-up reads from `audit_log` in one pass: the tree of its first `last`
+/// entries with all its full tiles, and the last entry of each office's reports and
+/// verifications (its `log_seq` but for status changes and directory rows: `office_log`).
+pub struct Rebuilt {
+    pub tree: Tree,
+    pub tiles: Vec<FullTile>,
+    pub office_seqs: std::collections::HashMap<(String, Kind), i64>,
+}
+
+impl Rebuilt {
+    /// The offices' `log_seq`s found, as the aggregates take them in.
+    pub fn office_effects(&self) -> Vec<Effect> {
+        let stored = |o: &str| crate::domain::ids::PollOfficeId::stored(o).ok();
+        self.office_seqs
+            .iter()
+            .filter_map(|((office, kind), seq)| {
+                Some(Effect::OfficeLogged { poll_office_id: stored(office)?, kind: *kind, seq: *seq })
+            })
+            .collect()
+    }
+}
+
+pub fn rebuild(conn: &Connection, last: u64) -> Result<Rebuilt, LogError> {
+    let mut r = Rebuilt { tree: Tree::default(), tiles: Vec::new(), office_seqs: Default::default() };
+    tables::each_entry(conn, 0, last as i64, |e| {
+        r.tree.push(tlog::leaf_hash(e.canonical.as_bytes()), &mut r.tiles);
+        if let (Some(kind), Some(office)) = (office_kind(e.kind), e.poll_office_id) {
+            r.office_seqs.insert((office.to_owned(), kind), e.seq);
+        }
     })?;
-    Ok((tree, tiles))
+    Ok(r)
+}
+
+/// The numbers an entry kind with a poll office concerns: its stats or its results.
+fn office_kind(kind: &str) -> Option<Kind> {
+    match kind {
+        "vote_proposed" | "vote_corrected" | "vote_verified" => Some(Kind::Vote),
+        "ballot_proposed" | "ballot_corrected" => Some(Kind::Ballot),
+        _ => None,
+    }
 }
 
 /// Reads the log's key, creating it (mode 0600) when missing, unless checkpoints were

@@ -515,6 +515,25 @@ mod tests {
     }
 
     #[test]
+    fn an_edited_entry_or_tile_fails_every_check() {
+        let leaves = synthetic(1000);
+        let (tree, store) = tree_of(&leaves);
+        let root = tree.root(1000, &store).unwrap();
+        let proof = tree.inclusion(300, 1000, &store).unwrap();
+        let edited = leaf_hash(b"an entry rewritten");
+        assert!(!verify_inclusion(&proof, 300, 1000, edited, root), "an edited entry");
+        let mut tampered = MemoryTiles(store.0.clone());
+        tampered.0.get_mut(&(0, 1)).unwrap()[(300 - 256) * 32] ^= 1;
+        // The root comes from the tiles above (kept when the tile was full); a proof that
+        // reads the edited tile no longer verifies against it.
+        let from_tampered = tree.inclusion(301, 1000, &tampered).unwrap();
+        assert!(!verify_inclusion(&from_tampered, 301, 1000, leaves[301], root), "and proofs that fail");
+        let mut missing = MemoryTiles(store.0.clone());
+        missing.0.remove(&(0, 1));
+        assert_eq!(tree.inclusion(301, 1000, &missing), Err(TreeError::Tile { level: 0, n: 1 }));
+    }
+
+    #[test]
     fn a_tree_resumed_from_its_tiles_is_the_tree() {
         let leaves = synthetic(66_000);
         let (whole, store) = tree_of(&leaves);

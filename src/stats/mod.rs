@@ -194,11 +194,21 @@ impl Stats {
                 Effect::Proposal(row) => entry.office.set_proposal(row),
                 Effect::OfficeSources { kind: Kind::Vote, counted, .. } => entry.office.vote_sources = *counted,
                 Effect::OfficeSources { kind: Kind::Ballot, counted, .. } => entry.office.ballot_sources = *counted,
-                Effect::OfficeLogged { kind: Kind::Vote, seq, .. } => entry.office.vote_log_seq = *seq,
-                Effect::OfficeLogged { kind: Kind::Ballot, seq, .. } => entry.office.ballot_log_seq = *seq,
+                // The latest wins, whatever the order they arrive in (a reload of another
+                // process's status change or import next to this writer's reports).
+                Effect::OfficeLogged { kind: Kind::Vote, seq, .. } => {
+                    entry.office.vote_log_seq = entry.office.vote_log_seq.max(*seq)
+                }
+                Effect::OfficeLogged { kind: Kind::Ballot, seq, .. } => {
+                    entry.office.ballot_log_seq = entry.office.ballot_log_seq.max(*seq)
+                }
                 _ => unreachable!("handled above"),
             }
             entry.stale(&Body::of_kind(kind));
+            if matches!(effect, Effect::OfficeLogged { .. }) {
+                // Only the bodies' log_seq: no figure or flag moved.
+                continue;
+            }
             changed = true;
             flags_changed |= state.refresh_flags(office);
         }

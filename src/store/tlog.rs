@@ -71,9 +71,18 @@ pub fn sync_tiles(conn: &Connection, tiles: &[FullTile]) -> rusqlite::Result<usi
     Ok(changed)
 }
 
-/// The entries after `after` (seq), up to `until` included, as leaves: `each(seq, canonical)`
-/// in order, streamed (a national log is rebuilt in constant memory).
-pub fn each_entry(conn: &Connection, after: i64, until: i64, mut each: impl FnMut(i64, &str)) -> rusqlite::Result<()> {
+/// An entry as the tree and the start-up read it.
+pub struct Leaf<'a> {
+    pub seq: i64,
+    pub kind: &'a str,
+    pub poll_office_id: Option<&'a str>,
+    /// The canonical form: the leaf's data.
+    pub canonical: &'a str,
+}
+
+/// The entries after `after` (seq), up to `until` included, in order, streamed (a
+/// national log is rebuilt in constant memory).
+pub fn each_entry(conn: &Connection, after: i64, until: i64, mut each: impl FnMut(Leaf)) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, at, kind, actor, poll_office_id, detail FROM audit_log WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
     )?;
@@ -88,7 +97,13 @@ pub fn each_entry(conn: &Connection, after: i64, until: i64, mut each: impl FnMu
             detail: serde_json::Value::Null,
         };
         let detail: String = r.get(5)?;
-        each(entry.seq, &entry.canonical_with_detail(&detail));
+        let canonical = entry.canonical_with_detail(&detail);
+        each(Leaf {
+            seq: entry.seq,
+            kind: &entry.kind,
+            poll_office_id: entry.poll_office_id.as_deref(),
+            canonical: &canonical,
+        });
     }
     Ok(())
 }
@@ -96,14 +111,14 @@ pub fn each_entry(conn: &Connection, after: i64, until: i64, mut each: impl FnMu
 /// The leaf hashes of the entries after `after`, up to `until`.
 pub fn leaves(conn: &Connection, after: i64, until: i64) -> rusqlite::Result<Vec<(i64, Hash)>> {
     let mut out = Vec::new();
-    each_entry(conn, after, until, |seq, canonical| out.push((seq, tlog::leaf_hash(canonical.as_bytes()))))?;
+    each_entry(conn, after, until, |e| out.push((e.seq, tlog::leaf_hash(e.canonical.as_bytes()))))?;
     Ok(out)
 }
 
 /// The canonical forms of the entries after `after`, up to `until`: a bundle's entries.
 pub fn entries(conn: &Connection, after: i64, until: i64) -> rusqlite::Result<Vec<String>> {
     let mut out = Vec::new();
-    each_entry(conn, after, until, |_, canonical| out.push(canonical.to_owned()))?;
+    each_entry(conn, after, until, |e| out.push(e.canonical.to_owned()))?;
     Ok(out)
 }
 

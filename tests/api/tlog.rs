@@ -457,3 +457,24 @@ async fn with_s3_the_full_tiles_and_the_checkpoint_go_to_the_bucket_and_verify_f
     let (_, from_box, _) = bytes(&app, "/log/tile/0/000").await;
     assert_eq!(tile.as_slice(), from_box.as_slice());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exported_mirror_holds_the_files_the_box_serves() {
+    let app = TestApp::spawn().await;
+    let s = app.reporter("E-1", "PO-1").await;
+    let votes: Vec<Value> =
+        (1..=300).map(|i| json!({"index": i, "gender": "male", "age": "less_30", "has_torn": false})).collect();
+    app.post("/api/vote/batch/", Some(&s), json!({"votes": votes})).await;
+    let (checkpoint, served) = checkpoint_covering(&app, 302).await;
+    let dir = app.dir.path().join("mirror");
+    app.cli_ok(&["log", "export", dir.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(dir.join("checkpoint")).unwrap(), served);
+    for tile in ufrecs::mirror::tiles_of(checkpoint.size) {
+        let (status, from_box, _) = bytes(&app, &format!("/log/{tile}")).await;
+        assert_eq!(status, 200, "{tile}");
+        assert_eq!(std::fs::read(dir.join(tile.to_string())).unwrap(), from_box, "{tile}");
+    }
+    // Exporting again keeps the full tiles and writes the partial ones.
+    app.cli_ok(&["log", "export", dir.to_str().unwrap()]);
+    assert!(dir.join("tile/0/000").exists() && dir.join("tile/entries/000").exists());
+}

@@ -501,16 +501,13 @@ pub fn replay_report_times(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Finds in the audit log, in one pass, the entry that recorded each proposal's current
-/// value (a resend's receipt) and the last entry of each office's votes and ballots
-/// (`office_log`): schema version 4 on a file written before it. A status change before
-/// version 4 did not re-date the offices it re-weighed; their proposals' entries do.
+/// value (a resend's receipt): schema version 4 on a file written before it.
 pub fn replay_log_seqs(conn: &Connection) -> rusqlite::Result<()> {
     use std::collections::HashMap;
     let mut proposals: HashMap<(String, String, Kind, i64), i64> = HashMap::new();
-    let mut offices: HashMap<(String, Kind), i64> = HashMap::new();
     let mut stmt = conn.prepare(
         "SELECT seq, kind, actor, poll_office_id, json_extract(detail, '$.index') FROM audit_log
-          WHERE kind IN ('vote_proposed', 'vote_corrected', 'vote_verified', 'ballot_proposed', 'ballot_corrected')
+          WHERE kind IN ('vote_proposed', 'vote_corrected', 'ballot_proposed', 'ballot_corrected')
             AND poll_office_id IS NOT NULL ORDER BY seq",
     )?;
     let mut rows = stmt.query([])?;
@@ -518,8 +515,7 @@ pub fn replay_log_seqs(conn: &Connection) -> rusqlite::Result<()> {
         let (seq, kind, actor, office, idx): (i64, String, String, String, Option<i64>) =
             (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
         let k = if kind.starts_with("vote_") { Kind::Vote } else { Kind::Ballot };
-        offices.insert((office.clone(), k), seq);
-        if let (Some(idx), true) = (idx, kind != "vote_verified") {
+        if let Some(idx) = idx {
             proposals.insert((actor, office, k, idx), seq);
         }
     }
@@ -534,9 +530,6 @@ pub fn replay_log_seqs(conn: &Connection) -> rusqlite::Result<()> {
         ))?
         .execute(params![office, idx, n, seq])?;
     }
-    for ((office, k), seq) in offices {
-        set_office_log(conn, &office, k, seq)?;
-    }
     Ok(())
 }
 
@@ -549,7 +542,9 @@ fn set_office_log(conn: &Connection, office: &str, kind: Kind, seq: i64) -> rusq
     Ok(())
 }
 
-/// The entry `seq` is the last one that concerns this office's numbers of this kind.
+/// The entry `seq`, which names no office (a status change, directory rows), is the last
+/// one that concerns this office's numbers of this kind: kept in `office_log`, since the
+/// start-up's scan of the log finds only the entries that name their office.
 pub(super) fn office_logged(
     conn: &Connection,
     office: &PollOfficeId,
