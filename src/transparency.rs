@@ -87,6 +87,14 @@ impl Log {
     ) -> Result<(Log, Vec<Effect>), LogError> {
         let latest = tables::latest_checkpoint(conn)?;
         let key = load_key(&settings.key_file, &settings.origin, latest.is_some())?;
+        if let Some(cp) = &latest {
+            if note::open_checkpoint(&cp.note, key.vkey()).is_err() {
+                return Err(LogError::Key(
+                    settings.key_file.display().to_string(),
+                    format!("does not verify checkpoint {} that this log signed: restore this log's key", cp.size),
+                ));
+            }
+        }
         let last = tables::last_seq(conn)? as u64;
         // The tree is derived from audit_log at every start, never read back from its
         // tiles: what is served and signed is what the entries give.
@@ -275,16 +283,25 @@ impl Log {
         if tables::bench_off() {
             return;
         }
+        if let Some(s3) = s3 {
+            // Its own task: a slow or unreachable S3 never holds up signing.
+            let (log, writer) = (self.clone(), writer.clone());
+            tokio::spawn(async move {
+                let mut upload = Upload { s3, uploaded: None, failing: false };
+                let mut ticks = tokio::time::interval(interval);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                while writer.upgrade().is_some() {
+                    ticks.tick().await;
+                    upload.run(&log).await;
+                }
+            });
+        }
         let log = self.clone();
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut upload = s3.map(|s3| Upload { s3, uploaded: None, failing: false });
             loop {
                 ticks.tick().await;
-                if let Some(u) = upload.as_mut() {
-                    u.run(&log).await;
-                }
                 let Some(writer) = writer.upgrade() else { return };
                 let (l, now) = (log.clone(), clock.now());
                 let prepared = tokio::task::spawn_blocking(move || {
@@ -350,7 +367,9 @@ impl Upload {
     }
 
     async fn upload(&mut self, log: &Arc<Log>, published: &Published) -> Result<(), String> {
-        let bucket = crate::s3::operator_bucket(&self.s3)?;
+        let bucket = crate::s3::operator_bucket(&self.s3)?
+            .with_request_timeout(Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
         if self.uploaded.is_none() {
             // What an earlier run uploaded: its checkpoint names the size.
             self.uploaded = Some(match bucket.get_object(self.key("checkpoint")).await {
@@ -367,7 +386,9 @@ impl Upload {
             .filter(|t| match *t {
                 TilePath::Hashes { level, n, width: None } => n >= Tree::full_tiles(from, level),
                 TilePath::Entries { n, width: None } => n >= from / tlog::WIDTH,
-                _ => false,
+                // The checkpoint's partial tiles (one a level and one bundle): without them
+                // the bucket's copy could not be checked against its checkpoint.
+                _ => true,
             })
             .collect();
         for tile in new {
@@ -443,13 +464,22 @@ impl Log {
         note::note_body(note).ok().and_then(|b| Checkpoint::parse(b).ok()).map(|c| c.size)
     }
 
+    /// Whether a cosignature is newer than the one this log holds for its witness key (a
+    /// replayed one is accepted again without being written again).
+    pub fn is_new(&self, c: &StoredCosignature) -> bool {
+        let held = self.cosignatures.lock();
+        held.iter()
+            .find(|o| o.witness == c.witness && o.key_id == c.key_id)
+            .is_none_or(|o| (c.size, c.time) > (o.size, o.time))
+    }
+
     /// Cosignatures now stored: served with their checkpoint.
     pub fn cosigned(&self, stored: Vec<StoredCosignature>) {
         {
             let mut all = self.cosignatures.lock();
             for c in stored {
                 match all.iter_mut().find(|o| o.witness == c.witness && o.key_id == c.key_id) {
-                    Some(o) if (c.size, c.time) >= (o.size, o.time) => *o = c,
+                    Some(o) if (c.size, c.time) > (o.size, o.time) => *o = c,
                     Some(_) => {}
                     None => all.push(c),
                 }
@@ -490,19 +520,21 @@ pub fn rebuild(conn: &Connection, last: u64) -> Result<Rebuilt, LogError> {
     let mut r = Rebuilt { tree: Tree::default(), tiles: Vec::new(), office_seqs: Default::default() };
     tables::each_entry(conn, 0, last as i64, |e| {
         r.tree.push(tlog::leaf_hash(e.canonical.as_bytes()), &mut r.tiles);
-        if let (Some(kind), Some(office)) = (office_kind(e.kind), e.poll_office_id) {
-            r.office_seqs.insert((office.to_owned(), kind), e.seq);
+        if let Some(office) = e.poll_office_id {
+            for kind in bodies_of(e.kind) {
+                r.office_seqs.insert((office.to_owned(), *kind), e.seq);
+            }
         }
     })?;
     Ok(r)
 }
 
-/// The numbers an entry kind with a poll office concerns: its stats or its results.
-fn office_kind(kind: &str) -> Option<Kind> {
+/// The bodies whose numbers an entry naming an office concerns.
+fn bodies_of(kind: &str) -> &'static [Kind] {
     match kind {
-        "vote_proposed" | "vote_corrected" | "vote_verified" => Some(Kind::Vote),
-        "ballot_proposed" | "ballot_corrected" => Some(Kind::Ballot),
-        _ => None,
+        "vote_proposed" | "vote_corrected" | "vote_verified" => Kind::dated_by_votes(),
+        "ballot_proposed" | "ballot_corrected" => Kind::dated_by_ballots(),
+        _ => &[],
     }
 }
 

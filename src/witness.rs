@@ -133,33 +133,79 @@ struct Witness {
     submit: bool,
 }
 
+/// The most a checkpoint (a signed note) or an audit page may weigh.
+const MAX_NOTE: usize = 1 << 20;
+/// The most an entry bundle may weigh: 256 entries of at most 65,535 bytes.
+const MAX_BUNDLE: usize = tlog::WIDTH as usize * (2 + tlog::MAX_ENTRY);
+
+/// What the witness verified: written last, in one atomic write, by a pass that succeeded.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct State {
+    size: u64,
+    /// The 6c chain's hash through entry `size`.
+    chain: String,
+    /// The checkpoint note as the log served it.
+    checkpoint: String,
+}
+
 impl Witness {
-    async fn get(&self, path: &str) -> Result<Vec<u8>, String> {
+    async fn get(&self, path: &str, max: usize) -> Result<Vec<u8>, String> {
         let url = format!("{}{path}", self.base);
-        let res = self.http.get(&url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+        let mut res = self.http.get(&url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
         if !res.status().is_success() {
             return Err(format!("GET {url}: {}", res.status()));
         }
-        Ok(res.bytes().await.map_err(|e| format!("GET {url}: {e}"))?.to_vec())
+        let mut body = Vec::new();
+        while let Some(chunk) = res.chunk().await.map_err(|e| format!("GET {url}: {e}"))? {
+            if body.len() + chunk.len() > max {
+                return Err(format!("GET {url}: more than {max} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
-    /// The entries `from..to` (0-based, `to` excluded) as the log's bundles serve them.
-    async fn entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, String> {
-        let mut out = Vec::new();
-        let mut n = from / tlog::WIDTH;
-        while n * tlog::WIDTH < to {
-            let width = (to - n * tlog::WIDTH).min(tlog::WIDTH);
-            let tile = TilePath::Entries { n, width: (width < tlog::WIDTH).then_some(width) };
-            let data = self.get(&format!("/log/{tile}")).await?;
-            let entries = tlog::unbundle(&data).ok_or_else(|| format!("{tile} is truncated"))?;
-            if entries.len() as u64 != width {
-                return Err(format!("{tile} holds {} entries, not {width}", entries.len()));
-            }
-            let skip = from.saturating_sub(n * tlog::WIDTH) as usize;
-            out.extend(entries.into_iter().skip(skip).map(<[u8]>::to_vec));
-            n += 1;
+    /// Bundle `n` as the log serves it at `width` entries.
+    async fn bundle(&self, n: u64, width: u64) -> Result<Vec<Vec<u8>>, String> {
+        let tile = TilePath::Entries { n, width: (width < tlog::WIDTH).then_some(width) };
+        let data = self.get(&format!("/log/{tile}"), MAX_BUNDLE).await?;
+        let entries = tlog::unbundle(&data).ok_or_else(|| format!("{tile} is truncated"))?;
+        if entries.len() as u64 != width {
+            return Err(format!("{tile} holds {} entries, not {width}", entries.len()));
         }
-        Ok(out)
+        Ok(entries.into_iter().map(<[u8]>::to_vec).collect())
+    }
+
+    /// The first `width` entries of bundle `n` as this witness keeps them (the full bundle,
+    /// or its widest partial one).
+    fn kept(&self, n: u64, width: u64) -> Result<Vec<Vec<u8>>, String> {
+        let full = TilePath::Entries { n, width: None };
+        let data = match self.mirror.read(full) {
+            Some(d) => d,
+            None => {
+                let partials = std::fs::read_dir(format!("{}.p", self.mirror.path(full).display()))
+                    .map_err(|_| format!("the state folder lacks {full}"))?;
+                let widest = partials
+                    .filter_map(Result::ok)
+                    .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+                    .filter(|w| *w >= width)
+                    .max()
+                    .ok_or_else(|| format!("the state folder lacks {full} up to {width} entries"))?;
+                self.mirror.read(TilePath::Entries { n, width: Some(widest) }).ok_or("unreadable bundle")?
+            }
+        };
+        let entries = tlog::unbundle(&data).ok_or("a truncated bundle in the state folder")?;
+        Ok(entries.into_iter().take(width as usize).map(<[u8]>::to_vec).collect())
+    }
+
+    fn state(&self) -> Result<Option<State>, String> {
+        match std::fs::read(self.state.join("witness.json")) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("the state folder's witness.json: {e}"))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// The tree this witness verified, from its mirror.
@@ -167,10 +213,8 @@ impl Witness {
         let full = size / tlog::WIDTH;
         let mut tree = Tree::resume(full * tlog::WIDTH, &self.mirror).map_err(|e| format!("the state folder: {e}"))?;
         if size % tlog::WIDTH != 0 {
-            let tile = TilePath::Entries { n: full, width: Some(size % tlog::WIDTH) };
-            let data = self.mirror.read(tile).ok_or_else(|| format!("the state folder lacks {tile}"))?;
-            for e in tlog::unbundle(&data).ok_or("the state folder's bundle is truncated")? {
-                tree.push(tlog::leaf_hash(e), &mut Vec::new());
+            for e in self.kept(full, size % tlog::WIDTH)? {
+                tree.push(tlog::leaf_hash(&e), &mut Vec::new());
             }
         }
         Ok(tree)
@@ -178,15 +222,20 @@ impl Witness {
 
     async fn pass(&self) -> Result<String, PassError> {
         std::fs::create_dir_all(&self.state).map_err(|e| format!("{}: {e}", self.state.display()))?;
-        let served = String::from_utf8(self.get("/log/checkpoint").await?)
+        let served = String::from_utf8(self.get("/log/checkpoint", MAX_NOTE).await?)
             .map_err(|_| "the checkpoint is not UTF-8".to_owned())?;
-        let old_note = self.mirror.checkpoint();
+        let state = self.state()?;
+        let old_note = state.as_ref().map(|s| s.checkpoint.clone());
         let new = match note::open_checkpoint(&served, &self.vkey) {
             Ok(c) => c,
-            Err(e) => {
-                let proof = Proof::BadSignature { error: e.to_string() };
+            // A signature line of the log's key that does not verify: the log (or someone
+            // in its name) served a forged checkpoint.
+            Err(note::NoteError::BadSignature) => {
+                let proof = Proof::BadSignature { error: "the log's signature does not verify".into() };
                 return Err(PassError::Inconsistent(self.evidence(old_note.as_deref(), &served, &proof)?));
             }
+            // Not a note of this log at all (an error page, a cut body): try again later.
+            Err(e) => return Err(format!("the log served no checkpoint of its key: {e}").into()),
         };
         let old = match &old_note {
             Some(n) => {
@@ -207,27 +256,73 @@ impl Witness {
         if new.size == have && old.as_ref().is_some_and(|o| o.root != new.root) {
             return Err(PassError::Inconsistent(self.evidence(old_note.as_deref(), &served, &Proof::SameSize)?));
         }
-        let entries = self.entries(have, new.size).await?;
-        let mut completed = Vec::new();
-        for e in &entries {
-            tree.push(tlog::leaf_hash(e), &mut completed);
+        // The new entries, one bundle at a time: hashed into the tree, chained, and kept.
+        let err = |e: std::io::Error| format!("the state folder: {e}");
+        let mut chain = state.as_ref().map_or_else(|| audit::GENESIS.to_owned(), |s| s.chain.clone());
+        let mut added = 0u64;
+        for n in have / tlog::WIDTH..new.size.div_ceil(tlog::WIDTH) {
+            let start = n * tlog::WIDTH;
+            let width = (new.size - start).min(tlog::WIDTH);
+            let entries = self.bundle(n, width).await?;
+            let skip = have.saturating_sub(start);
+            if skip > 0 && self.kept(n, skip)? != entries[..skip as usize] {
+                // Entries this witness verified are served otherwise now.
+                return Err(PassError::Inconsistent(
+                    self.fork(old_note.as_deref(), old.as_ref(), &served, &new).await?,
+                ));
+            }
+            let mut completed = Vec::new();
+            for (k, e) in entries.iter().enumerate().skip(skip as usize) {
+                let seq = start + k as u64 + 1;
+                let text = std::str::from_utf8(e).map_err(|_| format!("entry {seq} is not UTF-8"))?;
+                let parsed: Option<serde_json::Value> = serde_json::from_str(text).ok();
+                if parsed.as_ref().and_then(|v| v["seq"].as_u64()) != Some(seq) {
+                    let detail = format!("entry {seq} as served is not the canonical entry of seq {seq}");
+                    return Err(PassError::Inconsistent(self.evidence(
+                        old_note.as_deref(),
+                        &served,
+                        &Proof::Entries { detail },
+                    )?));
+                }
+                chain = audit::chain_hash(&chain, text);
+                tree.push(tlog::leaf_hash(e), &mut completed);
+                added += 1;
+            }
+            for t in completed {
+                let tile = TilePath::Hashes { level: t.level, n: t.n, width: None };
+                self.mirror.write(tile, &t.data).map_err(err)?;
+                self.mirror.drop_partials(tile).map_err(err)?;
+            }
+            let tile = TilePath::Entries { n, width: (width < tlog::WIDTH).then_some(width) };
+            self.mirror.write(tile, &tlog::bundle(entries.iter().map(Vec::as_slice))).map_err(err)?;
+            if width == tlog::WIDTH {
+                self.mirror.drop_partials(tile).map_err(err)?;
+            }
         }
-        let mut store = MemoryTiles::default();
-        store.keep(completed.clone());
-        let both = Both { first: &store, second: &self.mirror };
-        if tree.root(new.size, &both).ok() != Some(new.root) {
+        if tree.root(new.size, &self.mirror).ok() != Some(new.root) {
             return Err(PassError::Inconsistent(self.fork(old_note.as_deref(), old.as_ref(), &served, &new).await?));
         }
-        self.check_chain(have, &entries, &served).await?;
-        self.save(&tree, &both, &completed, have, &entries, &served)?;
+        if added > 0 {
+            self.check_chain(new.size, &chain, old_note.as_deref(), &served).await?;
+        }
+        for tile in mirror::tiles_of(new.size) {
+            if let TilePath::Hashes { level, n, width: Some(w) } = tile {
+                let data = tree.tile(level, n, Some(w), &self.mirror).ok_or_else(|| format!("{tile} is missing"))?;
+                self.mirror.write(tile, &data).map_err(err)?;
+            }
+        }
+        // The pass's commit: what was verified, in one write.
+        let verified = State { size: new.size, chain, checkpoint: served.clone() };
+        let json = serde_json::to_vec(&verified).expect("the state serialises");
+        self.mirror.write_file("witness.json", &json).map_err(err)?;
+        self.mirror.write_file("checkpoint", served.as_bytes()).map_err(err)?;
         let line = self.key.cosign(note::note_body(&served).map_err(|e| e.to_string())?, unix_now());
         // The note as served, without an earlier line of this witness's own, then its line.
         let own = format!("— {} ", self.key.name());
         let kept: String = served.split_inclusive('\n').filter(|l| !l.starts_with(&own)).collect();
         let cosigned = format!("{kept}{line}");
-        self.mirror.write_file("cosigned.checkpoint", cosigned.as_bytes()).map_err(|e| e.to_string())?;
-        let mut said =
-            format!("verified {} entries ({} new); cosigned as {}", new.size, entries.len(), self.key.name());
+        self.mirror.write_file("cosigned.checkpoint", cosigned.as_bytes()).map_err(err)?;
+        let mut said = format!("verified {} entries ({added} new); cosigned as {}", new.size, self.key.name());
         if self.submit {
             let url = format!("{}/log/cosignature", self.base);
             let res = self.http.post(&url).body(cosigned).send().await.map_err(|e| format!("POST {url}: {e}"))?;
@@ -244,79 +339,21 @@ impl Witness {
         Ok(said)
     }
 
-    /// The 6c chain through the new entries, against the hash the log gives the last one.
-    async fn check_chain(&self, have: u64, entries: &[Vec<u8>], served: &str) -> Result<(), PassError> {
-        let Some(last) = entries.len().checked_sub(1) else { return Ok(()) };
-        let mut prev = std::fs::read_to_string(self.state.join("chain")).unwrap_or_else(|_| audit::GENESIS.to_owned());
-        if have == 0 {
-            prev = audit::GENESIS.to_owned();
-        }
-        for e in entries {
-            prev =
-                audit::chain_hash(prev.trim(), std::str::from_utf8(e).map_err(|_| "an entry is not UTF-8".to_owned())?);
-        }
-        let seq = have + last as u64 + 1;
-        let page: serde_json::Value =
-            serde_json::from_slice(&self.get(&format!("/api/audit/?after={}&limit=1", seq - 1)).await?)
-                .map_err(|e| format!("the audit page: {e}"))?;
-        if page["results"][0]["hash"].as_str() != Some(prev.as_str()) {
+    /// The 6c chain through entry `size`, against the hash the log's audit API gives it.
+    async fn check_chain(&self, size: u64, chain: &str, old_note: Option<&str>, served: &str) -> Result<(), PassError> {
+        let page = self.get(&format!("/api/audit/?after={}&limit=1", size - 1), MAX_NOTE).await?;
+        let page: serde_json::Value = serde_json::from_slice(&page).map_err(|e| format!("the audit page: {e}"))?;
+        if page["results"][0]["hash"].as_str() != Some(chain) {
             let detail =
-                format!("the 6c chain through entry {seq} is {prev}, the log says {}", page["results"][0]["hash"]);
-            let dir = self.evidence(self.mirror.checkpoint().as_deref(), served, &Proof::Entries { detail })?;
-            return Err(PassError::Inconsistent(dir));
+                format!("the 6c chain through entry {size} is {chain}, the log says {}", page["results"][0]["hash"]);
+            return Err(PassError::Inconsistent(self.evidence(old_note, served, &Proof::Entries { detail })?));
         }
-        std::fs::write(self.state.join("chain"), &prev).map_err(|e| e.to_string())?;
         Ok(())
     }
 
-    /// Writes the verified entries and tiles, then the checkpoint (the pass's commit).
-    fn save(
-        &self,
-        tree: &Tree,
-        store: &impl tlog::TileStore,
-        completed: &[tlog::FullTile],
-        have: u64,
-        entries: &[Vec<u8>],
-        served: &str,
-    ) -> Result<(), String> {
-        let err = |e: std::io::Error| format!("the state folder: {e}");
-        for t in completed {
-            let tile = TilePath::Hashes { level: t.level, n: t.n, width: None };
-            self.mirror.write(tile, &t.data).map_err(err)?;
-            self.mirror.drop_partials(tile).map_err(err)?;
-        }
-        let size = tree.size();
-        // Bundles from the first one that changed: the partial one this pass started in.
-        let first = have / tlog::WIDTH;
-        for n in first..size.div_ceil(tlog::WIDTH) {
-            let start = n * tlog::WIDTH;
-            let end = (start + tlog::WIDTH).min(size);
-            let mut bundle: Vec<Vec<u8>> = Vec::new();
-            if start < have {
-                let tile = TilePath::Entries { n, width: Some(have - start) };
-                let old = self.mirror.read(tile).ok_or_else(|| format!("the state folder lacks {tile}"))?;
-                bundle.extend(tlog::unbundle(&old).ok_or("a truncated bundle")?.into_iter().map(<[u8]>::to_vec));
-            }
-            bundle.extend(entries[(start.max(have) - have) as usize..(end - have) as usize].iter().cloned());
-            let width = end - start;
-            let tile = TilePath::Entries { n, width: (width < tlog::WIDTH).then_some(width) };
-            if width == tlog::WIDTH {
-                self.mirror.drop_partials(tile).map_err(err)?;
-            }
-            self.mirror.write(tile, &tlog::bundle(bundle.iter().map(Vec::as_slice))).map_err(err)?;
-        }
-        for tile in mirror::tiles_of(size) {
-            if let TilePath::Hashes { level, n, width: Some(w) } = tile {
-                let data = tree.tile(level, n, Some(w), store).ok_or_else(|| format!("{tile} is missing"))?;
-                self.mirror.drop_partials(TilePath::Hashes { level, n, width: None }).map_err(err)?;
-                self.mirror.write(tile, &data).map_err(err)?;
-            }
-        }
-        self.mirror.write_file("checkpoint", served.as_bytes()).map_err(err)
-    }
-
     /// The new checkpoint does not follow from what this witness verified: rebuild the
-    /// log's tree from everything it serves now and find the entry that changed.
+    /// log's tree from everything it serves now (one bundle at a time, keeping only hash
+    /// tiles: 32 bytes an entry) and find the first entry that changed.
     async fn fork(
         &self,
         old_note: Option<&str>,
@@ -324,76 +361,47 @@ impl Witness {
         served: &str,
         new: &Checkpoint,
     ) -> Result<PathBuf, PassError> {
-        let theirs_entries = self.entries(0, new.size).await?;
+        let m = old.map_or(0, |o| o.size.min(new.size));
         let mut theirs = Tree::default();
         let mut store = MemoryTiles::default();
-        let mut done = Vec::new();
-        for e in &theirs_entries {
-            theirs.push(tlog::leaf_hash(e), &mut done);
+        let mut changed: Option<(u64, Vec<u8>, Vec<u8>)> = None;
+        for n in 0..new.size.div_ceil(tlog::WIDTH) {
+            let width = (new.size - n * tlog::WIDTH).min(tlog::WIDTH);
+            let entries = self.bundle(n, width).await?;
+            let mine = if changed.is_none() && n * tlog::WIDTH < m {
+                self.kept(n, (m - n * tlog::WIDTH).min(tlog::WIDTH))?
+            } else {
+                Vec::new()
+            };
+            let mut done = Vec::new();
+            for (k, e) in entries.iter().enumerate() {
+                theirs.push(tlog::leaf_hash(e), &mut done);
+                if changed.is_none() && mine.get(k).is_some_and(|x| x != e) {
+                    changed = Some((n * tlog::WIDTH + k as u64, mine[k].clone(), e.clone()));
+                }
+            }
+            store.keep(done);
         }
-        store.keep(done);
         if theirs.root(new.size, &store).ok() != Some(new.root) {
             let detail = format!("the {} entries served do not hash to the root the log signed", new.size);
             return Ok(self.evidence(old_note, served, &Proof::Entries { detail })?);
         }
-        let Some(old) = old else {
-            return Ok(self.evidence(old_note, served, &Proof::Entries { detail: "no earlier checkpoint".into() })?);
-        };
-        let ours = self.local_tree(old.size)?;
-        let m = old.size.min(new.size);
-        let mut index = None;
-        for n in 0..m.div_ceil(tlog::WIDTH) {
-            let width = (m - n * tlog::WIDTH).min(tlog::WIDTH);
-            let mine = match self.mirror.read(TilePath::Entries { n, width: None }) {
-                Some(d) => d,
-                None => self.mirror.read(TilePath::Entries { n, width: Some(width) }).unwrap_or_default(),
-            };
-            let mine = tlog::unbundle(&mine).unwrap_or_default();
-            for (k, e) in mine.iter().take(width as usize).enumerate() {
-                let i = n * tlog::WIDTH + k as u64;
-                if tlog::leaf_hash(e) != tlog::leaf_hash(&theirs_entries[i as usize]) {
-                    index = Some(i);
-                    break;
-                }
-            }
-            if index.is_some() {
-                break;
-            }
-        }
-        let proof = match index {
-            Some(i) => {
+        let proof = match (old, changed) {
+            (Some(old), Some((i, mine, their))) => {
                 let hex_all = |h: Vec<tlog::Hash>| h.into_iter().map(|h| hex::encode(h.0)).collect();
+                let ours = self.local_tree(old.size)?;
                 let old_path = ours.inclusion(i, old.size, &self.mirror).map_err(|e| e.to_string())?;
                 let new_path = theirs.inclusion(i, new.size, &store).map_err(|e| e.to_string())?;
-                let mine = tlog::leaf_hash(&self.entries_of_mirror(i)?);
                 Proof::DifferentLeaf {
                     index: i,
-                    old: LeafProof { leaf_hash: hex::encode(mine.0), hashes: hex_all(old_path) },
-                    new: LeafProof {
-                        leaf_hash: hex::encode(tlog::leaf_hash(&theirs_entries[i as usize]).0),
-                        hashes: hex_all(new_path),
-                    },
+                    old: LeafProof { leaf_hash: hex::encode(tlog::leaf_hash(&mine).0), hashes: hex_all(old_path) },
+                    new: LeafProof { leaf_hash: hex::encode(tlog::leaf_hash(&their).0), hashes: hex_all(new_path) },
                 }
             }
-            None if old.size == new.size => Proof::SameSize,
-            None => Proof::Entries { detail: "the checkpoints differ but no verified entry changed".into() },
+            (Some(old), None) if old.size == new.size => Proof::SameSize,
+            _ => Proof::Entries { detail: "the checkpoints differ but no verified entry changed".into() },
         };
         Ok(self.evidence(old_note, served, &proof)?)
-    }
-
-    fn entries_of_mirror(&self, i: u64) -> Result<Vec<u8>, String> {
-        let n = i / tlog::WIDTH;
-        let data = self
-            .mirror
-            .read(TilePath::Entries { n, width: None })
-            .or_else(|| {
-                let dir = self.mirror.path(TilePath::Entries { n, width: None });
-                let partials = std::fs::read_dir(format!("{}.p", dir.display())).ok()?;
-                partials.filter_map(Result::ok).find_map(|e| std::fs::read(e.path()).ok())
-            })
-            .ok_or("the mirror lacks the entry")?;
-        let entries = tlog::unbundle(&data).ok_or("a truncated bundle")?;
-        entries.get((i % tlog::WIDTH) as usize).map(|e| e.to_vec()).ok_or_else(|| "the mirror lacks the entry".into())
     }
 
     /// Writes `evidence-<time>/` and returns its path.
@@ -423,18 +431,6 @@ impl Witness {
             ),
         )?;
         Ok(dir)
-    }
-}
-
-/// Two tile stores, the first one first: this pass's new tiles, then the mirror's.
-struct Both<'a, A, B> {
-    first: &'a A,
-    second: &'a B,
-}
-
-impl<A: tlog::TileStore, B: tlog::TileStore> tlog::TileStore for Both<'_, A, B> {
-    fn full_tile(&self, level: u8, n: u64) -> Option<Vec<u8>> {
-        self.first.full_tile(level, n).or_else(|| self.second.full_tile(level, n))
     }
 }
 

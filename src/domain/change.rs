@@ -78,6 +78,25 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The bodies a change of votes dates (section 6e's `log_seq`): the stats.
+    pub fn dated_by_votes() -> &'static [Kind] {
+        &[Kind::Vote]
+    }
+
+    /// The bodies a change of ballots dates: the results, and the stats too, whose
+    /// flags compare ballots with votes and registered voters.
+    pub fn dated_by_ballots() -> &'static [Kind] {
+        &[Kind::Ballot, Kind::Vote]
+    }
+
+    /// The bodies a change of this kind dates.
+    pub fn dates(self) -> &'static [Kind] {
+        match self {
+            Kind::Vote => Self::dated_by_votes(),
+            Kind::Ballot => Self::dated_by_ballots(),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Vote => "vote",

@@ -147,10 +147,13 @@ pub async fn cosignature(app: Arc<App>, body: Bytes) -> Result<Response, ApiErro
         };
         ApiError::invalid_field(field, &e.to_string())
     })?;
+    let found: Vec<_> = found.into_iter().filter(|c| app.log.is_new(c)).collect();
     for c in &found {
         app.writer.record(WriteOp::Cosignature(c.clone())).await.map_err(write_error)?;
     }
-    app.log.cosigned(found);
+    if !found.is_empty() {
+        app.log.cosigned(found);
+    }
     let mut res = warp::http::Response::new(Bytes::new()).into_response();
     *res.status_mut() = StatusCode::NO_CONTENT;
     Ok(res)

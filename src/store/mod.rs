@@ -271,6 +271,56 @@ mod tests {
     }
 
     #[test]
+    fn a_version_3_file_gets_its_receipts_and_its_status_changes_found_in_the_log() {
+        use crate::domain::ids::{ElectorId, Index, PollOfficeId};
+        use crate::domain::input::{NewSource, VoteInput};
+        use crate::domain::source::Status;
+        use crate::domain::vote::{Age, Gender, VoteAttrs};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.sqlite3");
+        let conn = open(&path, true).unwrap();
+        let t0 = crate::domain::time::parse("2025-08-15T14:00:00Z").unwrap();
+        let apply = |op: ops::WriteOp| {
+            let tx = conn.unchecked_transaction().unwrap();
+            ops::apply(&tx, &op, t0, &mut Vec::new()).unwrap();
+            tx.commit().unwrap();
+        };
+        let elector = ElectorId::parse("E-1").unwrap();
+        let source = NewSource {
+            elector_id: elector.clone(),
+            status: Status::Unverified,
+            full_name: None,
+            official_org: None,
+            email: None,
+            phone_number: None,
+            password: None,
+        };
+        apply(ops::WriteOp::CreateSource { source, password_hash: None, actor: ops::Actor::Cli });
+        let attrs = VoteAttrs { gender: Gender::Male, age: Age::Less30, has_torn: false };
+        let input = VoteInput { index: Index::new(1).unwrap(), attrs, observed_at: None };
+        let office = PollOfficeId::parse("PO").unwrap();
+        apply(ops::WriteOp::ProposeVote { source_n: 1, poll_office_id: office, input, batch: false });
+        let update = ops::SourceUpdate { status: Some(Status::Official), ..Default::default() };
+        apply(ops::WriteOp::UpdateSource { elector_id: elector, update, actor: ops::Actor::Cli });
+        let status_seq: i64 =
+            conn.query_row("SELECT seq FROM audit_log WHERE kind = 'source_updated'", [], |r| r.get(0)).unwrap();
+        // The same file as version 3 wrote it.
+        conn.execute_batch(
+            "ALTER TABLE vote_proposals DROP COLUMN log_seq; ALTER TABLE ballot_proposals DROP COLUMN log_seq;
+             DELETE FROM office_log; PRAGMA user_version = 3;",
+        )
+        .unwrap();
+        drop(conn);
+        let conn = open(&path, true).unwrap();
+        let receipt: i64 = conn.query_row("SELECT log_seq FROM vote_proposals", [], |r| r.get(0)).unwrap();
+        assert_eq!(receipt, 2, "the vote_proposed entry");
+        let dated: i64 = conn
+            .query_row("SELECT log_seq FROM office_log WHERE poll_office_id = 'PO' AND kind = 'vote'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(dated, status_seq, "the status change re-weighed the office");
+    }
+
+    #[test]
     fn a_version_1_file_is_migrated_keeping_its_rows() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.sqlite3");

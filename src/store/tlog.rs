@@ -171,7 +171,7 @@ pub fn write_cosignature(conn: &Connection, c: &StoredCosignature, at: &str) -> 
              ON CONFLICT (witness, key_id) DO UPDATE SET size = excluded.size, time = excluded.time,
                 line = excluded.line, at = excluded.at
              WHERE excluded.size > log_cosignatures.size
-                OR (excluded.size = log_cosignatures.size AND excluded.time >= log_cosignatures.time)",
+                OR (excluded.size = log_cosignatures.size AND excluded.time > log_cosignatures.time)",
         )?
         .execute(params![c.witness, c.key_id, c.size as i64, c.time as i64, c.line, at])?;
     Ok(n > 0)

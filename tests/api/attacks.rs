@@ -654,4 +654,15 @@ async fn a_loop_on_the_logs_endpoints_stores_nothing_and_leaves_reporters_their_
         .collect();
     assert!(kinds.iter().all(|k| k == "source_created" || k == "auth_succeeded" || k == "vote_proposed"), "{kinds:?}");
     assert_ne!(app.fingerprint(), before, "the bystanders' votes are stored");
+    // A valid cosignature, replayed in a loop: accepted once, written once.
+    let served = app.client.get(app.url("/log/checkpoint")).send().await.unwrap().text().await.unwrap();
+    let cosigned = format!("{served}{}", witness.cosign(note::note_body(&served).unwrap(), 1_700_000_000));
+    assert_eq!(app.post_raw("/log/cosignature", None, cosigned.clone()).await.status, 204);
+    let commits = app.metric("ufrecs_commits_total").await;
+    for _ in 0..300 {
+        assert_eq!(app.post_raw("/log/cosignature", None, cosigned.clone()).await.status, 204);
+    }
+    let more = app.metric("ufrecs_commits_total").await - commits;
+    println!("300 replays of an accepted cosignature: {more} commits");
+    assert!(more < 30, "{more} commits for replays");
 }

@@ -124,9 +124,19 @@ fn passage_times(conn: &Connection) -> HashMap<i64, i64> {
     times
 }
 
+/// The bodies a report of this kind dates.
+fn dates(kind: &str) -> Vec<&'static str> {
+    if kind == "ballot" {
+        vec!["ballot", "vote"]
+    } else {
+        vec!["vote"]
+    }
+}
+
 /// Section 6e's `log_seq`, replayed from the log: per office and kind, the last entry that
 /// concerns those numbers (its proposals and verifications, and a status change of a
-/// source that reported that kind there before it).
+/// source that reported that kind there before it); ballots date the stats too, whose
+/// flags read them.
 fn log_seqs(conn: &Connection) -> HashMap<(String, &'static str), i64> {
     let mut out = HashMap::new();
     let mut joined: BTreeSet<(String, String, &'static str)> = BTreeSet::new();
@@ -140,7 +150,9 @@ fn log_seqs(conn: &Connection) -> HashMap<(String, &'static str), i64> {
         match (kind.as_str(), office) {
             ("vote_proposed" | "vote_corrected" | "ballot_proposed" | "ballot_corrected", Some(office)) => {
                 joined.insert((actor, office.clone(), k));
-                out.insert((office, k), seq);
+                for d in dates(k) {
+                    out.insert((office.clone(), d), seq);
+                }
             }
             ("vote_verified", Some(office)) => {
                 out.insert((office, "vote"), seq);
@@ -148,7 +160,9 @@ fn log_seqs(conn: &Connection) -> HashMap<(String, &'static str), i64> {
             ("source_updated", _) if detail.get("status").is_some() => {
                 let source = detail["source"].as_str().unwrap();
                 for (_, office, k) in joined.iter().filter(|(a, _, _)| a == source) {
-                    out.insert((office.clone(), *k), seq);
+                    for d in dates(k) {
+                        out.insert((office.clone(), d), seq);
+                    }
                 }
             }
             _ => {}

@@ -10,7 +10,7 @@ mod directory;
 mod proposals;
 mod sources;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
 use crate::domain::change::{
@@ -501,22 +501,52 @@ pub fn replay_report_times(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Finds in the audit log, in one pass, the entry that recorded each proposal's current
-/// value (a resend's receipt): schema version 4 on a file written before it.
+/// value (a resend's receipt), and the last status change that concerns each office
+/// (`office_log`): schema version 4 on a file written before it.
 pub fn replay_log_seqs(conn: &Connection) -> rusqlite::Result<()> {
     use std::collections::HashMap;
     let mut proposals: HashMap<(String, String, Kind, i64), i64> = HashMap::new();
+    // Where each source had reported, by then: the offices a status change re-weighed.
+    let mut joined: HashMap<String, std::collections::HashSet<(String, Kind)>> = HashMap::new();
+    let mut status_changes: HashMap<(String, Kind), i64> = HashMap::new();
     let mut stmt = conn.prepare(
-        "SELECT seq, kind, actor, poll_office_id, json_extract(detail, '$.index') FROM audit_log
-          WHERE kind IN ('vote_proposed', 'vote_corrected', 'ballot_proposed', 'ballot_corrected')
-            AND poll_office_id IS NOT NULL ORDER BY seq",
+        "SELECT seq, kind, actor, poll_office_id, json_extract(detail, '$.index'), json_extract(detail, '$.source')
+           FROM audit_log
+          WHERE (kind IN ('vote_proposed', 'vote_corrected', 'ballot_proposed', 'ballot_corrected')
+                 AND poll_office_id IS NOT NULL)
+             OR (kind = 'source_updated' AND json_extract(detail, '$.status') IS NOT NULL)
+          ORDER BY seq",
     )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
-        let (seq, kind, actor, office, idx): (i64, String, String, String, Option<i64>) =
-            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+        let (seq, kind, actor, office, idx, source): (
+            i64,
+            String,
+            String,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+        ) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
+        if kind == "source_updated" {
+            for (office, k) in source.and_then(|s| joined.get(&s)).into_iter().flatten() {
+                status_changes.insert((office.clone(), *k), seq);
+            }
+            continue;
+        }
+        let (Some(office), Some(idx)) = (office, idx) else { continue };
         let k = if kind.starts_with("vote_") { Kind::Vote } else { Kind::Ballot };
-        if let Some(idx) = idx {
-            proposals.insert((actor, office, k, idx), seq);
+        joined.entry(actor.clone()).or_default().insert((office.clone(), k));
+        proposals.insert((actor, office, k, idx), seq);
+    }
+    for ((office, k), seq) in status_changes {
+        for d in k.dates() {
+            let known: Option<i64> = conn
+                .prepare_cached("SELECT log_seq FROM office_log WHERE poll_office_id = ?1 AND kind = ?2")?
+                .query_row(params![office, d.as_str()], |r| r.get(0))
+                .optional()?;
+            if known.is_none_or(|s| s < seq) {
+                set_office_log(conn, &office, *d, seq)?;
+            }
         }
     }
     for ((actor, office, k, idx), seq) in proposals {
@@ -555,9 +585,19 @@ pub(super) fn office_logged(
     if crate::store::tlog::bench_off() {
         return Ok(());
     }
-    set_office_log(conn, office.as_str(), kind, seq)?;
-    effects.push(Effect::OfficeLogged { poll_office_id: office.clone(), kind, seq });
+    for k in kind.dates() {
+        set_office_log(conn, office.as_str(), *k, seq)?;
+    }
+    dated(office, kind, seq, effects);
     Ok(())
+}
+
+/// The entry `seq` concerns this office's numbers of this kind: the bodies it dates take
+/// it as `log_seq`.
+pub(super) fn dated(office: &PollOfficeId, kind: Kind, seq: i64, effects: &mut Vec<Effect>) {
+    for k in kind.dates() {
+        effects.push(Effect::OfficeLogged { poll_office_id: office.clone(), kind: *k, seq });
+    }
 }
 
 pub use sources::load_source;

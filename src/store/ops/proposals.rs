@@ -178,7 +178,7 @@ pub(super) fn propose_vote(
             (id, true, time::to_second(now), receipt)
         }
     };
-    tx.effects.push(Effect::OfficeLogged { poll_office_id: office.clone(), kind: Kind::Vote, seq: receipt.seq });
+    dated(office, Kind::Vote, receipt.seq, tx.effects);
     tx.effects.push(Effect::Proposal(ProposalRow {
         poll_office_id: office.clone(),
         source_n,
@@ -269,7 +269,7 @@ pub(super) fn propose_ballot(
             (id, true, time::to_second(now), receipt)
         }
     };
-    tx.effects.push(Effect::OfficeLogged { poll_office_id: office.clone(), kind: Kind::Ballot, seq: receipt.seq });
+    dated(office, Kind::Ballot, receipt.seq, tx.effects);
     tx.effects.push(Effect::Proposal(ProposalRow {
         poll_office_id: office.clone(),
         source_n,
@@ -345,7 +345,7 @@ pub(super) fn verify(
     detail["index"] = json!(idx);
     detail["voter"] = json!(voter_hash);
     let receipt = append_audit(conn, effects, now_s, "vote_verified", "voter", Some(office.as_str()), detail)?;
-    effects.push(Effect::OfficeLogged { poll_office_id: office.clone(), kind: Kind::Vote, seq: receipt.seq });
+    dated(&office, Kind::Vote, receipt.seq, effects);
     let (trusted, _) = office_tier(conn, &office, Kind::Vote)?;
     effects.push(Effect::Vote(recompute_vote(conn, vote_id, trusted)?));
     Ok(Outcome::Verified { vote_id, receipt })
