@@ -172,8 +172,9 @@ CREATE TABLE IF NOT EXISTS audit_log (
 -- Per office and kind ('vote': its stats, 'ballot': its results): the seq of the last
 -- audit entry without a poll_office_id that concerns those numbers (a status change of a
 -- source reporting there, directory rows with its voters_count). The bodies carry as
--- `log_seq` the later of it and the office's last report or verification (found by the
--- start-up's scan of the log): replaying the log up to it reproduces their numbers.
+-- `log_seq` the later of it and the office's last entry naming it (found by the start-up's
+-- scan of the log; ballots date the stats too, whose flags read them): replaying the log
+-- up to it reproduces their numbers.
 CREATE TABLE IF NOT EXISTS office_log (
     poll_office_id TEXT NOT NULL,
     kind           TEXT NOT NULL CHECK (kind IN ('vote', 'ballot')),
