@@ -116,6 +116,12 @@ pub fn migrate_steps(tx: &Connection, from: i64) -> rusqlite::Result<()> {
             }
         }
         ops::replay_log_seqs(tx)?;
+        // The directory rows the flags read, imported before the log took them.
+        let now = crate::domain::time::format(chrono::Utc::now());
+        ops::log_directory_snapshot(tx, &now).map_err(|e| match e {
+            ops::OpError::Sql(e) => e,
+            other => rusqlite::Error::InvalidColumnType(0, other.to_string(), rusqlite::types::Type::Null),
+        })?;
     }
     Ok(())
 }
@@ -318,6 +324,34 @@ mod tests {
             .query_row("SELECT log_seq FROM office_log WHERE poll_office_id = 'PO' AND kind = 'vote'", [], |r| r.get(0))
             .unwrap();
         assert_eq!(dated, status_seq, "the status change re-weighed the office");
+    }
+
+    #[test]
+    fn a_version_3_directory_is_logged_once_on_the_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3dir.sqlite3");
+        let conn = open(&path, true).unwrap();
+        conn.execute_batch(
+            "INSERT INTO poll_offices (identifier, name, voters_count) VALUES ('PO-1', 'A', 300), ('PO-2', 'B', NULL);
+             ALTER TABLE vote_proposals DROP COLUMN log_seq; ALTER TABLE ballot_proposals DROP COLUMN log_seq;
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+        drop(conn);
+        let conn = open(&path, true).unwrap();
+        let detail: String =
+            conn.query_row("SELECT detail FROM audit_log WHERE kind = 'directory_rows'", [], |r| r.get(0)).unwrap();
+        assert_eq!(
+            detail,
+            r#"{"part":1,"rows":[{"identifier":"PO-1","voters_count":300},{"identifier":"PO-2","voters_count":null}],"table":"poll_offices"}"#
+        );
+        let import: String =
+            conn.query_row("SELECT detail FROM audit_log WHERE kind = 'import'", [], |r| r.get(0)).unwrap();
+        assert!(import.contains("\"schema_upgrade\":true") && import.contains("\"parts\":1"), "{import}");
+        drop(conn);
+        let conn = open(&path, true).unwrap();
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM audit_log", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 2, "once");
     }
 
     #[test]

@@ -54,6 +54,37 @@ pub(super) fn import_poll_offices(
     imported(conn, now, "poll_offices", (before, rows.len()), actor, detail, effects)
 }
 
+/// Schema version 4 on a file whose directory was imported before the log took its rows:
+/// logs what the table holds once, as an import of every row (so that the flags of an
+/// upgraded box follow from its log too).
+pub fn log_directory_snapshot(conn: &Connection, now: &str) -> Result<(), OpError> {
+    let rows: Vec<OfficeRow> = conn
+        .prepare("SELECT identifier, voters_count FROM poll_offices ORDER BY id")?
+        .query_map([], |r| {
+            Ok(OfficeRow {
+                identifier: r.get(0)?,
+                name: String::new(),
+                country: None,
+                state: None,
+                region: None,
+                city: None,
+                county: None,
+                district: None,
+                voters_count: r.get(1)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut effects = Vec::new();
+    let refs: Vec<&OfficeRow> = rows.iter().collect();
+    let logged = log_directory_rows(conn, now, &refs, Actor::Cli, &mut effects)?;
+    let detail = json!({"parts": logged.parts, "rows_sha256": logged.rows_sha256, "schema_upgrade": true});
+    imported(conn, now, "poll_offices", (rows.len(), rows.len()), Actor::Cli, detail, &mut effects)?;
+    Ok(())
+}
+
 /// What an import logged of its rows: how many `directory_rows` entries, and the SHA-256
 /// of all their rows (the canonical JSON array of them, in order).
 struct Logged {

@@ -411,6 +411,7 @@ pub(crate) fn verification_from(r: &rusqlite::Row, first: usize) -> rusqlite::Re
 
 pub use audit::{append_audit, receipt_of};
 use auth::authenticate;
+pub use directory::log_directory_snapshot;
 use directory::{import_parties, import_poll_offices};
 use proposals::{propose_ballot, propose_vote, verify};
 pub use proposals::{recompute_ballot, recompute_office, recompute_vote};
