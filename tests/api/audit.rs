@@ -141,23 +141,7 @@ async fn the_documented_python_verifier_accepts_the_chain_and_finds_a_rewrite() 
 
     // A careful rewriter recomputes every later hash: the chain verifies again, and only
     // the head an observer recorded earlier shows the rewrite (docs/security.md).
-    let live = rusqlite::Connection::open(app.db_path()).unwrap();
-    let rows: Vec<(i64, String, String, String, Option<String>, String)> = live
-        .prepare("SELECT seq, at, kind, actor, poll_office_id, detail FROM audit_log ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let mut prev = "0".repeat(64);
-    for (seq, at, kind, actor, office, detail) in rows {
-        let entry = json!({"seq": seq, "at": at, "kind": kind, "actor": actor, "poll_office_id": office,
-                           "detail": serde_json::from_str::<Value>(&detail).unwrap()});
-        let hash = ufrecs::domain::audit::chain_hash(&prev, &ufrecs::domain::audit::canonical(&entry));
-        live.execute("UPDATE audit_log SET hash = ?1 WHERE seq = ?2", rusqlite::params![hash, seq]).unwrap();
-        prev = hash;
-    }
-    drop(live);
+    rehash_chain(&rusqlite::Connection::open(app.db_path()).unwrap());
     assert!(run(std::ffi::OsStr::new(&app.base)).status.success(), "a recomputed chain verifies");
     assert_ne!(app.get("/api/audit/head/").await.body["hash"], head["hash"], "but the recorded head differs");
 }

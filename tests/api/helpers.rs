@@ -509,3 +509,21 @@ pub fn use_moto(s: &mut Settings, moto: &Moto, op: &Operator) {
     s.s3.role_arn = op.role_arn.clone();
     s.s3.credentials_ttl_secs = 3600;
 }
+
+/// Recomputes every hash of the 6c chain from the entries as they now stand: what a
+/// careful rewriter of the file does after editing an entry.
+pub fn rehash_chain(db: &rusqlite::Connection) {
+    let rows: Vec<(i64, String, String, String, Option<String>, String)> = db
+        .prepare("SELECT seq, at, kind, actor, poll_office_id, detail FROM audit_log ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut prev = ufrecs::domain::audit::GENESIS.to_owned();
+    for (seq, at, kind, actor, poll_office_id, detail) in rows {
+        let entry = ufrecs::domain::audit::Entry { seq, at, kind, actor, poll_office_id, detail: Value::Null };
+        prev = ufrecs::domain::audit::chain_hash(&prev, &entry.canonical_with_detail(&detail));
+        db.execute("UPDATE audit_log SET hash = ?2 WHERE seq = ?1", rusqlite::params![seq, prev]).unwrap();
+    }
+}

@@ -107,6 +107,19 @@ async fn no_token_password_or_secret_reaches_the_log_even_at_debug_level() {
     }
 }
 
+/// `ufrecs serve` on the app's files with that log key: how it exited.
+fn serve_with_key(app: &TestApp, key: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ufrecs"))
+        .arg("serve")
+        .env("UFRECS_CONFIG", concat!(env!("CARGO_MANIFEST_DIR"), "/ufrecs.toml"))
+        .env("UFRECS_SERVER_LISTEN", "127.0.0.1:0")
+        .env("UFRECS_DATABASE_PATH", app.db_path())
+        .env("UFRECS_AUTH_SECRET_FILE", app.dir.path().join("secret"))
+        .env("UFRECS_LOG_KEY_FILE", key)
+        .output()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_refuses_to_start_without_the_log_key_once_it_signed_checkpoints() {
     let mut app = TestApp::spawn().await;
@@ -114,15 +127,7 @@ async fn the_server_refuses_to_start_without_the_log_key_once_it_signed_checkpoi
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600, "created 0600");
     app.stop().await;
     std::fs::remove_file(&key).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ufrecs"))
-        .arg("serve")
-        .env("UFRECS_CONFIG", concat!(env!("CARGO_MANIFEST_DIR"), "/ufrecs.toml"))
-        .env("UFRECS_SERVER_LISTEN", "127.0.0.1:0")
-        .env("UFRECS_DATABASE_PATH", app.db_path())
-        .env("UFRECS_AUTH_SECRET_FILE", app.dir.path().join("secret"))
-        .env("UFRECS_LOG_KEY_FILE", &key)
-        .output()
-        .unwrap();
+    let out = serve_with_key(&app, &key);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("signed checkpoints"), "{err}");
@@ -131,15 +136,7 @@ async fn the_server_refuses_to_start_without_the_log_key_once_it_signed_checkpoi
     let (other, text) = ufrecs::domain::note::LogKey::generate("elsewhere.example/log").unwrap();
     drop(other);
     std::fs::write(&key, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ufrecs"))
-        .arg("serve")
-        .env("UFRECS_CONFIG", concat!(env!("CARGO_MANIFEST_DIR"), "/ufrecs.toml"))
-        .env("UFRECS_SERVER_LISTEN", "127.0.0.1:0")
-        .env("UFRECS_DATABASE_PATH", app.db_path())
-        .env("UFRECS_AUTH_SECRET_FILE", app.dir.path().join("secret"))
-        .env("UFRECS_LOG_KEY_FILE", &key)
-        .output()
-        .unwrap();
+    let out = serve_with_key(&app, &key);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("origin"));
 }

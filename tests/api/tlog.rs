@@ -224,6 +224,20 @@ async fn gos_sumdb_note_and_tlog_verify_the_live_log() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not verify"));
 }
 
+/// A new witness key named `name` in `key` (`ufrecs witness keygen`): its verifier key.
+async fn witness_keygen(name: &str, key: &std::path::Path) -> String {
+    let args = ["witness", "keygen", "--name", name, "--key", key.to_str().unwrap()];
+    let (code, vkey) = ufrecs(args.iter().map(|a| a.to_string()).collect()).await;
+    assert_eq!(code, 0, "{vkey}");
+    vkey.trim().to_owned()
+}
+
+/// `ufrecs witness verify-evidence --vkey VKEY DIR`: its exit status and output.
+async fn verify_evidence(vkey: &str, dir: &std::path::Path) -> (i32, String) {
+    ufrecs(vec!["witness".into(), "verify-evidence".into(), "--vkey".into(), vkey.into(), dir.to_str().unwrap().into()])
+        .await
+}
+
 /// Runs `ufrecs ARGS` (the real binary) off the runtime; its exit status and output.
 async fn ufrecs(args: Vec<String>) -> (i32, String) {
     tokio::task::spawn_blocking(move || {
@@ -263,36 +277,14 @@ fn rewrite_history(db: &rusqlite::Connection, seq: i64) {
         rusqlite::params![seq, detail.replace("\"male\"", "\"female\"")],
     )
     .unwrap();
-    let mut prev = ufrecs::domain::audit::GENESIS.to_owned();
-    let rows: Vec<(i64, String, String, String, Option<String>, String)> = db
-        .prepare("SELECT seq, at, kind, actor, poll_office_id, detail FROM audit_log ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    for (seq, at, kind, actor, poll_office_id, detail) in rows {
-        let entry = ufrecs::domain::audit::Entry { seq, at, kind, actor, poll_office_id, detail: Value::Null };
-        prev = ufrecs::domain::audit::chain_hash(&prev, &entry.canonical_with_detail(&detail));
-        db.execute("UPDATE audit_log SET hash = ?2 WHERE seq = ?1", rusqlite::params![seq, prev]).unwrap();
-    }
+    rehash_chain(db);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_witness_cosigns_a_growing_log_and_catches_a_rewritten_history_with_offline_evidence() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("witness.key");
-    let (code, vkey_w) = ufrecs(vec![
-        "witness".into(),
-        "keygen".into(),
-        "--name".into(),
-        "newsroom.example/w1".into(),
-        "--key".into(),
-        key.to_str().unwrap().into(),
-    ])
-    .await;
-    assert_eq!(code, 0, "{vkey_w}");
-    let vkey_w = vkey_w.trim().to_owned();
+    let vkey_w = witness_keygen("newsroom.example/w1", &key).await;
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     let mut app = TestApp::spawn_with(|s| s.log.witnesses = vec![vkey_w.clone()]).await;
@@ -334,23 +326,9 @@ async fn a_witness_cosigns_a_growing_log_and_catches_a_rewritten_history_with_of
     for f in ["old.checkpoint", "new.checkpoint", "proof.json", "README"] {
         assert!(evidence.join(f).exists(), "{f}");
     }
-    let (code, said) = ufrecs(vec![
-        "witness".into(),
-        "verify-evidence".into(),
-        "--vkey".into(),
-        vkey.clone(),
-        evidence.to_str().unwrap().into(),
-    ])
-    .await;
+    let (code, said) = verify_evidence(&vkey, &evidence).await;
     assert_eq!(code, 0, "the evidence proves it offline: {said}");
-    let (code, _) = ufrecs(vec![
-        "witness".into(),
-        "verify-evidence".into(),
-        "--vkey".into(),
-        note::LogKey::generate("ufrecs.localhost/dev").unwrap().0.vkey().into(),
-        evidence.to_str().unwrap().into(),
-    ])
-    .await;
+    let (code, _) = verify_evidence(note::LogKey::generate("ufrecs.localhost/dev").unwrap().0.vkey(), &evidence).await;
     assert_eq!(code, 1, "not against another key");
     // A witness with no history sees a consistent log: that is what cosignatures are for.
     let (code, said) = ufrecs(witness_args(&app, &vkey, &key, &dir.path().join("fresh"))).await;
@@ -491,16 +469,7 @@ fn evidence_in(state: &std::path::Path) -> std::path::PathBuf {
 async fn an_interrupted_pass_resumes_and_a_rewritten_recent_entry_or_a_truncated_log_is_proven() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("witness.key");
-    let (code, _) = ufrecs(vec![
-        "witness".into(),
-        "keygen".into(),
-        "--name".into(),
-        "w.example/w".into(),
-        "--key".into(),
-        key.to_str().unwrap().into(),
-    ])
-    .await;
-    assert_eq!(code, 0);
+    witness_keygen("w.example/w", &key).await;
     let mut app = TestApp::spawn().await;
     let (_, vkey, _) = text(&app, "/log/vkey").await;
     let vkey = vkey.trim().to_owned();
@@ -535,14 +504,7 @@ async fn an_interrupted_pass_resumes_and_a_rewritten_recent_entry_or_a_truncated
     let (code, said) = ufrecs(args(&app, &state)).await;
     assert_eq!(code, 3, "{said}");
     let evidence = evidence_in(&state);
-    let (code, said) = ufrecs(vec![
-        "witness".into(),
-        "verify-evidence".into(),
-        "--vkey".into(),
-        vkey.clone(),
-        evidence.to_str().unwrap().into(),
-    ])
-    .await;
+    let (code, said) = verify_evidence(&vkey, &evidence).await;
     assert_eq!(code, 0, "{said}");
     // Another witness, then the log truncated and an old entry rewritten.
     let second = dir.path().join("second");
@@ -557,13 +519,6 @@ async fn an_interrupted_pass_resumes_and_a_rewritten_recent_entry_or_a_truncated
     app.start_again().await;
     let (code, said) = ufrecs(args(&app, &second)).await;
     assert_eq!(code, 3, "{said}");
-    let (code, said) = ufrecs(vec![
-        "witness".into(),
-        "verify-evidence".into(),
-        "--vkey".into(),
-        vkey,
-        evidence_in(&second).to_str().unwrap().into(),
-    ])
-    .await;
+    let (code, said) = verify_evidence(&vkey, &evidence_in(&second)).await;
     assert_eq!(code, 0, "a truncated, rewritten history is proven too: {said}");
 }
