@@ -246,10 +246,15 @@ impl Witness {
         let have = old.as_ref().map_or(0, |c| c.size);
         let mut tree = self.local_tree(have)?;
         if new.size < have {
-            if tree.root(new.size, &self.mirror).ok() != Some(new.root) {
-                return Err(PassError::Inconsistent(
-                    self.fork(old_note.as_deref(), old.as_ref(), &served, &new).await?,
-                ));
+            let root = tree.root(new.size, &self.mirror).map_err(|e| e.to_string())?;
+            if root != new.root {
+                // What this witness holds proves it, whatever the log serves now.
+                let hashes = tree.consistency(new.size, have, &self.mirror).map_err(|e| e.to_string())?;
+                let proof = Proof::Shrunk {
+                    root_at_new_size: hex::encode(root.0),
+                    hashes: hashes.iter().map(|h| hex::encode(h.0)).collect(),
+                };
+                return Err(PassError::Inconsistent(self.evidence(old_note.as_deref(), &served, &proof)?));
             }
             return Ok(format!("the log served checkpoint {} (already verified up to {have})", new.size));
         }
@@ -343,6 +348,9 @@ impl Witness {
     async fn check_chain(&self, size: u64, chain: &str, old_note: Option<&str>, served: &str) -> Result<(), PassError> {
         let page = self.get(&format!("/api/audit/?after={}&limit=1", size - 1), MAX_NOTE).await?;
         let page: serde_json::Value = serde_json::from_slice(&page).map_err(|e| format!("the audit page: {e}"))?;
+        if page["results"][0]["hash"].is_null() {
+            return Err(format!("the audit page after {} holds no entry", size - 1).into());
+        }
         if page["results"][0]["hash"].as_str() != Some(chain) {
             let detail =
                 format!("the 6c chain through entry {size} is {chain}, the log says {}", page["results"][0]["hash"]);

@@ -16,6 +16,10 @@ pub enum Proof {
     SameSize,
     /// The leaf `index` differs between the two trees: each with its inclusion proof.
     DifferentLeaf { index: u64, old: LeafProof, new: LeafProof },
+    /// The new checkpoint is smaller, and its root is not the root of the old tree's
+    /// first `new.size` leaves: `root_at_new_size` is that root, and `hashes` the RFC 6962
+    /// consistency proof from it to the old root.
+    Shrunk { root_at_new_size: String, hashes: Vec<String> },
     /// The new checkpoint's signature did not verify (no proof against the key holder).
     BadSignature { error: String },
     /// The entries served do not hash to the signed root, or break the 6c chain (what
@@ -79,6 +83,22 @@ pub fn judge(vkey: &str, old_note: &str, new_note: &str, proof: &Proof) -> Verdi
                 Verdict::NotProven("the inclusion proofs do not show two different entries at one place".into())
             }
         }
+        Proof::Shrunk { root_at_new_size, hashes: proof } => {
+            let (Some(root), Some(proof)) = (hash(root_at_new_size), hashes(proof)) else {
+                return Verdict::NotProven("proof.json holds malformed hashes".into());
+            };
+            if new.size < old.size
+                && root != new.root
+                && tlog::verify_consistency(&proof, new.size, root, old.size, old.root)
+            {
+                Verdict::Misbehaviour(format!(
+                    "the key signed a tree of {} entries whose first {} have another root than the tree of {} it also signed: history was rewritten",
+                    old.size, new.size, new.size
+                ))
+            } else {
+                Verdict::NotProven("the consistency proof does not show two different trees".into())
+            }
+        }
         Proof::BadSignature { error } => Verdict::NotProven(format!("a checkpoint that did not verify ({error})")),
         Proof::Entries { detail } => Verdict::NotProven(format!("served data did not match ({detail})")),
     }
@@ -131,6 +151,16 @@ mod tests {
         let rewritten = sign(&t2, 3);
         assert!(matches!(judge(key.vkey(), &old, &rewritten, &Proof::SameSize), Verdict::Misbehaviour(_)));
         assert!(matches!(judge(key.vkey(), &old, &old, &Proof::SameSize), Verdict::NotProven(_)));
+        // A smaller tree with another root: the old tree's own consistency proof shows it.
+        let (t3, _) = tree(&forged[..2]);
+        let shrunk = sign(&t3, 2);
+        let shrunk_proof = Proof::Shrunk {
+            root_at_new_size: hex::encode(t1.root(2, &NoTiles).unwrap().0),
+            hashes: t1.consistency(2, 3, &NoTiles).unwrap().iter().map(|h| hex::encode(h.0)).collect(),
+        };
+        assert!(matches!(judge(key.vkey(), &old, &shrunk, &shrunk_proof), Verdict::Misbehaviour(_)));
+        let honest_smaller = sign(&t1, 2);
+        assert!(matches!(judge(key.vkey(), &old, &honest_smaller, &shrunk_proof), Verdict::NotProven(_)));
         let e = Proof::Entries { detail: "x".into() };
         assert!(matches!(judge(key.vkey(), &old, &new, &e), Verdict::NotProven(_)));
         let json = serde_json::to_value(&proof).unwrap();
