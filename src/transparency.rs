@@ -163,10 +163,6 @@ impl Log {
         self.key.vkey()
     }
 
-    pub fn origin(&self) -> &str {
-        self.key.name()
-    }
-
     pub fn size(&self) -> u64 {
         self.state.lock().tree.size()
     }
