@@ -45,6 +45,8 @@ pub struct App {
     pub public_cache_control: warp::http::HeaderValue,
     /// The transparency log (section 6e).
     pub log: Arc<crate::transparency::Log>,
+    /// What the server sees of the replica Litestream keeps (section 10).
+    pub replication: Arc<crate::replication::Monitor>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,11 +140,13 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
-    let conn = store::open(&settings.database.path, settings.synchronous_full())?;
+    let conn = store::open(&settings.database.path, settings.durability())?;
     store::recount_derived(&conn)?;
     // Where following other processes starts: before the memory is read, so a CLI commit
     // while it loads is reloaded after, never missed.
     let followed_from = reads::last_seq(&conn)?;
+    let (first_at, last_at) = reads::audit_times(&conn)?;
+    let ms = |at: Option<String>| at.as_deref().and_then(crate::domain::time::parse).map(|t| t.timestamp_millis());
     let secret = load_secret(&settings.auth.secret_file, reads::count_verifications(&conn)?)?;
     let directory = reads::directory(&conn)?;
     let stats = Arc::new(Stats::new());
@@ -176,6 +180,12 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
     let sink = Box::new(move |effects: &[Effect]| committed.apply(effects));
     let (writer, handle) = Writer::start(conn, clock.clone(), metrics.clone(), sink);
     hub.start(verifier(writer.clone()), metrics.clone(), clock.clone());
+    let replication = if settings.replication.enabled {
+        crate::store::note_commit_ms(ms(last_at).unwrap_or(0));
+        crate::replication::Monitor::spawn(&settings, ms(first_at))
+    } else {
+        crate::replication::Monitor::off()
+    };
     let app = App {
         public_cache_control: warp::http::HeaderValue::from_str(&format!(
             "public, max-age={}",
@@ -202,6 +212,7 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
         directory,
         secret,
         log,
+        replication,
     };
     let app = Arc::new(app);
     app.log.spawn_checkpoints(

@@ -98,7 +98,7 @@ mod tests {
     fn a_snapshot_copies_the_data_and_refuses_to_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("db.sqlite3");
-        let conn = crate::store::open(&db, true).unwrap();
+        let conn = crate::store::open(&db, crate::store::Durability::FULL).unwrap();
         conn.execute("INSERT INTO parties (identifier) VALUES ('PA')", []).unwrap();
         let copy = dir.path().join("copy.sqlite3");
         snapshot(&db, &copy).unwrap();

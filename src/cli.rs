@@ -61,6 +61,30 @@ pub enum Command {
         #[command(subcommand)]
         what: LogCmd,
     },
+    /// Continuous replication to S3 by Litestream (section 10 of the contract).
+    Replication {
+        #[command(subcommand)]
+        what: ReplicationCmd,
+    },
+    /// Restores the database from this box's replica (or --box-id's) into the configured
+    /// database path, which must not exist, then checks it.
+    Restore {
+        /// Restore from the replica in S3 (the only source there is).
+        #[arg(long, required = true)]
+        from_replica: bool,
+        /// Whose replica: another box's id (default: replication.box_id).
+        #[arg(long)]
+        box_id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ReplicationCmd {
+    /// Prints the Litestream configuration generated from ufrecs.toml.
+    Config,
+    /// Writes that configuration beside the database and runs `litestream replicate`
+    /// with the replication key (what the ufrecs-replicate unit runs).
+    Run,
 }
 
 #[derive(clap::Args)]
@@ -212,6 +236,13 @@ pub fn run(cli: Cli) -> i32 {
         Command::Log { what: LogCmd::Export { dir } } => {
             report(existing_database(&settings).and_then(|db| crate::mirror::export(db, &dir)))
         }
+        Command::Replication { what: ReplicationCmd::Config } => {
+            report(crate::replication::litestream_config(&settings, &settings.replication.box_id))
+        }
+        Command::Replication { what: ReplicationCmd::Run } => report(crate::replication::run(&settings)),
+        Command::Restore { from_replica: _, box_id } => {
+            report(crate::replication::restore(&settings, box_id.as_deref()))
+        }
         Command::Simulate(a) => report(crate::simulate::run(crate::simulate::Options {
             url: a.url,
             offices: a.offices,
@@ -277,7 +308,7 @@ fn existing_database(settings: &config::Settings) -> Result<&std::path::Path, St
 }
 
 fn open_existing(settings: &config::Settings) -> Result<rusqlite::Connection, String> {
-    store::open(existing_database(settings)?, settings.synchronous_full()).map_err(|e| e.to_string())
+    store::open(existing_database(settings)?, settings.durability()).map_err(|e| e.to_string())
 }
 
 fn backup(settings: &config::Settings, file: Option<PathBuf>, to_s3: bool) -> Result<String, String> {

@@ -27,6 +27,40 @@ pub struct Settings {
     pub compat: Compat,
     pub limits: Limits,
     pub log: Log,
+    pub replication: Replication,
+}
+
+/// Continuous replication off the box by Litestream (section 10 of the contract).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Replication {
+    /// Whether Litestream replicates the database: the server then leaves checkpoints to
+    /// it and reports the replication lag.
+    pub enabled: bool,
+    /// Names this box's replica folder, `{s3.prefix}replica/{box_id}/`; generated at install.
+    pub box_id: String,
+    /// The replication user's S3 key (put, get, list; no delete). Empty: the operator's.
+    pub access_key: String,
+    #[serde(serialize_with = "expose")]
+    pub secret_key: SecretString,
+    /// The Litestream binary (0.5.x).
+    pub litestream: PathBuf,
+    /// Where Litestream serves its metrics (on loopback); the server reads it to tell a
+    /// running Litestream from a stopped one.
+    pub metrics_addr: String,
+}
+
+impl Default for Replication {
+    fn default() -> Self {
+        Replication {
+            enabled: false,
+            box_id: String::new(),
+            access_key: String::new(),
+            secret_key: SecretString::default(),
+            litestream: "litestream".into(),
+            metrics_addr: "127.0.0.1:9099".into(),
+        }
+    }
 }
 
 /// The transparency log (section 6e).
@@ -391,6 +425,25 @@ impl Settings {
         if self.log.checkpoint_interval_ms == 0 {
             return bad("log.checkpoint_interval_ms must be positive".into());
         }
+        if !self.replication.box_id.is_empty()
+            && crate::domain::ids::check_identifier(&self.replication.box_id).is_err()
+        {
+            return bad("replication.box_id: A-Z a-z 0-9 . _ - only".into());
+        }
+        if self.replication.metrics_addr.parse::<SocketAddr>().is_err() {
+            return bad(format!(
+                "replication.metrics_addr: {:?} is not an address:port",
+                self.replication.metrics_addr
+            ));
+        }
+        if self.replication.enabled {
+            if self.replication.box_id.is_empty() {
+                return bad("replication.enabled needs replication.box_id (install-home-prod generates one)".into());
+            }
+            if self.s3.endpoint.is_empty() {
+                return bad("replication.enabled needs s3.endpoint (the replica goes to the media bucket)".into());
+            }
+        }
         for w in &self.log.witnesses {
             if let Err(e) = crate::domain::note::WitnessVerifier::parse(w) {
                 return bad(format!("log.witnesses: {w:?} is not a witness verifier key ({e})"));
@@ -413,6 +466,26 @@ impl Settings {
 
     pub fn synchronous_full(&self) -> bool {
         self.database.synchronous == "full"
+    }
+
+    /// How the database is opened for writing: checkpoints are Litestream's while it
+    /// replicates the file.
+    pub fn durability(&self) -> crate::store::Durability {
+        crate::store::Durability { synchronous_full: self.synchronous_full(), replicated: self.replication.enabled }
+    }
+
+    /// The replica's folder in the media bucket, without its final `/`.
+    pub fn replica_path(&self, box_id: &str) -> String {
+        format!("{}replica/{box_id}", self.s3.prefix)
+    }
+
+    /// The replication user's key, or the operator's when none is set.
+    pub fn replication_key(&self) -> (String, SecretString) {
+        if self.replication.access_key.is_empty() {
+            (self.s3.access_key.clone(), self.s3.secret_key.clone())
+        } else {
+            (self.replication.access_key.clone(), self.replication.secret_key.clone())
+        }
     }
 }
 

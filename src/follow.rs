@@ -79,6 +79,11 @@ impl Follower {
         if reload != Reload::default() {
             writer.submit_blocking(WriteOp::Reload(reload)).map_err(|e| format!("reload refused: {e}"))?;
         }
+        // Another process's commit is a commit the replica must hold too (its entries'
+        // time: when that transaction began).
+        if let Some(at) = entries.iter().filter_map(|e| crate::domain::time::parse(&e.entry.at)).max() {
+            crate::store::note_commit_ms(at.timestamp_millis());
+        }
         self.version = Some(now);
         self.seen = last;
         Ok(())
@@ -131,7 +136,7 @@ mod tests {
     fn another_processs_status_change_reaches_the_writers_sink() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("f.sqlite3");
-        let mut cli = crate::store::open(&db, true).unwrap();
+        let mut cli = crate::store::open(&db, crate::store::Durability::FULL).unwrap();
         let elector_id = ElectorId::parse("E-1").unwrap();
         let source = NewSource {
             elector_id: elector_id.clone(),
@@ -151,8 +156,12 @@ mod tests {
             Box::new(move |effects: &[Effect]| committed.lock().extend_from_slice(effects))
         };
         let metrics = Arc::new(Metrics::default());
-        let (writer, handle) =
-            Writer::start(crate::store::open(&db, true).unwrap(), Arc::new(SystemClock), metrics.clone(), sink);
+        let (writer, handle) = Writer::start(
+            crate::store::open(&db, crate::store::Durability::FULL).unwrap(),
+            Arc::new(SystemClock),
+            metrics.clone(),
+            sink,
+        );
         spawn(writer.downgrade(), metrics.clone(), &db, seen).unwrap();
         // The CLI, on the same file: a status change.
         let update = WriteOp::UpdateSource {

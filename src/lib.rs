@@ -52,6 +52,7 @@ pub mod http;
 pub mod import;
 pub mod metrics;
 pub mod mirror;
+pub mod replication;
 pub mod route;
 pub mod s3;
 pub mod secret_file;

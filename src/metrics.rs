@@ -135,6 +135,19 @@ impl Metrics {
     }
 }
 
+/// The replication gauges (printed when replication is configured).
+pub fn replication(h: &crate::domain::replication::Health) -> String {
+    use crate::domain::replication::State;
+    format!(
+        "# HELP ufrecs_replication_lag_seconds Time between the newest commit and the newest transaction the replica holds.\n\
+         # TYPE ufrecs_replication_lag_seconds gauge\nufrecs_replication_lag_seconds {}\n\
+         # HELP ufrecs_replication_up Whether Litestream runs and replicates this database.\n\
+         # TYPE ufrecs_replication_up gauge\nufrecs_replication_up {}\n",
+        h.lag_secs,
+        u8::from(h.state != State::Stopped)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +160,13 @@ mod tests {
         let text = m.render();
         assert!(text.contains("ufrecs_commits_total 2\n"));
         assert!(text.contains("ufrecs_writes_total 4\n"));
+    }
+
+    #[test]
+    fn replication_gauges_say_the_lag_and_whether_litestream_runs() {
+        use crate::domain::replication::{Health, State};
+        let text = replication(&Health { state: State::Stopped, lag_secs: 2.5 });
+        assert!(text.contains("ufrecs_replication_lag_seconds 2.5\n") && text.contains("ufrecs_replication_up 0\n"));
+        assert!(replication(&Health { state: State::Behind, lag_secs: 0.0 }).contains("ufrecs_replication_up 1\n"));
     }
 }

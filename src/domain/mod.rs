@@ -12,6 +12,7 @@ pub mod flags;
 pub mod ids;
 pub mod input;
 pub mod note;
+pub mod replication;
 pub mod source;
 pub mod time;
 pub mod tlog;

@@ -282,13 +282,17 @@ pub async fn healthz(app: Arc<App>) -> Response {
     let writable = app.metrics.last_commit_ok();
     // While another process's commits cannot be read, what it wrote is not served.
     let following = app.metrics.follow_ok();
-    let ok = readable && writable && following;
+    // A Litestream that stopped leaves the box's data on the box alone.
+    let replication = app.replication.health();
+    let replicating = replication.state != crate::domain::replication::State::Stopped;
+    let ok = readable && writable && following && replicating;
     let s3 = app.s3.health().await;
     let body = json!({
         "status": if ok { "ok" } else { "degraded" },
         "database": if readable && writable { "ok" } else { "error" },
         "s3": s3,
         "follow": if following { "ok" } else { "retrying" },
+        "replication": replication,
     });
     json_response(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
 }
@@ -297,7 +301,12 @@ pub fn metrics(app: Arc<App>, client: IpAddr, authorization: Option<String>) -> 
     if !client.is_loopback() {
         super::filters::check_admin(&app, authorization.as_deref())?;
     }
-    let mut res = app.metrics.render().into_response();
+    let mut text = app.metrics.render();
+    let replication = app.replication.health();
+    if replication.state != crate::domain::replication::State::Off {
+        text.push_str(&crate::metrics::replication(&replication));
+    }
+    let mut res = text.into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     Ok(res)
 }

@@ -10,6 +10,7 @@ pub mod tlog;
 pub mod writer;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
@@ -39,8 +40,49 @@ pub enum OpenError {
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const STATEMENT_CACHE: usize = 128;
 
+/// How a write connection treats the file.
+#[derive(Clone, Copy, Debug)]
+pub struct Durability {
+    /// `synchronous=FULL` (else `NORMAL`).
+    pub synchronous_full: bool,
+    /// Litestream replicates the file: as its documentation asks, this connection never
+    /// checkpoints the WAL (not after commits, not when it closes) and so never resets or
+    /// deletes it; Litestream checkpoints once it has copied the frames. Its commits are
+    /// timed for the replication lag (`last_wal_commit_ms`).
+    pub replicated: bool,
+}
+
+impl Durability {
+    /// Today's behaviour without replication, `synchronous=FULL` (tests and tools).
+    pub const FULL: Durability = Durability { synchronous_full: true, replicated: false };
+}
+
+/// When (ms since the epoch, the system clock) this process last committed a transaction
+/// that wrote to the WAL through a replicated connection; 0 before the first. SQLite's
+/// WAL hook takes a plain function, so this is the process's one such time: a process
+/// has one write connection to its database.
+static LAST_WAL_COMMIT_MS: AtomicI64 = AtomicI64::new(0);
+
+pub fn last_wal_commit_ms() -> i64 {
+    LAST_WAL_COMMIT_MS.load(Ordering::Relaxed)
+}
+
+/// A commit this process learnt of otherwise (the file's newest entry at start, another
+/// process's commits), for the replication lag.
+pub fn note_commit_ms(ms: i64) {
+    LAST_WAL_COMMIT_MS.fetch_max(ms, Ordering::Relaxed);
+}
+
+/// Called by SQLite after each commit that appended frames to the WAL. Registering it
+/// also turns SQLite's automatic checkpoints off (they are the default WAL hook).
+fn wal_committed(_: &rusqlite::hooks::Wal, _frames: std::os::raw::c_int) -> rusqlite::Result<()> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    LAST_WAL_COMMIT_MS.fetch_max(now, Ordering::Relaxed);
+    Ok(())
+}
+
 /// Opens (creating if needed) the database for writing, with its pragmas and schema.
-pub fn open(path: &Path, synchronous_full: bool) -> Result<Connection, OpenError> {
+pub fn open(path: &Path, durability: Durability) -> Result<Connection, OpenError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| OpenError::Folder(dir.display().to_string(), e))?;
     }
@@ -52,8 +94,13 @@ pub fn open(path: &Path, synchronous_full: bool) -> Result<Connection, OpenError
     if !mode.eq_ignore_ascii_case("wal") {
         log::warn!("journal_mode is {mode}, not wal");
     }
-    conn.pragma_update(None, "synchronous", if synchronous_full { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(None, "synchronous", if durability.synchronous_full { "FULL" } else { "NORMAL" })?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    if durability.replicated {
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        conn.wal_hook(Some(wal_committed));
+    }
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(OpenError::TooNew(version));
@@ -203,10 +250,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_replicated_file_is_never_checkpointed_by_its_writer_and_its_commits_are_timed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ufrecs.sqlite3");
+        let wal = dir.path().join("ufrecs.sqlite3-wal");
+        let replicated = Durability { synchronous_full: true, replicated: true };
+        let conn = open(&path, replicated).unwrap();
+        let autocheckpoint: i64 = conn.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0)).unwrap();
+        assert_eq!(autocheckpoint, 0);
+        let before = last_wal_commit_ms();
+        for i in 0..2_000 {
+            conn.execute("INSERT INTO parties (identifier, party_name) VALUES (?1, 'x')", [format!("P{i}")]).unwrap();
+        }
+        assert!(last_wal_commit_ms() > before.max(0), "commits that wrote the WAL are timed");
+        let frames = std::fs::metadata(&wal).unwrap().len();
+        assert!(frames > 1000 * 4096, "2,000 commits and no checkpoint: the WAL holds them all ({frames} bytes)");
+        drop(conn);
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), frames, "closing neither checkpoints nor deletes the WAL");
+        // Without replication, SQLite's own checkpoints keep the WAL small and closing removes it.
+        let conn = open(&path, Durability::FULL).unwrap();
+        conn.execute("INSERT INTO parties (identifier, party_name) VALUES ('Q', 'x')", []).unwrap();
+        drop(conn);
+        assert!(!wal.exists());
+    }
+
+    #[test]
     fn the_file_is_opened_in_wal_mode_with_its_pragmas_and_schema_version() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/ufrecs.sqlite3");
-        let conn = open(&path, true).unwrap();
+        let conn = open(&path, Durability::FULL).unwrap();
         let get = |p: &str| -> String {
             conn.query_row(&format!("PRAGMA {p}"), [], |r| r.get::<_, rusqlite::types::Value>(0))
                 .map(|v| format!("{v:?}"))
@@ -217,12 +289,12 @@ mod tests {
         assert_eq!(get("synchronous"), "Integer(2)", "FULL");
         assert_eq!(get("user_version"), format!("Integer({SCHEMA_VERSION})"));
         drop(conn);
-        let conn = open(&path, false).unwrap();
+        let conn = open(&path, Durability { synchronous_full: false, replicated: false }).unwrap();
         let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
         assert_eq!(sync, 1, "NORMAL");
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
         drop(conn);
-        assert!(matches!(open(&path, true), Err(OpenError::TooNew(_))));
+        assert!(matches!(open(&path, Durability::FULL), Err(OpenError::TooNew(_))));
     }
 
     #[test]
@@ -232,7 +304,7 @@ mod tests {
         use crate::domain::vote::{Age, Gender, VoteAttrs};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v2.sqlite3");
-        let conn = open(&path, true).unwrap();
+        let conn = open(&path, Durability::FULL).unwrap();
         let t0 = crate::domain::time::parse("2025-08-15T14:00:00Z").unwrap();
         let apply = |op: ops::WriteOp, secs: i64| {
             let tx = conn.unchecked_transaction().unwrap();
@@ -270,7 +342,7 @@ mod tests {
         )
         .unwrap();
         drop(conn);
-        let conn = open(&path, true).unwrap();
+        let conn = open(&path, Durability::FULL).unwrap();
         assert_eq!(timed(&conn), [true, false, true], "replayed from the log");
         let last: String = conn.query_row("SELECT last_at FROM office_sources", [], |r| r.get(0)).unwrap();
         assert_eq!(last, "2025-08-15T14:00:15Z");
@@ -284,7 +356,7 @@ mod tests {
         use crate::domain::vote::{Age, Gender, VoteAttrs};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v3.sqlite3");
-        let conn = open(&path, true).unwrap();
+        let conn = open(&path, Durability::FULL).unwrap();
         let t0 = crate::domain::time::parse("2025-08-15T14:00:00Z").unwrap();
         let apply = |op: ops::WriteOp| {
             let tx = conn.unchecked_transaction().unwrap();
@@ -317,7 +389,7 @@ mod tests {
         )
         .unwrap();
         drop(conn);
-        let conn = open(&path, true).unwrap();
+        let conn = open(&path, Durability::FULL).unwrap();
         let receipt: i64 = conn.query_row("SELECT log_seq FROM vote_proposals", [], |r| r.get(0)).unwrap();
         assert_eq!(receipt, 2, "the vote_proposed entry");
         let dated: i64 = conn
@@ -330,7 +402,7 @@ mod tests {
     fn a_version_3_directory_is_logged_once_on_the_upgrade() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v3dir.sqlite3");
-        let conn = open(&path, true).unwrap();
+        let conn = open(&path, Durability::FULL).unwrap();
         conn.execute_batch(
             "INSERT INTO poll_offices (identifier, name, voters_count) VALUES ('PO-1', 'A', 300), ('PO-2', 'B', NULL);
              ALTER TABLE vote_proposals DROP COLUMN log_seq; ALTER TABLE ballot_proposals DROP COLUMN log_seq;
@@ -338,7 +410,7 @@ mod tests {
         )
         .unwrap();
         drop(conn);
-        let conn = open(&path, true).unwrap();
+        let conn = open(&path, Durability::FULL).unwrap();
         let detail: String =
             conn.query_row("SELECT detail FROM audit_log WHERE kind = 'directory_rows'", [], |r| r.get(0)).unwrap();
         assert_eq!(
@@ -349,7 +421,7 @@ mod tests {
             conn.query_row("SELECT detail FROM audit_log WHERE kind = 'import'", [], |r| r.get(0)).unwrap();
         assert!(import.contains("\"schema_upgrade\":true") && import.contains("\"parts\":1"), "{import}");
         drop(conn);
-        let conn = open(&path, true).unwrap();
+        let conn = open(&path, Durability::FULL).unwrap();
         let n: i64 = conn.query_row("SELECT COUNT(*) FROM audit_log", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 2, "once");
     }
@@ -358,7 +430,7 @@ mod tests {
     fn a_version_1_file_is_migrated_keeping_its_rows() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.sqlite3");
-        let conn = open(&path, true).unwrap();
+        let conn = open(&path, Durability::FULL).unwrap();
         conn.execute_batch(
             "INSERT INTO sources (n, elector_id, status, created_at, updated_at) VALUES (1, 'E', 'official', 't', 't');
              INSERT INTO office_sources (poll_office_id, kind, source_n, first_at) VALUES ('PO', 'vote', 1, 't');
@@ -370,7 +442,7 @@ mod tests {
         )
         .unwrap();
         drop(conn);
-        let conn = open(&path, true).unwrap();
+        let conn = open(&path, Durability::FULL).unwrap();
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         let tier: (i64, i64) = conn
@@ -385,6 +457,6 @@ mod tests {
         assert!(timed, "a vote reported alone before version 3 keeps its observation time");
         drop(conn);
         // Opening again changes nothing.
-        assert!(open(&path, true).is_ok());
+        assert!(open(&path, Durability::FULL).is_ok());
     }
 }

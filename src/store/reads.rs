@@ -271,6 +271,14 @@ pub struct AuditRow {
 
 const AUDIT_COLUMNS: &str = "seq, at, kind, actor, poll_office_id, detail, hash";
 
+/// When the first and the newest audit entries were written.
+pub fn audit_times(conn: &Connection) -> rusqlite::Result<(Option<String>, Option<String>)> {
+    conn.prepare_cached(
+        "SELECT (SELECT at FROM audit_log ORDER BY seq LIMIT 1), (SELECT at FROM audit_log ORDER BY seq DESC LIMIT 1)",
+    )?
+    .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+}
+
 pub fn audit_head(conn: &Connection) -> rusqlite::Result<Option<AuditRow>> {
     conn.prepare_cached(&format!("SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT 1"))?
         .query_row([], audit_row)

@@ -1,0 +1,149 @@
+//! The replication lag (section 10 of the contract): how far the replica Litestream keeps
+//! in S3 is behind the database, judged from what the server observed. Pure: the monitor
+//! (`crate::replication`) gathers the observations.
+//!
+//! The lag is the time between the newest committed transaction and the newest one the
+//! replica holds. The replica's newest transaction is dated by its newest LTX file, whose
+//! header carries the time Litestream read it from the WAL (the box's own clock, the one
+//! commits are timed with); a transaction committed before that time is in that file or
+//! an earlier one.
+
+use serde::Serialize;
+
+/// Beyond this lag the replica is `behind` (Litestream syncs every second).
+pub const BEHIND_AFTER_MS: i64 = 10_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Replication is not configured.
+    Off,
+    /// Litestream runs and the replica holds everything up to a few seconds ago.
+    Ok,
+    /// Litestream runs but the replica is more than `BEHIND_AFTER_MS` behind (S3 slow or
+    /// unreachable).
+    Behind,
+    /// Litestream does not run (or does not replicate this database).
+    Stopped,
+}
+
+/// What the monitor knows, in ms since the epoch.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Observed {
+    /// Litestream answered on its metrics address, naming this database.
+    pub litestream_running: bool,
+    /// The newest committed transaction; `None` if none is known.
+    pub last_commit_ms: Option<i64>,
+    /// The oldest committed transaction known (the database's first audit entry): what the
+    /// replica lacks when it holds nothing.
+    pub first_commit_ms: Option<i64>,
+    /// The time of the replica's newest transaction; `None` while it holds none (or has
+    /// not been read yet).
+    pub replica_ms: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Health {
+    pub state: State,
+    pub lag_secs: f64,
+}
+
+impl Health {
+    pub const OFF: Health = Health { state: State::Off, lag_secs: 0.0 };
+}
+
+/// The lag and the state the observations give.
+pub fn judge(o: &Observed) -> Health {
+    let lag_ms = match (o.last_commit_ms, o.replica_ms) {
+        (None, _) => 0,
+        (Some(last), Some(replica)) => (last - replica).max(0),
+        (Some(last), None) => (last - o.first_commit_ms.unwrap_or(last)).max(0),
+    };
+    let state = if !o.litestream_running {
+        State::Stopped
+    } else if lag_ms > BEHIND_AFTER_MS || (o.last_commit_ms.is_some() && o.replica_ms.is_none() && lag_ms > 0) {
+        State::Behind
+    } else {
+        State::Ok
+    };
+    Health { state, lag_secs: lag_ms as f64 / 1000.0 }
+}
+
+/// An LTX file's header (Litestream 0.5, "LTX1"): 100 bytes, big-endian.
+pub const LTX_HEADER_LEN: usize = 100;
+
+/// The timestamp (ms since the epoch) an LTX header carries, or `None` if `header` is
+/// not one.
+pub fn ltx_timestamp(header: &[u8]) -> Option<i64> {
+    if header.len() < LTX_HEADER_LEN || &header[..4] != b"LTX1" {
+        return None;
+    }
+    Some(i64::from_be_bytes(header[32..40].try_into().ok()?))
+}
+
+/// The level-0 folder of a replica (`{path}/0000/`), where every sync lands first.
+pub fn level0(replica_path: &str) -> String {
+    format!("{replica_path}/0000/")
+}
+
+/// Whether a key is an LTX file's (`{min txid}-{max txid}.ltx`, 16 hex digits each: names
+/// sort as the transactions do).
+pub fn is_ltx_name(key: &str) -> bool {
+    let name = key.rsplit('/').next().unwrap_or("");
+    let Some(stem) = name.strip_suffix(".ltx") else { return false };
+    let hex = |s: &str| s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    matches!(stem.split_once('-'), Some((a, b)) if hex(a) && hex(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(running: bool, last: Option<i64>, replica: Option<i64>) -> Health {
+        judge(&Observed {
+            litestream_running: running,
+            last_commit_ms: last,
+            first_commit_ms: Some(0),
+            replica_ms: replica,
+        })
+    }
+
+    #[test]
+    fn a_fully_replicated_box_has_no_lag() {
+        assert_eq!(seen(true, Some(5_000), Some(5_200)), Health { state: State::Ok, lag_secs: 0.0 });
+        assert_eq!(seen(true, None, None), Health { state: State::Ok, lag_secs: 0.0 }, "nothing committed");
+    }
+
+    #[test]
+    fn the_lag_is_the_span_of_commits_the_replica_lacks() {
+        assert_eq!(seen(true, Some(7_500), Some(6_000)), Health { state: State::Ok, lag_secs: 1.5 });
+        assert_eq!(seen(true, Some(30_000), Some(6_000)), Health { state: State::Behind, lag_secs: 24.0 });
+        let nothing = seen(true, Some(3_000), None);
+        assert_eq!((nothing.state, nothing.lag_secs), (State::Behind, 3.0), "the replica holds nothing yet");
+    }
+
+    #[test]
+    fn a_stopped_litestream_is_reported_whatever_the_lag() {
+        assert_eq!(seen(false, Some(5_000), Some(5_200)).state, State::Stopped);
+        assert_eq!(seen(false, Some(9_000), Some(5_000)), Health { state: State::Stopped, lag_secs: 4.0 });
+    }
+
+    #[test]
+    fn ltx_headers_give_their_timestamp() {
+        let mut h = vec![0u8; LTX_HEADER_LEN];
+        h[..4].copy_from_slice(b"LTX1");
+        h[32..40].copy_from_slice(&1_796_183_238_954i64.to_be_bytes());
+        assert_eq!(ltx_timestamp(&h), Some(1_796_183_238_954));
+        assert_eq!(ltx_timestamp(&h[..99]), None);
+        h[0] = b'X';
+        assert_eq!(ltx_timestamp(&h), None);
+    }
+
+    #[test]
+    fn only_ltx_names_are_read() {
+        assert!(is_ltx_name("replica/box/0000/0000000000000004-0000000000000004.ltx"));
+        assert!(!is_ltx_name("replica/box/0000/0000000000000004-0000000000000004.ltx.tmp"));
+        assert!(!is_ltx_name("replica/box/0000/4-4.ltx"));
+        assert_eq!(level0("p/replica/b"), "p/replica/b/0000/");
+    }
+}
