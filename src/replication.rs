@@ -46,7 +46,7 @@ pub fn litestream_config(settings: &Settings, box_id: &str) -> Result<String, St
          retention:\n  enabled: false\n\
          dbs:\n\
          \x20 - path: {db}\n\
-         \x20   monitor-interval: 1s\n\
+         \x20   monitor-interval: {interval}ms\n\
          \x20   busy-timeout: 5s\n\
          \x20   replica:\n\
          \x20     type: s3\n\
@@ -55,7 +55,8 @@ pub fn litestream_config(settings: &Settings, box_id: &str) -> Result<String, St
          \x20     bucket: {bucket}\n\
          \x20     path: {path}\n\
          \x20     force-path-style: true\n\
-         \x20     sync-interval: 1s\n",
+         \x20     sync-interval: {interval}ms\n",
+        interval = settings.replication.sync_interval_ms,
         addr = q(&settings.replication.metrics_addr),
         db = q(&db.display().to_string()),
         endpoint = q(&settings.s3.endpoint),
@@ -166,28 +167,42 @@ fn sidecar(db: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The server's view of the replica, refreshed every second by its own task.
+/// The server's view of the replica: what two tasks of its own last saw of Litestream and
+/// of the replica, judged with the newest commit whenever asked (so the lag grows while
+/// S3 hangs, whatever a request to it waits for).
 pub struct Monitor {
-    health: Mutex<Health>,
+    seen: Mutex<Observed>,
+    enabled: bool,
 }
 
 impl Monitor {
     /// Replication off: always `off`.
     pub fn off() -> Arc<Monitor> {
-        Arc::new(Monitor { health: Mutex::new(Health::OFF) })
+        Arc::new(Monitor { seen: Mutex::new(Observed::default()), enabled: false })
     }
 
     pub fn health(&self) -> Health {
-        *self.health.lock()
+        if !self.enabled {
+            return Health::OFF;
+        }
+        let mut seen = *self.seen.lock();
+        let last = crate::store::last_wal_commit_ms();
+        seen.last_commit_ms = (last > 0).then_some(last);
+        replication::judge(&seen)
     }
 
     /// Starts watching Litestream and the replica; `first_commit_ms` dates the database's
-    /// first entry (what an empty replica lacks).
+    /// first entry (what a replica never read lacks).
     pub fn spawn(settings: &Settings, first_commit_ms: Option<i64>) -> Arc<Monitor> {
-        let monitor = Arc::new(Monitor { health: Mutex::new(Health { state: State::Stopped, lag_secs: 0.0 }) });
-        let mut watch = match Watch::new(settings, first_commit_ms) {
-            Ok(w) => w,
-            Err(e) => {
+        // A database without entries yet: its first commit comes after this moment.
+        let first_commit_ms = first_commit_ms.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+        let monitor = Arc::new(Monitor {
+            seen: Mutex::new(Observed { first_commit_ms: Some(first_commit_ms), ..Observed::default() }),
+            enabled: true,
+        });
+        let (mut probe, mut replica) = match (Probe::new(settings), Replica::new(settings)) {
+            (Ok(p), Ok(r)) => (p, r),
+            (Err(e), _) | (_, Err(e)) => {
                 log::error!("replication cannot be observed: {e}");
                 return monitor;
             }
@@ -196,17 +211,41 @@ impl Monitor {
         tokio::spawn(async move {
             let mut last = None;
             loop {
+                let running = probe.litestream_running().await;
                 let Some(monitor) = weak.upgrade() else { return };
-                let health = watch.look().await;
-                if last != Some(health.state) {
-                    match health.state {
+                monitor.seen.lock().litestream_running = running;
+                let state = monitor.health().state;
+                if last != Some(state) {
+                    match state {
                         State::Ok => log::info!("replication: ok"),
-                        s => log::warn!("replication: {s:?} (lag {} s)", health.lag_secs),
+                        s => log::warn!("replication: {s:?} (lag {} s)", monitor.health().lag_secs),
                     }
-                    last = Some(health.state);
+                    last = Some(state);
                 }
-                *monitor.health.lock() = health;
                 drop(monitor);
+                tokio::time::sleep(POLL).await;
+            }
+        });
+        let weak = Arc::downgrade(&monitor);
+        tokio::spawn(async move {
+            loop {
+                let Some(monitor) = weak.upgrade() else { return };
+                let known = monitor.seen.lock().replica_ms;
+                drop(monitor);
+                // S3 is read only when a commit may be missing from what was last seen
+                // there: an idle, replicated box costs no request.
+                let last = crate::store::last_wal_commit_ms();
+                if known.is_none() || Some(last) > known {
+                    match replica.newest().await {
+                        Ok(Some(at)) => {
+                            if let Some(monitor) = weak.upgrade() {
+                                monitor.seen.lock().replica_ms = Some(at);
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => log::debug!("replica not read: {e}"),
+                    }
+                }
                 tokio::time::sleep(POLL).await;
             }
         });
@@ -214,63 +253,56 @@ impl Monitor {
     }
 }
 
-/// What the monitor's task keeps between looks.
-struct Watch {
+/// Asks Litestream's metrics whether it runs and replicates this database.
+struct Probe {
     http: reqwest::Client,
-    metrics_url: String,
+    url: String,
     /// How Litestream's metrics name this database.
     db_label: String,
-    bucket: Box<::s3::Bucket>,
-    level0: String,
-    /// The newest LTX key seen in level 0, and its transaction's time.
-    newest: Option<(String, i64)>,
-    observed: Observed,
 }
 
-impl Watch {
-    fn new(settings: &Settings, first_commit_ms: Option<i64>) -> Result<Watch, String> {
+impl Probe {
+    fn new(settings: &Settings) -> Result<Probe, String> {
+        let db = absolute(&settings.database.path)?;
+        Ok(Probe {
+            http: reqwest::Client::builder().timeout(PROBE_TIMEOUT).build().map_err(|e| e.to_string())?,
+            url: format!("http://{}/metrics", settings.replication.metrics_addr),
+            db_label: format!("db={}", serde_json::to_string(&db.display().to_string()).expect("a string")),
+        })
+    }
+
+    async fn litestream_running(&mut self) -> bool {
+        let Ok(res) = self.http.get(&self.url).send().await else { return false };
+        // A Litestream that replicates another database is not ours.
+        res.status().is_success() && res.text().await.is_ok_and(|t| t.contains(&self.db_label))
+    }
+}
+
+/// Reads the replica's level 0 in S3, with the replication key.
+struct Replica {
+    bucket: Box<::s3::Bucket>,
+    level0: String,
+    /// The newest LTX key seen, and its transaction's time.
+    newest: Option<(String, i64)>,
+}
+
+impl Replica {
+    fn new(settings: &Settings) -> Result<Replica, String> {
         let (access, secret) = settings.replication_key();
         let mut s3 = settings.s3.clone();
         s3.access_key = access;
         s3.secret_key = secret;
         let bucket = crate::s3::operator_bucket(&s3)?.with_request_timeout(S3_TIMEOUT).map_err(|e| e.to_string())?;
-        let db = absolute(&settings.database.path)?;
-        Ok(Watch {
-            http: reqwest::Client::builder().timeout(PROBE_TIMEOUT).build().map_err(|e| e.to_string())?,
-            metrics_url: format!("http://{}/metrics", settings.replication.metrics_addr),
-            db_label: format!("db={}", serde_json::to_string(&db.display().to_string()).expect("a string")),
+        Ok(Replica {
             bucket,
             level0: replication::level0(&settings.replica_path(&settings.replication.box_id)),
             newest: None,
-            observed: Observed { first_commit_ms, ..Observed::default() },
         })
     }
 
-    async fn look(&mut self) -> Health {
-        self.observed.litestream_running = self.litestream_running().await;
-        let last = crate::store::last_wal_commit_ms();
-        self.observed.last_commit_ms = (last > 0).then_some(last);
-        // S3 is read only when a commit may be missing from what was last seen there: an
-        // idle, replicated box costs no request.
-        let replica = self.newest.as_ref().map(|n| n.1);
-        if self.newest.is_none() || self.observed.last_commit_ms > replica {
-            match self.read_replica().await {
-                Ok(()) => {}
-                Err(e) => log::debug!("replica not read: {e}"),
-            }
-        }
-        self.observed.replica_ms = self.newest.as_ref().map(|n| n.1);
-        replication::judge(&self.observed)
-    }
-
-    async fn litestream_running(&self) -> bool {
-        let Ok(res) = self.http.get(&self.metrics_url).send().await else { return false };
-        // A Litestream that replicates another database is not ours.
-        res.status().is_success() && res.text().await.is_ok_and(|t| t.contains(&self.db_label))
-    }
-
-    /// Lists level 0 after the newest key seen; if a newer file came, reads its header.
-    async fn read_replica(&mut self) -> Result<(), String> {
+    /// The time of the replica's newest transaction: lists level 0 after the newest key
+    /// seen and, when a newer file came, reads its header.
+    async fn newest(&mut self) -> Result<Option<i64>, String> {
         let mut after = self.newest.as_ref().map(|n| n.0.clone());
         let mut newest_key = None;
         let mut token = None;
@@ -289,15 +321,17 @@ impl Watch {
             }
             after = None;
         }
-        let Some(key) = newest_key else { return Ok(()) };
-        let header = self
-            .bucket
-            .get_object_range(&key, 0, Some(replication::LTX_HEADER_LEN as u64 - 1))
-            .await
-            .map_err(|e| e.to_string())?;
-        let at = replication::ltx_timestamp(header.as_slice()).ok_or_else(|| format!("{key} is not an LTX file"))?;
-        self.newest = Some((key, at));
-        Ok(())
+        if let Some(key) = newest_key {
+            let header = self
+                .bucket
+                .get_object_range(&key, 0, Some(replication::LTX_HEADER_LEN as u64 - 1))
+                .await
+                .map_err(|e| e.to_string())?;
+            let at =
+                replication::ltx_timestamp(header.as_slice()).ok_or_else(|| format!("{key} is not an LTX file"))?;
+            self.newest = Some((key, at));
+        }
+        Ok(self.newest.as_ref().map(|n| n.1))
     }
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Prepares a fresh moto server as UFRECS's S3/STS: an operator user allowed
 sts:AssumeRole, a role the reporters' sessions assume, the media bucket; then turns
-SigV4/IAM checking on. Prints the operator key and the role ARN as JSON.
+SigV4/IAM checking on. Prints the operator key, the role ARN and the replication user's
+key (put, get, list on replica folders; no delete) as JSON.
 
     moto_setup.py ENDPOINT BUCKET [ROLE_RESOURCE ...]
 
@@ -38,6 +39,20 @@ iam.put_role_policy(
          "Resource": resources},
         {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}"}]}),
 )
+# The replication user (Litestream's key): put, get and list on replica folders, no delete.
+iam.create_user(UserName="ufrecs-replicator")
+replica_key = iam.create_access_key(UserName="ufrecs-replicator")["AccessKey"]
+iam.put_user_policy(
+    UserName="ufrecs-replicator",
+    PolicyName="replica",
+    PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload",
+                                       "s3:ListMultipartUploadParts"],
+         "Resource": f"arn:aws:s3:::{bucket}/*replica/*"},
+        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}"}]}),
+)
 boto3.client("s3", **kw).create_bucket(Bucket=bucket)
 urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0", headers={"Content-Type": "text/plain"}))
-print(json.dumps({"access_key": key["AccessKeyId"], "secret_key": key["SecretAccessKey"], "role_arn": role}))
+print(json.dumps({"access_key": key["AccessKeyId"], "secret_key": key["SecretAccessKey"], "role_arn": role,
+                  "replica_access_key": replica_key["AccessKeyId"],
+                  "replica_secret_key": replica_key["SecretAccessKey"]}))

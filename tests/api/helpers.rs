@@ -281,12 +281,21 @@ pub fn fingerprint(path: &Path) -> String {
 }
 
 /// Polls `check` until it returns `Some`, for up to 10 s.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    eventually_within(10, what, check).await
+}
+
+/// `eventually`, for up to `secs` seconds (for what waits on another program's retries).
+pub async fn eventually_within<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(v) = check().await {
             return v;
@@ -408,11 +417,14 @@ pub struct Operator {
     pub access_key: String,
     pub secret_key: String,
     pub role_arn: String,
+    /// The replication user's key: put, get and list on `*replica/*`, no delete.
+    pub replica_access_key: String,
+    pub replica_secret_key: String,
 }
 
 pub const BUCKET: &str = "ufrecs-media";
 
-fn venv_bin(name: &str) -> PathBuf {
+pub fn venv_bin(name: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin").join(name);
     assert!(p.exists(), "{} is missing: run ./setup-dev-mode.sh", p.display());
     p
@@ -446,8 +458,14 @@ pub async fn spawn_service(mut cmd: Command, what: &str, probe: &str) -> Child {
 
 impl Moto {
     pub async fn start() -> Moto {
+        Self::start_with(&[]).await
+    }
+
+    /// With environment variables for moto (its request recorder, say).
+    pub async fn start_with(env: &[(&str, String)]) -> Moto {
         let port = free_port();
         let mut cmd = Command::new(venv_bin("moto_server"));
+        cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
         let endpoint = format!("http://127.0.0.1:{port}");
         let child = spawn_service(cmd, "moto to listen", &format!("{endpoint}/moto-api/data.json")).await;

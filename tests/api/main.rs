@@ -24,6 +24,7 @@ mod nginx;
 mod page;
 mod parsing;
 mod property;
+mod replication;
 mod s3;
 mod startup;
 mod tlog;
