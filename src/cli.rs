@@ -85,6 +85,9 @@ pub enum ReplicationCmd {
     /// Writes that configuration beside the database and runs `litestream replicate`
     /// with the replication key (what the ufrecs-replicate unit runs).
     Run,
+    /// Exit status 0 when replication.enabled is true, 1 otherwise (the unit's
+    /// ExecCondition: without replication, Litestream is not started).
+    Enabled,
 }
 
 #[derive(clap::Args)]
@@ -240,6 +243,11 @@ pub fn run(cli: Cli) -> i32 {
             report(crate::replication::litestream_config(&settings, &settings.replication.box_id))
         }
         Command::Replication { what: ReplicationCmd::Run } => report(crate::replication::run(&settings)),
+        Command::Replication { what: ReplicationCmd::Enabled } => report(if settings.replication.enabled {
+            Ok("replication is enabled".into())
+        } else {
+            Err("replication is not enabled (replication.enabled = false)".into())
+        }),
         Command::Restore { from_replica: _, box_id } => {
             report(crate::replication::restore(&settings, box_id.as_deref()))
         }

@@ -440,3 +440,64 @@ fn reinstalling_keeps_data_secrets_and_configuration() {
     assert!(upgraded.starts_with(&old) && upgraded.contains("[log]") && upgraded.contains("/ufrecs\""), "{upgraded}");
     assert_eq!(std::fs::read(root.join("var/lib/ufrecs/ufrecs.sqlite3")).unwrap(), b"data");
 }
+
+#[test]
+fn the_installer_writes_the_replication_unit_and_keeps_the_box_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let litestream = venv_bin("litestream");
+    let run = || {
+        let out = Command::new("bash")
+            .arg(Path::new(REPO).join("install-home-prod"))
+            .args(["--root", root.to_str().unwrap(), "--binary", env!("CARGO_BIN_EXE_ufrecs")])
+            .args(["--litestream", litestream.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let said = run();
+    let unit = std::fs::read_to_string(root.join("etc/systemd/system/ufrecs-replicate.service")).unwrap();
+    let bin = root.join("usr/local/bin/ufrecs");
+    for line in [
+        format!("ExecStart={} replication run", bin.display()),
+        format!("ExecCondition={} replication enabled", bin.display()),
+        "After=ufrecs.service network-online.target".into(),
+        "Restart=always".into(),
+        "User=ufrecs".into(),
+        "NoNewPrivileges=true".into(),
+        "ProtectSystem=strict".into(),
+        "ReadWritePaths=/var/lib/ufrecs".into(),
+        "CapabilityBoundingSet=".into(),
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{line} in\n{unit}");
+    }
+    let config_path = root.join("etc/ufrecs/ufrecs.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    let box_id = config
+        .lines()
+        .find_map(|l| l.strip_prefix("box_id = \"").and_then(|v| v.strip_suffix('"')))
+        .unwrap_or_else(|| panic!("a box id in\n{config}"))
+        .to_owned();
+    assert!(box_id.len() > 9 && said.contains(&box_id), "{box_id}: {said}");
+    let installed = root.join("usr/local/lib/ufrecs/litestream");
+    assert!(config.contains(&format!("litestream = \"{}\"", installed.display())), "{config}");
+    let version = Command::new(&installed).arg("version").env_remove("AWS_CA_BUNDLE").output().unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("0.5."), "Litestream 0.5 installed");
+    // Off until the operator enables it; its configuration names this box's replica.
+    let ufrecs = |args: &[&str]| {
+        Command::new(&bin)
+            .args(["--config", config_path.to_str().unwrap()])
+            .args(args)
+            .env("UFRECS_S3_ENDPOINT", "http://127.0.0.1:9")
+            .output()
+            .unwrap()
+    };
+    assert_eq!(ufrecs(&["replication", "enabled"]).status.code(), Some(1));
+    let yaml = String::from_utf8_lossy(&ufrecs(&["replication", "config"]).stdout).to_string();
+    assert!(yaml.contains(&format!("path: \"replica/{box_id}\"")), "{yaml}");
+    assert!(yaml.contains(&format!("- path: \"{}\"", root.join("var/lib/ufrecs/ufrecs.sqlite3").display())), "{yaml}");
+    // An upgrade keeps the box id.
+    run();
+    assert!(std::fs::read_to_string(&config_path).unwrap().contains(&format!("box_id = \"{box_id}\"")));
+}
