@@ -181,7 +181,7 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
     let (writer, handle) = Writer::start(conn, clock.clone(), metrics.clone(), sink);
     hub.start(verifier(writer.clone()), metrics.clone(), clock.clone());
     let replication = if settings.replication.enabled {
-        crate::store::note_commit_ms(ms(last_at).unwrap_or(0));
+        crate::store::note_newest_entry_ms(ms(last_at).unwrap_or(0));
         crate::replication::Monitor::spawn(&settings, ms(first_at))
     } else {
         crate::replication::Monitor::off()

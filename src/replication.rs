@@ -186,8 +186,10 @@ impl Monitor {
             return Health::OFF;
         }
         let mut seen = *self.seen.lock();
-        let last = crate::store::last_wal_commit_ms();
+        let (last, pending) = (crate::store::last_wal_commit_ms(), crate::store::first_pending_ms());
+        seen.now_ms = chrono::Utc::now().timestamp_millis();
         seen.last_commit_ms = (last > 0).then_some(last);
+        seen.first_pending_ms = (pending > 0).then_some(pending);
         replication::judge(&seen)
     }
 
@@ -238,6 +240,7 @@ impl Monitor {
                 if known.is_none() || Some(last) > known {
                     match replica.newest().await {
                         Ok(Some(at)) => {
+                            crate::store::replica_holds(at);
                             if let Some(monitor) = weak.upgrade() {
                                 monitor.seen.lock().replica_ms = Some(at);
                             }

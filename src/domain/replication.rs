@@ -2,11 +2,12 @@
 //! in S3 is behind the database, judged from what the server observed. Pure: the monitor
 //! (`crate::replication`) gathers the observations.
 //!
-//! The lag is the time between the newest committed transaction and the newest one the
-//! replica holds. The replica's newest transaction is dated by its newest LTX file, whose
-//! header carries the time Litestream read it from the WAL (the box's own clock, the one
-//! commits are timed with); a transaction committed before that time is in that file or
-//! an earlier one.
+//! The lag is how long the oldest commit the replica lacks has waited: 0 while the
+//! replica holds the newest commit (an idle, replicated box), growing while Litestream is
+//! down or S3 unreachable. The replica's newest transaction is dated by its newest LTX
+//! file, whose header carries the time Litestream read it from the WAL (the box's own
+//! clock, the one commits are timed with): a transaction committed before that time is in
+//! that file or an earlier one.
 
 use serde::Serialize;
 
@@ -32,10 +33,14 @@ pub enum State {
 pub struct Observed {
     /// Litestream answered on its metrics address, naming this database.
     pub litestream_running: bool,
+    /// Now, on the clock commits are timed with.
+    pub now_ms: i64,
     /// The newest committed transaction; `None` if none is known.
     pub last_commit_ms: Option<i64>,
+    /// The first commit since the replica was last seen to hold every commit, if known.
+    pub first_pending_ms: Option<i64>,
     /// The oldest committed transaction known (the database's first audit entry): what the
-    /// replica lacks when it holds nothing.
+    /// replica may lack while it was never read.
     pub first_commit_ms: Option<i64>,
     /// The time of the replica's newest transaction; `None` while it holds none (or has
     /// not been read yet).
@@ -56,12 +61,16 @@ impl Health {
 pub fn judge(o: &Observed) -> Health {
     let lag_ms = match (o.last_commit_ms, o.replica_ms) {
         (None, _) => 0,
-        (Some(last), Some(replica)) => (last - replica).max(0),
-        (Some(last), None) => (last - o.first_commit_ms.unwrap_or(last)).max(0),
-    };
+        (Some(last), Some(replica)) if last <= replica => 0,
+        // The oldest commit it may lack: the first since it held every commit, and in any
+        // case one after what it holds.
+        (Some(last), Some(replica)) => o.now_ms - o.first_pending_ms.unwrap_or(replica).max(replica).min(last),
+        (Some(last), None) => o.now_ms - o.first_commit_ms.unwrap_or(last).min(last),
+    }
+    .max(0);
     let state = if !o.litestream_running {
         State::Stopped
-    } else if lag_ms > BEHIND_AFTER_MS || (o.last_commit_ms.is_some() && o.replica_ms.is_none() && lag_ms > 0) {
+    } else if lag_ms > BEHIND_AFTER_MS {
         State::Behind
     } else {
         State::Ok
@@ -99,10 +108,13 @@ pub fn is_ltx_name(key: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn seen(running: bool, last: Option<i64>, replica: Option<i64>) -> Health {
+    /// Observed at 10 s, the database's first entry at 0.
+    fn seen(running: bool, last: Option<i64>, pending: Option<i64>, replica: Option<i64>) -> Health {
         judge(&Observed {
             litestream_running: running,
+            now_ms: 10_000,
             last_commit_ms: last,
+            first_pending_ms: pending,
             first_commit_ms: Some(0),
             replica_ms: replica,
         })
@@ -110,22 +122,36 @@ mod tests {
 
     #[test]
     fn a_fully_replicated_box_has_no_lag() {
-        assert_eq!(seen(true, Some(5_000), Some(5_200)), Health { state: State::Ok, lag_secs: 0.0 });
-        assert_eq!(seen(true, None, None), Health { state: State::Ok, lag_secs: 0.0 }, "nothing committed");
+        assert_eq!(seen(true, Some(5_000), None, Some(5_200)), Health { state: State::Ok, lag_secs: 0.0 });
+        assert_eq!(seen(true, None, None, None), Health { state: State::Ok, lag_secs: 0.0 }, "nothing committed");
     }
 
     #[test]
-    fn the_lag_is_the_span_of_commits_the_replica_lacks() {
-        assert_eq!(seen(true, Some(7_500), Some(6_000)), Health { state: State::Ok, lag_secs: 1.5 });
-        assert_eq!(seen(true, Some(30_000), Some(6_000)), Health { state: State::Behind, lag_secs: 24.0 });
-        let nothing = seen(true, Some(3_000), None);
-        assert_eq!((nothing.state, nothing.lag_secs), (State::Behind, 3.0), "the replica holds nothing yet");
+    fn the_lag_is_how_long_the_oldest_missing_commit_waited() {
+        // Commits since 8.5 s, the replica holding up to 6 s: the first missing one waited 1.5 s.
+        assert_eq!(seen(true, Some(9_900), Some(8_500), Some(6_000)), Health { state: State::Ok, lag_secs: 1.5 });
+        // An idle box long replicated, then one commit: only that commit waits.
+        assert_eq!(seen(true, Some(9_800), Some(9_800), Some(1_000)).lag_secs, 0.2);
+        // Nothing known of the first missing commit: everything after what the replica holds.
+        assert_eq!(seen(true, Some(9_800), None, Some(4_000)).lag_secs, 6.0);
+        // It grows with time, new commits or not (Litestream down, S3 unreachable).
+        let later = judge(&Observed {
+            litestream_running: true,
+            now_ms: 30_000,
+            last_commit_ms: Some(9_000),
+            first_pending_ms: Some(8_000),
+            first_commit_ms: Some(0),
+            replica_ms: Some(7_000),
+        });
+        assert_eq!(later, Health { state: State::Behind, lag_secs: 22.0 });
+        let never_read = seen(true, Some(3_000), Some(3_000), None);
+        assert_eq!((never_read.state, never_read.lag_secs), (State::Ok, 10.0), "the replica was never read");
     }
 
     #[test]
     fn a_stopped_litestream_is_reported_whatever_the_lag() {
-        assert_eq!(seen(false, Some(5_000), Some(5_200)).state, State::Stopped);
-        assert_eq!(seen(false, Some(9_000), Some(5_000)), Health { state: State::Stopped, lag_secs: 4.0 });
+        assert_eq!(seen(false, Some(5_000), None, Some(5_200)).state, State::Stopped);
+        assert_eq!(seen(false, Some(9_000), Some(6_000), Some(5_000)), Health { state: State::Stopped, lag_secs: 4.0 });
     }
 
     #[test]
