@@ -218,9 +218,12 @@ impl Monitor {
                 monitor.seen.lock().litestream_running = running;
                 let state = monitor.health().state;
                 if last != Some(state) {
-                    match state {
-                        State::Ok => log::info!("replication: ok"),
-                        s => log::warn!("replication: {s:?} (lag {} s)", monitor.health().lag_secs),
+                    let lag = monitor.health().lag_secs;
+                    match (state, last) {
+                        (State::Ok, _) => log::info!("replication: ok"),
+                        // At start, Litestream usually comes after the server.
+                        (s, None) => log::info!("replication: {s:?} (lag {lag} s)"),
+                        (s, Some(_)) => log::warn!("replication: {s:?} (lag {lag} s)"),
                     }
                     last = Some(state);
                 }

@@ -100,5 +100,9 @@ async fn healthz_reports_the_database_and_s3() {
     let app = TestApp::spawn().await;
     let r = app.get("/healthz").await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.body, json!({"status": "ok", "database": "ok", "s3": "unconfigured", "follow": "ok"}));
+    assert_eq!(
+        r.body,
+        json!({"status": "ok", "database": "ok", "s3": "unconfigured", "follow": "ok",
+               "replication": {"state": "off", "lag_secs": 0.0}})
+    );
 }
