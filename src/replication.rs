@@ -42,8 +42,10 @@ pub fn litestream_config(settings: &Settings, box_id: &str) -> Result<String, St
          # edit ufrecs.toml, not this. The S3 key comes from the environment\n\
          # (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), as `ufrecs replication run` sets it.\n\
          addr: {addr}\n\
-         # Nothing is ever deleted from the replica (the replication key cannot delete).\n\
+         # Nothing is ever deleted from the replica (the replication key cannot delete),\n\
+         # and level 0 is not scanned for deletions either.\n\
          retention:\n  enabled: false\n\
+         l0-retention: 0s\n\
          dbs:\n\
          \x20 - path: {db}\n\
          \x20   monitor-interval: {interval}ms\n\
@@ -66,8 +68,22 @@ pub fn litestream_config(settings: &Settings, box_id: &str) -> Result<String, St
     ))
 }
 
+/// The absolute path, `.` and `..` resolved lexically as Go's `filepath.Abs` does:
+/// Litestream names the database so in its metrics, which the monitor matches.
 fn absolute(path: &Path) -> Result<PathBuf, String> {
-    std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))
+    use std::path::Component;
+    let abs = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut clean = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::ParentDir => {
+                clean.pop();
+            }
+            Component::CurDir => {}
+            c => clean.push(c),
+        }
+    }
+    Ok(clean)
 }
 
 /// Litestream, with the replication key and without the variables that break it.
@@ -112,7 +128,8 @@ pub fn run(settings: &Settings) -> Result<String, String> {
     let path = config_path(settings, "litestream.yml")?;
     write_config(&path, &text)?;
     use std::os::unix::process::CommandExt;
-    let e = litestream(settings).arg("replicate").arg("-config").arg(&path).exec();
+    // No `$VAR` expansion: the configuration is literal (a path may hold a `$`).
+    let e = litestream(settings).args(["replicate", "-no-expand-env", "-config"]).arg(&path).exec();
     Err(format!("cannot run {}: {e}", settings.replication.litestream.display()))
 }
 
@@ -120,8 +137,13 @@ pub fn run(settings: &Settings) -> Result<String, String> {
 /// box's) restored into `database.path`, which must not exist, then checked.
 pub fn restore(settings: &Settings, box_id: Option<&str>) -> Result<String, String> {
     let box_id = box_id.unwrap_or(&settings.replication.box_id);
+    if crate::domain::ids::check_identifier(box_id).is_err() {
+        return Err(format!("--box-id {box_id:?}: A-Z a-z 0-9 . _ - only, at most 64"));
+    }
     let db = &settings.database.path;
-    for f in [db.clone(), sidecar(db, "-wal"), sidecar(db, "-shm")] {
+    // Litestream's own state beside a database would be taken for this one's.
+    let meta = db.with_file_name(format!(".{}-litestream", db.file_name().unwrap_or_default().to_string_lossy()));
+    for f in [db.clone(), sidecar(db, "-wal"), sidecar(db, "-shm"), meta] {
         if f.exists() {
             return Err(format!(
                 "{} exists: a restore goes into a fresh data folder and never overwrites (move it aside first)",
@@ -136,10 +158,21 @@ pub fn restore(settings: &Settings, box_id: Option<&str>) -> Result<String, Stri
     let path = config_path(settings, ".litestream-restore.yml")?;
     write_config(&path, &text)?;
     let abs = absolute(db)?;
-    let status = litestream(settings).arg("restore").arg("-config").arg(&path).arg("-o").arg(&abs).arg(&abs).status();
+    let status = litestream(settings)
+        .args(["restore", "-no-expand-env", "-config"])
+        .arg(&path)
+        .arg("-o")
+        .arg(&abs)
+        .arg(&abs)
+        .status();
     let _ = std::fs::remove_file(&path);
     match status {
-        Ok(s) if s.success() => {}
+        Ok(s) if s.success() => {
+            // Sources, password hashes and tokens: the server's account only.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(db, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| format!("{}: {e}", db.display()))?;
+        }
         Ok(s) => return Err(format!("litestream restore failed ({s}) from {}", settings.replica_path(box_id))),
         Err(e) => return Err(format!("cannot run {}: {e}", settings.replication.litestream.display())),
     }
@@ -150,13 +183,14 @@ pub fn restore(settings: &Settings, box_id: Option<&str>) -> Result<String, Stri
         settings.s3.bucket,
         settings.replica_path(box_id)
     );
-    for (what, file) in [("the hashing secret", &settings.auth.secret_file), ("the log key", &settings.log.key_file)] {
-        if !file.exists() {
-            done.push_str(&format!(
-                "\nbefore starting the server, copy {what} from the operator's backups folder to {}",
-                file.display()
-            ));
-        }
+    // A new box may already have made a secret and a key of its own: the old box's are
+    // the ones this database needs (a new secret would let every voter verify again).
+    for (what, file) in [("hashing secret", &settings.auth.secret_file), ("log key", &settings.log.key_file)] {
+        let there = if file.exists() { " (replacing the one there)" } else { "" };
+        done.push_str(&format!(
+            "\nbefore starting the server, copy the old box's {what} from the operator's backups folder to {}{there}",
+            file.display()
+        ));
     }
     Ok(done)
 }
@@ -213,9 +247,13 @@ impl Monitor {
         tokio::spawn(async move {
             let mut last = None;
             loop {
-                let running = probe.litestream_running().await;
+                let (running, local_txid) = probe.look().await;
                 let Some(monitor) = weak.upgrade() else { return };
-                monitor.seen.lock().litestream_running = running;
+                {
+                    let mut seen = monitor.seen.lock();
+                    seen.litestream_running = running;
+                    seen.local_txid = local_txid;
+                }
                 let state = monitor.health().state;
                 if last != Some(state) {
                     let lag = monitor.health().lag_secs;
@@ -235,18 +273,23 @@ impl Monitor {
         tokio::spawn(async move {
             loop {
                 let Some(monitor) = weak.upgrade() else { return };
-                let known = monitor.seen.lock().replica_ms;
+                let seen = *monitor.seen.lock();
                 drop(monitor);
                 // S3 is read only when a commit may be missing from what was last seen
                 // there: an idle, replicated box costs no request.
                 let last = crate::store::last_wal_commit_ms();
-                if known.is_none() || Some(last) > known {
+                if seen.replica_ms.is_none() || Some(last) > seen.replica_ms || seen.local_txid > seen.replica_txid {
                     match replica.newest().await {
-                        Ok(Some(at)) => {
-                            crate::store::replica_holds(at);
-                            if let Some(monitor) = weak.upgrade() {
-                                monitor.seen.lock().replica_ms = Some(at);
+                        Ok(Some((at, txid))) => {
+                            let Some(monitor) = weak.upgrade() else { return };
+                            let mut seen = monitor.seen.lock();
+                            // Every commit up to `at` is there once Litestream has nothing
+                            // it read left to upload.
+                            if seen.local_txid.is_none_or(|local| txid >= local) {
+                                crate::store::replica_holds(at);
                             }
+                            seen.replica_ms = Some(at);
+                            seen.replica_txid = Some(txid);
                         }
                         Ok(None) => {}
                         Err(e) => log::debug!("replica not read: {e}"),
@@ -277,10 +320,15 @@ impl Probe {
         })
     }
 
-    async fn litestream_running(&mut self) -> bool {
-        let Ok(res) = self.http.get(&self.url).send().await else { return false };
+    /// Whether Litestream runs for this database, and the newest transaction it read.
+    async fn look(&mut self) -> (bool, Option<u64>) {
+        let Ok(res) = self.http.get(&self.url).send().await else { return (false, None) };
+        if !res.status().is_success() {
+            return (false, None);
+        }
+        let text = res.text().await.unwrap_or_default();
         // A Litestream that replicates another database is not ours.
-        res.status().is_success() && res.text().await.is_ok_and(|t| t.contains(&self.db_label))
+        (text.contains(&self.db_label), replication::litestream_txid(&text, &self.db_label))
     }
 }
 
@@ -288,8 +336,8 @@ impl Probe {
 struct Replica {
     bucket: Box<::s3::Bucket>,
     level0: String,
-    /// The newest LTX key seen, and its transaction's time.
-    newest: Option<(String, i64)>,
+    /// The newest LTX key seen, its transaction's time and id.
+    newest: Option<(String, i64, u64)>,
 }
 
 impl Replica {
@@ -306,9 +354,9 @@ impl Replica {
         })
     }
 
-    /// The time of the replica's newest transaction: lists level 0 after the newest key
-    /// seen and, when a newer file came, reads its header.
-    async fn newest(&mut self) -> Result<Option<i64>, String> {
+    /// The time and id of the replica's newest transaction: lists level 0 after the
+    /// newest key seen and, when a newer file came, reads its header.
+    async fn newest(&mut self) -> Result<Option<(i64, u64)>, String> {
         let mut after = self.newest.as_ref().map(|n| n.0.clone());
         let mut newest_key = None;
         let mut token = None;
@@ -335,9 +383,10 @@ impl Replica {
                 .map_err(|e| e.to_string())?;
             let at =
                 replication::ltx_timestamp(header.as_slice()).ok_or_else(|| format!("{key} is not an LTX file"))?;
-            self.newest = Some((key, at));
+            let txid = replication::ltx_max_txid(&key).expect("an LTX name");
+            self.newest = Some((key, at, txid));
         }
-        Ok(self.newest.as_ref().map(|n| n.1))
+        Ok(self.newest.as_ref().map(|n| (n.1, n.2)))
     }
 }
 
@@ -361,6 +410,8 @@ mod tests {
         assert!(yaml.contains("addr: \"127.0.0.1:9099\""));
         assert!(!yaml.contains("operator-secret") && !yaml.contains("replica-secret"), "no key in the file: {yaml}");
         assert!(litestream_config(&s, "").is_err());
+        assert!(yaml.contains("l0-retention: 0s"), "level 0 is never scanned for deletions");
+        assert_eq!(absolute(Path::new("/a/b/../c/./d")).unwrap(), PathBuf::from("/a/c/d"), "as Litestream names it");
         s.s3.endpoint.clear();
         assert!(litestream_config(&s, "box-7").is_err());
     }

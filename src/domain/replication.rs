@@ -45,6 +45,11 @@ pub struct Observed {
     /// The time of the replica's newest transaction; `None` while it holds none (or has
     /// not been read yet).
     pub replica_ms: Option<i64>,
+    /// The replica's newest transaction id (Litestream's), from its newest file's name.
+    pub replica_txid: Option<u64>,
+    /// The newest transaction id Litestream has read from the WAL (its metrics'
+    /// `litestream_txid`): the replica holds everything only once it holds that one too.
+    pub local_txid: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -59,9 +64,13 @@ impl Health {
 
 /// The lag and the state the observations give.
 pub fn judge(o: &Observed) -> Health {
+    // Litestream read more of the WAL than it uploaded (a backlog it sends in parts, each
+    // file dated when it was read): the newest file's date does not cover what is missing.
+    let uploading = matches!((o.local_txid, o.replica_txid), (Some(local), Some(replica)) if replica < local);
     let lag_ms = match (o.last_commit_ms, o.replica_ms) {
         (None, _) => 0,
-        (Some(last), Some(replica)) if last <= replica => 0,
+        (Some(last), Some(replica)) if last <= replica && !uploading => 0,
+        (Some(last), Some(replica)) if last <= replica => o.first_pending_ms.map_or(0, |p| o.now_ms - p),
         // The oldest commit it may lack: the first since it held every commit, and in any
         // case one after what it holds.
         (Some(last), Some(replica)) => o.now_ms - o.first_pending_ms.unwrap_or(replica).max(replica).min(last),
@@ -98,10 +107,25 @@ pub fn level0(replica_path: &str) -> String {
 /// Whether a key is an LTX file's (`{min txid}-{max txid}.ltx`, 16 hex digits each: names
 /// sort as the transactions do).
 pub fn is_ltx_name(key: &str) -> bool {
+    ltx_max_txid(key).is_some()
+}
+
+/// The newest transaction id an LTX file holds, from its name.
+pub fn ltx_max_txid(key: &str) -> Option<u64> {
     let name = key.rsplit('/').next().unwrap_or("");
-    let Some(stem) = name.strip_suffix(".ltx") else { return false };
-    let hex = |s: &str| s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit());
-    matches!(stem.split_once('-'), Some((a, b)) if hex(a) && hex(b))
+    let (min, max) = name.strip_suffix(".ltx")?.split_once('-')?;
+    let hex = |s: &str| {
+        (s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| u64::from_str_radix(s, 16).ok()).flatten()
+    };
+    hex(min)?;
+    hex(max)
+}
+
+/// Litestream's `litestream_txid` for the database its metrics name `label`
+/// (`db="/path"`), from its Prometheus text.
+pub fn litestream_txid(metrics: &str, label: &str) -> Option<u64> {
+    let prefix = format!("litestream_txid{{{label}}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse::<f64>().ok()).map(|v| v as u64)
 }
 
 #[cfg(test)]
@@ -117,6 +141,8 @@ mod tests {
             first_pending_ms: pending,
             first_commit_ms: Some(0),
             replica_ms: replica,
+            replica_txid: None,
+            local_txid: None,
         })
     }
 
@@ -142,10 +168,40 @@ mod tests {
             first_pending_ms: Some(8_000),
             first_commit_ms: Some(0),
             replica_ms: Some(7_000),
+            replica_txid: None,
+            local_txid: None,
         });
         assert_eq!(later, Health { state: State::Behind, lag_secs: 22.0 });
         let never_read = seen(true, Some(3_000), Some(3_000), None);
         assert_eq!((never_read.state, never_read.lag_secs), (State::Ok, 10.0), "the replica was never read");
+    }
+
+    #[test]
+    fn a_backlog_sent_in_parts_is_not_replicated_until_its_last_part() {
+        let o = |replica_txid| Observed {
+            litestream_running: true,
+            now_ms: 10_000,
+            last_commit_ms: Some(9_000),
+            first_pending_ms: Some(2_000),
+            first_commit_ms: Some(0),
+            replica_ms: Some(9_500),
+            replica_txid: Some(replica_txid),
+            local_txid: Some(40),
+        };
+        // The first part is dated after every commit, yet 30 more are to come.
+        assert_eq!(judge(&o(10)).lag_secs, 8.0);
+        assert_eq!(judge(&o(40)).lag_secs, 0.0);
+        // Only Litestream's own transactions missing: no commit of ours waits.
+        assert_eq!(judge(&Observed { first_pending_ms: None, ..o(39) }).lag_secs, 0.0);
+    }
+
+    #[test]
+    fn litestreams_position_is_read_from_its_metrics_and_file_names() {
+        let text =
+            "# TYPE litestream_txid gauge\nlitestream_txid{db=\"/other\"} 3\nlitestream_txid{db=\"/var/db\"} 1234\n";
+        assert_eq!(litestream_txid(text, "db=\"/var/db\""), Some(1234));
+        assert_eq!(litestream_txid(text, "db=\"/none\""), None);
+        assert_eq!(ltx_max_txid("p/0000/0000000000000001-00000000000000ff.ltx"), Some(255));
     }
 
     #[test]

@@ -272,13 +272,21 @@ async fn a_box_killed_under_load_is_restored_from_its_replica_with_every_write_b
     let fresh = dir.path().join("fresh");
     let out = b.restore(&fresh, "no-such-box");
     assert!(!out.status.success(), "no replica for that id");
+    for bad in ["", "../box", "a/b"] {
+        let out = b.restore(&fresh, bad);
+        assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--box-id"), "{bad:?}");
+    }
     assert!(!fresh.join("ufrecs.sqlite3").exists() || votes_in(&fresh.join("ufrecs.sqlite3")).is_empty());
     std::fs::remove_dir_all(&fresh).unwrap();
     let out = b.restore(&fresh, &b.box_id);
     let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
     assert!(said.contains("ok: integrity"), "the restore checks the copy: {said}");
-    assert!(said.contains("copy the hashing secret"), "and names what the backups folder must give: {said}");
+    assert!(said.contains("copy the old box's hashing secret"), "and names what the backups folder must give: {said}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(fresh.join("ufrecs.sqlite3")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "private records: the server's account only");
     let restored_db = fresh.join("ufrecs.sqlite3");
     let before = std::fs::read(&restored_db).unwrap();
     let again = b.restore(&fresh, &b.box_id);
