@@ -51,7 +51,11 @@ iam.put_user_policy(
          "Resource": f"arn:aws:s3:::{bucket}/*replica/*"},
         {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}"}]}),
 )
-boto3.client("s3", **kw).create_bucket(Bucket=bucket)
+s3 = boto3.client("s3", **kw)
+s3.create_bucket(Bucket=bucket)
+# Versioning on: a PUT over an existing key (a seized box's replication key may put) keeps
+# the earlier version.
+s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0", headers={"Content-Type": "text/plain"}))
 print(json.dumps({"access_key": key["AccessKeyId"], "secret_key": key["SecretAccessKey"], "role_arn": role,
                   "replica_access_key": replica_key["AccessKeyId"],

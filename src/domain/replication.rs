@@ -21,8 +21,7 @@ pub enum State {
     Off,
     /// Litestream runs and the replica holds everything up to a few seconds ago.
     Ok,
-    /// Litestream runs but the replica is more than `BEHIND_AFTER_MS` behind (S3 slow or
-    /// unreachable).
+    /// Litestream runs but the lag is over `BEHIND_AFTER_MS` (S3 slow or unreachable).
     Behind,
     /// Litestream does not run (or does not replicate this database).
     Stopped,

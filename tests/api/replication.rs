@@ -475,6 +475,19 @@ async fn the_replication_key_cannot_delete_and_bad_settings_are_refused() {
     assert_eq!(bucket.put_object(key, b"LTX1").await.unwrap().status_code(), 200);
     assert!(bucket.delete_object(key).await.is_err(), "the replication key cannot delete");
     assert_eq!(bucket.get_object(key).await.unwrap().as_slice(), b"LTX1", "still there");
+    // It may put over a file, but with the bucket versioned the earlier content stays.
+    assert_eq!(bucket.put_object(key, b"").await.unwrap().status_code(), 200);
+    let versions = std::process::Command::new(venv_bin("python"))
+        .args(["-c", "import boto3, sys; c = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3]); print(sorted(c.get_object(Bucket=sys.argv[4], Key=sys.argv[5], VersionId=v['VersionId'])['Body'].read().decode() for v in c.list_object_versions(Bucket=sys.argv[4], Prefix=sys.argv[5])['Versions']))"])
+        .args([&b.moto.endpoint, &b.op.access_key, &b.op.secret_key, BUCKET, key])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&versions.stdout).trim(),
+        "['', 'LTX1']",
+        "{}",
+        String::from_utf8_lossy(&versions.stderr)
+    );
 
     // Replication on without a box id, or with a bad one: the server does not start.
     for (box_id, said) in [("", "box_id"), ("../up", "box_id")] {
