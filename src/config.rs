@@ -52,6 +52,10 @@ pub struct Replication {
     /// sync intervals): about what a box that dies loses, and one S3 PUT per interval
     /// while votes come in.
     pub sync_interval_ms: u64,
+    /// After Litestream has been stopped this long, the server checkpoints the WAL itself
+    /// (once a minute while it stays stopped), so a dead Litestream cannot fill the disk;
+    /// Litestream then takes a fresh snapshot when it returns.
+    pub checkpoint_after_stopped_secs: u64,
 }
 
 impl Default for Replication {
@@ -64,6 +68,7 @@ impl Default for Replication {
             litestream: "litestream".into(),
             metrics_addr: "127.0.0.1:9099".into(),
             sync_interval_ms: 1000,
+            checkpoint_after_stopped_secs: 600,
         }
     }
 }
@@ -443,6 +448,9 @@ impl Settings {
         }
         if !(100..=60_000).contains(&self.replication.sync_interval_ms) {
             return bad("replication.sync_interval_ms must be from 100 to 60000".into());
+        }
+        if self.replication.checkpoint_after_stopped_secs == 0 {
+            return bad("replication.checkpoint_after_stopped_secs must be positive".into());
         }
         if self.replication.enabled {
             if self.replication.box_id.is_empty() {

@@ -21,6 +21,8 @@ use crate::domain::replication::{self, Health, Observed, State};
 
 /// How often the monitor looks (Litestream syncs every second).
 const POLL: Duration = Duration::from_secs(1);
+/// How often the server checkpoints while Litestream stays stopped.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 /// How long one look at Litestream or at S3 may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const S3_TIMEOUT: Duration = Duration::from_secs(5);
@@ -244,10 +246,30 @@ impl Monitor {
             }
         };
         let weak = Arc::downgrade(&monitor);
+        let db = settings.database.path.clone();
+        let checkpoint_after = Duration::from_secs(settings.replication.checkpoint_after_stopped_secs);
         tokio::spawn(async move {
             let mut last = None;
+            let mut stopped_since: Option<std::time::Instant> = None;
+            let mut checkpointed: Option<std::time::Instant> = None;
             loop {
                 let (running, local_txid) = probe.look().await;
+                // Without Litestream nobody checkpoints: after a while, the server does,
+                // once a minute, so the WAL cannot fill the disk.
+                stopped_since = if running { None } else { stopped_since.or(Some(std::time::Instant::now())) };
+                if stopped_since.is_some_and(|t| t.elapsed() >= checkpoint_after)
+                    && checkpointed.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY)
+                {
+                    checkpointed = Some(std::time::Instant::now());
+                    let db = db.clone();
+                    match tokio::task::spawn_blocking(move || crate::store::checkpoint_passive(&db)).await {
+                        Ok(Ok(frames)) => {
+                            log::warn!("Litestream is stopped: the server checkpointed {frames} WAL frames itself")
+                        }
+                        Ok(Err(e)) => log::error!("checkpoint while Litestream is stopped failed: {e}"),
+                        Err(e) => log::error!("checkpoint task failed: {e}"),
+                    }
+                }
                 let Some(monitor) = weak.upgrade() else { return };
                 {
                     let mut seen = monitor.seen.lock();

@@ -97,6 +97,15 @@ pub fn replica_holds(ms: i64) {
     }
 }
 
+/// A passive checkpoint of the WAL from a connection of its own (it never blocks the
+/// writer): for a replicated file whose Litestream is gone. Returns the frames copied.
+pub fn checkpoint_passive(path: &Path) -> rusqlite::Result<i64> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(2))
+}
+
 /// Called by SQLite after each commit that appended frames to the WAL. Registering it
 /// also turns SQLite's automatic checkpoints off (they are the default WAL hook).
 fn wal_committed(_: &rusqlite::hooks::Wal, _frames: std::os::raw::c_int) -> rusqlite::Result<()> {

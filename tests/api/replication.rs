@@ -374,6 +374,7 @@ impl Proxy {
 async fn with_s3_down_voting_goes_on_the_lag_grows_and_replication_catches_up() {
     let dir = tempfile::tempdir().unwrap();
     let mut b = Boxed::new(dir.path()).await;
+    b.env.push(("UFRECS_REPLICATION_CHECKPOINT_AFTER_STOPPED_SECS", "2".into()));
     let proxy = Proxy::start(&b.moto.endpoint).await;
     b.reach_s3_at(&format!("http://127.0.0.1:{}", proxy.port));
     let server = b.server();
@@ -429,6 +430,15 @@ async fn with_s3_down_voting_goes_on_the_lag_grows_and_replication_catches_up() 
     let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("ufrecs_replication_up 0\n") && metrics.contains("ufrecs_replication_lag_seconds 0\n"));
     assert_eq!(app.vote(&s, index + 1).await.unwrap().0, 201, "votes still go in");
+    // Nobody checkpoints for a dead Litestream: after a while the server does (in WAL mode
+    // only a checkpoint writes the database file itself).
+    let db = dir.path().join("ufrecs.sqlite3");
+    let written = || std::fs::metadata(&db).unwrap().modified().unwrap();
+    let before = written();
+    eventually_within(30, "the server to checkpoint for the stopped Litestream", || async {
+        (written() > before).then_some(())
+    })
+    .await;
 
     // An attacker hammering /healthz costs S3 nothing: the monitor's one task reads it at
     // most once a second, whatever the requests.
