@@ -19,8 +19,11 @@ use secrecy::ExposeSecret;
 use crate::config::Settings;
 use crate::domain::replication::{self, Health, Observed, State};
 
-/// How often the monitor looks (Litestream syncs every second).
+/// How often the monitor asks Litestream whether it runs.
 const POLL: Duration = Duration::from_secs(1);
+/// How often it may read the replica while a commit may be missing there (Litestream
+/// syncs every second by default; S3 is not read at all on an idle, replicated box).
+const LOOK: Duration = Duration::from_millis(500);
 /// How often the server checkpoints while Litestream stays stopped.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 /// How long one look at Litestream or at S3 may take.
@@ -317,7 +320,7 @@ impl Monitor {
                         Err(e) => log::debug!("replica not read: {e}"),
                     }
                 }
-                tokio::time::sleep(POLL).await;
+                tokio::time::sleep(LOOK).await;
             }
         });
         monitor

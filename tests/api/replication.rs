@@ -441,7 +441,7 @@ async fn with_s3_down_voting_goes_on_the_lag_grows_and_replication_catches_up() 
     .await;
 
     // An attacker hammering /healthz costs S3 nothing: the monitor's one task reads it at
-    // most once a second, whatever the requests.
+    // most twice a second, whatever the requests.
     let requests_before = std::fs::read_to_string(&b.recording).unwrap().lines().count();
     let t = Instant::now();
     let client = reqwest::Client::new();
@@ -460,7 +460,8 @@ async fn with_s3_down_voting_goes_on_the_lag_grows_and_replication_catches_up() 
     let took = t.elapsed();
     let s3_requests = std::fs::read_to_string(&b.recording).unwrap().lines().count() - requests_before;
     println!("2,000 /healthz requests in {took:?}: {s3_requests} S3 requests");
-    assert!(s3_requests as u64 <= took.as_secs() * 2 + 4, "{s3_requests} S3 requests in {took:?}");
+    // Two looks a second at most, each a LIST and at most one ranged GET.
+    assert!(s3_requests as f64 <= took.as_secs_f64() * 4.0 + 4.0, "{s3_requests} S3 requests in {took:?}");
 
     let fresh = dir.path().join("fresh");
     let out = b.restore(&fresh, &b.box_id);
