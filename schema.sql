@@ -211,3 +211,10 @@ CREATE TABLE IF NOT EXISTS log_cosignatures (
     at      TEXT NOT NULL,                      -- when the log accepted it
     PRIMARY KEY (witness, key_id)
 ) WITHOUT ROWID;
+
+-- What the file keeps of the hashing secret (`auth.secret_file`): HMAC-SHA256(secret,
+-- a fixed text), so that a start with another secret is refused once voters verified.
+CREATE TABLE IF NOT EXISTS secret_fingerprints (
+    secret      TEXT PRIMARY KEY,               -- 'hashing'
+    fingerprint TEXT NOT NULL
+) WITHOUT ROWID;

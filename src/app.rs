@@ -147,7 +147,16 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
     let followed_from = reads::last_seq(&conn)?;
     let (first_at, last_at) = reads::audit_times(&conn)?;
     let ms = |at: Option<String>| at.as_deref().and_then(crate::domain::time::parse).map(|t| t.timestamp_millis());
-    let secret = load_secret(&settings.auth.secret_file, reads::count_verifications(&conn)?)?;
+    let verifications = reads::count_verifications(&conn)?;
+    let secret = load_secret(&settings.auth.secret_file, verifications)?;
+    if !store::secret_matches(&conn, &crate::domain::source::secret_fingerprint(&secret), verifications)? {
+        return Err(StartError::Secret(
+            settings.auth.secret_file.display().to_string(),
+            format!(
+                "is not the secret this database's {verifications} verifications were hashed with: restore the old box's secret from the backups folder (another secret would let every voter verify again)"
+            ),
+        ));
+    }
     let directory = reads::directory(&conn)?;
     let stats = Arc::new(Stats::new());
     stats.set_directory(&directory);

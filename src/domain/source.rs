@@ -44,6 +44,16 @@ pub fn voter_hash(secret: &[u8], elector_id: &ElectorId) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// What the database keeps of the hashing secret, to know it at the next start (a box
+/// restored with another box's secret would let every voter verify again). No
+/// `elector_id` has this form, so it is no voter's hash.
+pub fn secret_fingerprint(secret: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(b"ufrecs: the hashing secret's fingerprint");
+    hex::encode(mac.finalize().into_bytes())
+}
+
 /// The name a source has in the public audit log: never its `elector_id`.
 pub fn actor(n: i64) -> String {
     format!("source-{n}")

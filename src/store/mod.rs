@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use ops::{apply, OpError, Outcome, WriteOp};
 pub use writer::{WeakWriter, WriteError, Writer};
@@ -158,6 +158,28 @@ pub fn recount_derived(conn: &Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
+/// Whether the hashing secret read at start is the one this file was written with:
+/// `false` when verifications exist and the stored fingerprint is another's. Without a
+/// stored one (a file from before it was kept), or without verifications (nothing hashed
+/// yet), this secret's fingerprint is kept.
+pub fn secret_matches(conn: &Connection, fingerprint: &str, verifications: i64) -> rusqlite::Result<bool> {
+    let stored: Option<String> = conn
+        .query_row("SELECT fingerprint FROM secret_fingerprints WHERE secret = 'hashing'", [], |r| r.get(0))
+        .optional()?;
+    match stored {
+        Some(s) if s == fingerprint => Ok(true),
+        Some(_) if verifications > 0 => Ok(false),
+        _ => {
+            conn.execute(
+                "INSERT INTO secret_fingerprints (secret, fingerprint) VALUES ('hashing', ?1)
+                 ON CONFLICT (secret) DO UPDATE SET fingerprint = excluded.fingerprint",
+                [fingerprint],
+            )?;
+            Ok(true)
+        }
+    }
+}
+
 /// Brings a database of an older schema version up to this one, in one transaction.
 fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
@@ -281,6 +303,16 @@ pub fn read_pool(path: &Path, size: u32) -> Result<Pool, OpenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_secret_is_refused_once_voters_verified() {
+        let conn = open_in_memory().unwrap();
+        assert!(secret_matches(&conn, "fp-a", 0).unwrap(), "the first secret is kept");
+        assert!(secret_matches(&conn, "fp-a", 5).unwrap());
+        assert!(!secret_matches(&conn, "fp-b", 5).unwrap(), "another one, with hashes made by the first");
+        assert!(secret_matches(&conn, "fp-b", 0).unwrap(), "nothing hashed yet: the new one is kept");
+        assert!(!secret_matches(&conn, "fp-a", 1).unwrap());
+    }
 
     #[test]
     fn a_replicated_file_is_never_checkpointed_by_its_writer_and_its_commits_are_timed() {
