@@ -145,8 +145,8 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
     // Where following other processes starts: before the memory is read, so a CLI commit
     // while it loads is reloaded after, never missed.
     let followed_from = reads::last_seq(&conn)?;
-    let (first_at, last_at) = reads::audit_times(&conn)?;
-    let ms = |at: Option<String>| at.as_deref().and_then(crate::domain::time::parse).map(|t| t.timestamp_millis());
+    // When the file's first and newest entries were written: what the replica may lack.
+    let audit_times = if settings.replication.enabled { Some(reads::audit_times(&conn)?) } else { None };
     let verifications = reads::count_verifications(&conn)?;
     let secret = load_secret(&settings.auth.secret_file, verifications)?;
     if !store::secret_matches(&conn, &crate::domain::source::secret_fingerprint(&secret), verifications)? {
@@ -189,11 +189,14 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
     let sink = Box::new(move |effects: &[Effect]| committed.apply(effects));
     let (writer, handle) = Writer::start(conn, clock.clone(), metrics.clone(), sink);
     hub.start(verifier(writer.clone()), metrics.clone(), clock.clone());
-    let replication = if settings.replication.enabled {
-        crate::store::note_newest_entry_ms(ms(last_at).unwrap_or(0));
-        crate::replication::Monitor::spawn(&settings, ms(first_at))
-    } else {
-        crate::replication::Monitor::off()
+    let replication = match audit_times {
+        Some((first_at, last_at)) => {
+            let ms =
+                |at: Option<String>| at.as_deref().and_then(crate::domain::time::parse).map(|t| t.timestamp_millis());
+            crate::store::note_newest_entry_ms(ms(last_at).unwrap_or(0));
+            crate::replication::Monitor::spawn(&settings, ms(first_at))
+        }
+        None => crate::replication::Monitor::off(),
     };
     let app = App {
         public_cache_control: warp::http::HeaderValue::from_str(&format!(

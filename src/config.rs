@@ -438,7 +438,7 @@ impl Settings {
         if !self.replication.box_id.is_empty()
             && crate::domain::ids::check_identifier(&self.replication.box_id).is_err()
         {
-            return bad("replication.box_id: A-Z a-z 0-9 . _ - only".into());
+            return bad("replication.box_id: A-Z a-z 0-9 . _ - only, at most 64".into());
         }
         if self.replication.metrics_addr.parse::<SocketAddr>().is_err() {
             return bad(format!(

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use secrecy::ExposeSecret;
@@ -241,7 +241,7 @@ impl Monitor {
             seen: Mutex::new(Observed { first_commit_ms: Some(first_commit_ms), ..Observed::default() }),
             enabled: true,
         });
-        let (mut probe, mut replica) = match (Probe::new(settings), Replica::new(settings)) {
+        let (probe, mut replica) = match (Probe::new(settings), Replica::new(settings)) {
             (Ok(p), Ok(r)) => (p, r),
             (Err(e), _) | (_, Err(e)) => {
                 log::error!("replication cannot be observed: {e}");
@@ -249,44 +249,25 @@ impl Monitor {
             }
         };
         let weak = Arc::downgrade(&monitor);
-        let db = settings.database.path.clone();
-        let checkpoint_after = Duration::from_secs(settings.replication.checkpoint_after_stopped_secs);
+        let mut valve = Valve::new(settings);
         tokio::spawn(async move {
             let mut last = None;
-            let mut stopped_since: Option<std::time::Instant> = None;
-            let mut checkpointed: Option<std::time::Instant> = None;
             loop {
                 let (running, local_txid) = probe.look().await;
-                // Without Litestream nobody checkpoints: after a while, the server does,
-                // once a minute, so the WAL cannot fill the disk.
-                stopped_since = if running { None } else { stopped_since.or(Some(std::time::Instant::now())) };
-                if stopped_since.is_some_and(|t| t.elapsed() >= checkpoint_after)
-                    && checkpointed.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY)
-                {
-                    checkpointed = Some(std::time::Instant::now());
-                    let db = db.clone();
-                    match tokio::task::spawn_blocking(move || crate::store::checkpoint_passive(&db)).await {
-                        Ok(Ok(frames)) => {
-                            log::warn!("Litestream is stopped: the server checkpointed {frames} WAL frames itself")
-                        }
-                        Ok(Err(e)) => log::error!("checkpoint while Litestream is stopped failed: {e}"),
-                        Err(e) => log::error!("checkpoint task failed: {e}"),
-                    }
-                }
+                valve.after_look(running).await;
                 let Some(monitor) = weak.upgrade() else { return };
                 {
                     let mut seen = monitor.seen.lock();
                     seen.litestream_running = running;
                     seen.local_txid = local_txid;
                 }
-                let state = monitor.health().state;
+                let Health { state, lag_secs } = monitor.health();
                 if last != Some(state) {
-                    let lag = monitor.health().lag_secs;
                     match (state, last) {
                         (State::Ok, _) => log::info!("replication: ok"),
                         // At start, Litestream usually comes after the server.
-                        (s, None) => log::info!("replication: {s:?} (lag {lag} s)"),
-                        (s, Some(_)) => log::warn!("replication: {s:?} (lag {lag} s)"),
+                        (s, None) => log::info!("replication: {s:?} (lag {lag_secs} s)"),
+                        (s, Some(_)) => log::warn!("replication: {s:?} (lag {lag_secs} s)"),
                     }
                     last = Some(state);
                 }
@@ -327,6 +308,43 @@ impl Monitor {
     }
 }
 
+/// Without Litestream nobody checkpoints the WAL: once it has been stopped for
+/// `replication.checkpoint_after_stopped_secs`, the server does, once a minute, so the WAL
+/// cannot fill the disk.
+struct Valve {
+    db: PathBuf,
+    after: Duration,
+    stopped_since: Option<Instant>,
+    checkpointed: Option<Instant>,
+}
+
+impl Valve {
+    fn new(settings: &Settings) -> Valve {
+        Valve {
+            db: settings.database.path.clone(),
+            after: Duration::from_secs(settings.replication.checkpoint_after_stopped_secs),
+            stopped_since: None,
+            checkpointed: None,
+        }
+    }
+
+    async fn after_look(&mut self, running: bool) {
+        self.stopped_since = if running { None } else { self.stopped_since.or(Some(Instant::now())) };
+        let due = self.stopped_since.is_some_and(|t| t.elapsed() >= self.after)
+            && self.checkpointed.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY);
+        if !due {
+            return;
+        }
+        self.checkpointed = Some(Instant::now());
+        let db = self.db.clone();
+        match tokio::task::spawn_blocking(move || crate::store::checkpoint_passive(&db)).await {
+            Ok(Ok(frames)) => log::warn!("Litestream is stopped: the server checkpointed {frames} WAL frames itself"),
+            Ok(Err(e)) => log::error!("checkpoint while Litestream is stopped failed: {e}"),
+            Err(e) => log::error!("checkpoint task failed: {e}"),
+        }
+    }
+}
+
 /// Asks Litestream's metrics whether it runs and replicates this database.
 struct Probe {
     http: reqwest::Client,
@@ -346,7 +364,7 @@ impl Probe {
     }
 
     /// Whether Litestream runs for this database, and the newest transaction it read.
-    async fn look(&mut self) -> (bool, Option<u64>) {
+    async fn look(&self) -> (bool, Option<u64>) {
         let Ok(res) = self.http.get(&self.url).send().await else { return (false, None) };
         if !res.status().is_success() {
             return (false, None);
@@ -383,7 +401,7 @@ impl Replica {
     /// newest key seen and, when a newer file came, reads its header.
     async fn newest(&mut self) -> Result<Option<(i64, u64)>, String> {
         let mut after = self.newest.as_ref().map(|n| n.0.clone());
-        let mut newest_key = None;
+        let mut newest = None;
         let mut token = None;
         loop {
             let (page, _) = self
@@ -391,8 +409,10 @@ impl Replica {
                 .list_page(self.level0.clone(), None, token.take(), after.clone(), Some(1000))
                 .await
                 .map_err(|e| e.to_string())?;
-            if let Some(key) = page.contents.iter().rev().map(|o| &o.key).find(|k| replication::is_ltx_name(k)) {
-                newest_key = Some(key.clone());
+            if let Some(found) =
+                page.contents.iter().rev().find_map(|o| replication::ltx_max_txid(&o.key).map(|t| (o.key.clone(), t)))
+            {
+                newest = Some(found);
             }
             match page.next_continuation_token {
                 Some(t) if page.is_truncated => token = Some(t),
@@ -400,7 +420,7 @@ impl Replica {
             }
             after = None;
         }
-        if let Some(key) = newest_key {
+        if let Some((key, txid)) = newest {
             let header = self
                 .bucket
                 .get_object_range(&key, 0, Some(replication::LTX_HEADER_LEN as u64 - 1))
@@ -408,7 +428,6 @@ impl Replica {
                 .map_err(|e| e.to_string())?;
             let at =
                 replication::ltx_timestamp(header.as_slice()).ok_or_else(|| format!("{key} is not an LTX file"))?;
-            let txid = replication::ltx_max_txid(&key).expect("an LTX name");
             self.newest = Some((key, at, txid));
         }
         Ok(self.newest.as_ref().map(|n| (n.1, n.2)))

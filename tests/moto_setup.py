@@ -20,14 +20,18 @@ resources = sys.argv[3:] or [f"arn:aws:s3:::{bucket}/*"]
 # Before auth is on, any key will do for the set-up calls.
 kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="AKIASETUP0000000000", aws_secret_access_key="setup")
 iam = boto3.client("iam", **kw)
-iam.create_user(UserName="ufrecs-operator")
-key = iam.create_access_key(UserName="ufrecs-operator")["AccessKey"]
-iam.put_user_policy(
-    UserName="ufrecs-operator",
-    PolicyName="ufrecs-operator",
-    PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["sts:AssumeRole", "s3:*"], "Resource": "*"}]}),
-)
+
+
+def user(name, statements):
+    """An IAM user allowed `statements`; returns its access key."""
+    iam.create_user(UserName=name)
+    access_key = iam.create_access_key(UserName=name)["AccessKey"]
+    iam.put_user_policy(UserName=name, PolicyName=name,
+                        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}))
+    return access_key
+
+
+key = user("ufrecs-operator", [{"Effect": "Allow", "Action": ["sts:AssumeRole", "s3:*"], "Resource": "*"}])
 trust = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
 role = iam.create_role(RoleName="ufrecs-uploader", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
@@ -40,17 +44,11 @@ iam.put_role_policy(
         {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}"}]}),
 )
 # The replication user (Litestream's key): put, get and list on replica folders, no delete.
-iam.create_user(UserName="ufrecs-replicator")
-replica_key = iam.create_access_key(UserName="ufrecs-replicator")["AccessKey"]
-iam.put_user_policy(
-    UserName="ufrecs-replicator",
-    PolicyName="replica",
-    PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload",
-                                       "s3:ListMultipartUploadParts"],
-         "Resource": f"arn:aws:s3:::{bucket}/*replica/*"},
-        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}"}]}),
-)
+replica_key = user("ufrecs-replicator", [
+    {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload",
+                                   "s3:ListMultipartUploadParts"],
+     "Resource": f"arn:aws:s3:::{bucket}/*replica/*"},
+    {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}"}])
 s3 = boto3.client("s3", **kw)
 s3.create_bucket(Bucket=bucket)
 # Versioning on: a PUT over an existing key (a seized box's replication key may put) keeps

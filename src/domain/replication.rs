@@ -103,13 +103,9 @@ pub fn level0(replica_path: &str) -> String {
     format!("{replica_path}/0000/")
 }
 
-/// Whether a key is an LTX file's (`{min txid}-{max txid}.ltx`, 16 hex digits each: names
-/// sort as the transactions do).
-pub fn is_ltx_name(key: &str) -> bool {
-    ltx_max_txid(key).is_some()
-}
-
-/// The newest transaction id an LTX file holds, from its name.
+/// The newest transaction id an LTX file holds, from its name (`{min txid}-{max
+/// txid}.ltx`, 16 hex digits each: names sort as the transactions do); `None` for a key
+/// that is not an LTX file's.
 pub fn ltx_max_txid(key: &str) -> Option<u64> {
     let name = key.rsplit('/').next().unwrap_or("");
     let (min, max) = name.strip_suffix(".ltx")?.split_once('-')?;
@@ -222,9 +218,9 @@ mod tests {
 
     #[test]
     fn only_ltx_names_are_read() {
-        assert!(is_ltx_name("replica/box/0000/0000000000000004-0000000000000004.ltx"));
-        assert!(!is_ltx_name("replica/box/0000/0000000000000004-0000000000000004.ltx.tmp"));
-        assert!(!is_ltx_name("replica/box/0000/4-4.ltx"));
+        assert_eq!(ltx_max_txid("replica/box/0000/0000000000000004-0000000000000004.ltx"), Some(4));
+        assert_eq!(ltx_max_txid("replica/box/0000/0000000000000004-0000000000000004.ltx.tmp"), None);
+        assert_eq!(ltx_max_txid("replica/box/0000/4-4.ltx"), None);
         assert_eq!(level0("p/replica/b"), "p/replica/b/0000/");
     }
 }

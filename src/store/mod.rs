@@ -4,18 +4,19 @@
 //! read-only connections (`reads`). No other module touches rusqlite.
 
 mod columns;
+mod commits;
 pub mod ops;
 pub mod reads;
 pub mod tlog;
 pub mod writer;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+pub use commits::{first_pending_ms, last_wal_commit_ms, note_commit_ms, note_newest_entry_ms, replica_holds};
 pub use ops::{apply, OpError, Outcome, WriteOp};
 pub use writer::{WeakWriter, WriteError, Writer};
 
@@ -57,46 +58,6 @@ impl Durability {
     pub const FULL: Durability = Durability { synchronous_full: true, replicated: false };
 }
 
-/// When (ms since the epoch, the system clock) this process last committed a transaction
-/// that wrote to the WAL through a replicated connection; 0 before the first. SQLite's
-/// WAL hook takes a plain function, so these are the process's one such clock: a process
-/// has one write connection to its database.
-static LAST_WAL_COMMIT_MS: AtomicI64 = AtomicI64::new(0);
-/// The first such commit since the replica was last seen to hold every commit; 0 if none.
-static FIRST_PENDING_MS: AtomicI64 = AtomicI64::new(0);
-
-pub fn last_wal_commit_ms() -> i64 {
-    LAST_WAL_COMMIT_MS.load(Ordering::Relaxed)
-}
-
-/// The first commit the replica may lack (see `replica_holds`); 0 if none.
-pub fn first_pending_ms() -> i64 {
-    FIRST_PENDING_MS.load(Ordering::Relaxed)
-}
-
-/// A commit at `ms` (the WAL hook's, or another process's).
-pub fn note_commit_ms(ms: i64) {
-    LAST_WAL_COMMIT_MS.fetch_max(ms, Ordering::Relaxed);
-    let _ = FIRST_PENDING_MS.compare_exchange(0, ms, Ordering::Relaxed, Ordering::Relaxed);
-}
-
-/// The file's newest entry, at start: a commit the replica may lack, with older ones.
-pub fn note_newest_entry_ms(ms: i64) {
-    LAST_WAL_COMMIT_MS.fetch_max(ms, Ordering::Relaxed);
-}
-
-/// The replica holds every transaction up to `ms`: if that is every commit, none is
-/// pending any more (a commit racing this is pending again).
-pub fn replica_holds(ms: i64) {
-    if last_wal_commit_ms() <= ms {
-        FIRST_PENDING_MS.store(0, Ordering::Relaxed);
-        let last = last_wal_commit_ms();
-        if last > ms {
-            let _ = FIRST_PENDING_MS.compare_exchange(0, last, Ordering::Relaxed, Ordering::Relaxed);
-        }
-    }
-}
-
 /// A passive checkpoint of the WAL from a connection of its own (it never blocks the
 /// writer): for a replicated file whose Litestream is gone. Returns the frames copied.
 pub fn checkpoint_passive(path: &Path) -> rusqlite::Result<i64> {
@@ -104,14 +65,6 @@ pub fn checkpoint_passive(path: &Path) -> rusqlite::Result<i64> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(2))
-}
-
-/// Called by SQLite after each commit that appended frames to the WAL. Registering it
-/// also turns SQLite's automatic checkpoints off (they are the default WAL hook).
-fn wal_committed(_: &rusqlite::hooks::Wal, _frames: std::os::raw::c_int) -> rusqlite::Result<()> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    note_commit_ms(now);
-    Ok(())
 }
 
 /// Opens (creating if needed) the database for writing, with its pragmas and schema.
@@ -132,7 +85,7 @@ pub fn open(path: &Path, durability: Durability) -> Result<Connection, OpenError
     if durability.replicated {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
-        conn.wal_hook(Some(wal_committed));
+        conn.wal_hook(Some(commits::wal_committed));
     }
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {

@@ -34,28 +34,24 @@ async fn the_server_refuses_to_start_without_its_secret_once_voters_have_verifie
         .unwrap();
     }
     std::fs::remove_file(app.dir.path().join("secret")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ufrecs"))
-        .arg("serve")
-        .env("UFRECS_CONFIG", concat!(env!("CARGO_MANIFEST_DIR"), "/ufrecs.toml"))
-        .env("UFRECS_SERVER_LISTEN", "127.0.0.1:0")
-        .env("UFRECS_DATABASE_PATH", app.db_path())
-        .env("UFRECS_AUTH_SECRET_FILE", app.dir.path().join("secret"))
-        .output()
-        .unwrap();
+    let serve = || {
+        Command::new(env!("CARGO_BIN_EXE_ufrecs"))
+            .arg("serve")
+            .env("UFRECS_CONFIG", concat!(env!("CARGO_MANIFEST_DIR"), "/ufrecs.toml"))
+            .env("UFRECS_SERVER_LISTEN", "127.0.0.1:0")
+            .env("UFRECS_DATABASE_PATH", app.db_path())
+            .env("UFRECS_AUTH_SECRET_FILE", app.dir.path().join("secret"))
+            .output()
+            .unwrap()
+    };
+    let out = serve();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("verifications exist"), "{err}");
     assert!(!app.dir.path().join("secret").exists(), "no new secret was made");
     // Another box's secret in its place (a restore onto a new box that made its own): refused too.
     std::fs::write(app.dir.path().join("secret"), format!("{}\n", "ab".repeat(32))).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ufrecs"))
-        .arg("serve")
-        .env("UFRECS_CONFIG", concat!(env!("CARGO_MANIFEST_DIR"), "/ufrecs.toml"))
-        .env("UFRECS_SERVER_LISTEN", "127.0.0.1:0")
-        .env("UFRECS_DATABASE_PATH", app.db_path())
-        .env("UFRECS_AUTH_SECRET_FILE", app.dir.path().join("secret"))
-        .output()
-        .unwrap();
+    let out = serve();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not the secret this database's 1 verifications were hashed with"), "{err}");
