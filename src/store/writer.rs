@@ -13,7 +13,7 @@ use std::time::Instant;
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::ops::{apply, Authentication, OpError, Outcome, Proposal, SourceRecord, WriteOp};
+use super::ops::{apply, apply_with, Authentication, Cache, OpError, Outcome, Proposal, SourceRecord, WriteOp};
 use crate::clock::Clock;
 use crate::domain::change::Effect;
 use crate::metrics::Metrics;
@@ -134,6 +134,8 @@ fn run(
     mut sink: Sink,
 ) {
     let mut next_prune = clock.now();
+    // What the writer remembers of the tables, for the length of its life.
+    let mut cache = Cache::default();
     while let Some(first) = receiver.blocking_recv() {
         let mut jobs = vec![first];
         let mut ops = jobs[0].ops.len();
@@ -147,7 +149,7 @@ fn run(
             }
         }
         let started = Instant::now();
-        match commit(&mut conn, &jobs, clock.as_ref(), &mut next_prune) {
+        match commit(&mut conn, &jobs, clock.as_ref(), &mut next_prune, &mut cache) {
             Ok((answers, effects)) => {
                 metrics.commit(ops as u64, started.elapsed());
                 sink(&effects);
@@ -156,6 +158,7 @@ fn run(
                 }
             }
             Err(e) => {
+                cache.forget();
                 metrics.commit_failed();
                 log::error!("commit of {ops} writes failed: {e}");
                 for job in jobs {
@@ -206,9 +209,11 @@ fn commit(
     jobs: &[Job],
     clock: &dyn Clock,
     next_prune: &mut crate::domain::time::Timestamp,
+    cache: &mut Cache,
 ) -> rusqlite::Result<(Answers, Vec<Effect>)> {
     let now = clock.now();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    cache.begin(&tx)?;
     let mut answers = Vec::with_capacity(jobs.len());
     let mut effects = Vec::new();
     if now >= *next_prune {
@@ -221,7 +226,7 @@ fn commit(
             // Savepoints through cached statements: rusqlite's own parse SQL each time.
             tx.prepare_cached("SAVEPOINT op")?.execute([])?;
             let mut op_effects = Vec::new();
-            match apply(&tx, op, now, &mut op_effects) {
+            match apply_with(&tx, op, now, &mut op_effects, cache) {
                 Ok(outcome) => {
                     tx.prepare_cached("RELEASE op")?.execute([])?;
                     effects.append(&mut op_effects);
@@ -231,6 +236,8 @@ fn commit(
                 // whole transaction; anything else is this request's alone.
                 Err(OpError::Sql(e)) if poisons_transaction(&e) => return Err(e),
                 Err(e) => {
+                    // What it wrote is undone: so is what the memory learnt from it.
+                    cache.forget();
                     tx.prepare_cached("ROLLBACK TO op")?.execute([])?;
                     tx.prepare_cached("RELEASE op")?.execute([])?;
                     job_answers.push(Err(WriteError::Op(e)));

@@ -13,7 +13,7 @@ use ufrecs::domain::input::{BallotInput, NewSource, VoteInput};
 use ufrecs::domain::source::Status;
 use ufrecs::domain::vote::{Age, Gender, VoteAttrs};
 use ufrecs::stats::Stats;
-use ufrecs::store::ops::{apply, Actor, OpError, SourceUpdate, WriteOp};
+use ufrecs::store::ops::{apply, apply_with, Actor, Cache, OpError, SourceUpdate, WriteOp};
 use ufrecs::store::{self, reads};
 
 const OFFICES: [&str; 3] = ["PO-A", "PO-B", "PO-C"];
@@ -346,6 +346,9 @@ fn run(steps: &[Step]) {
             .unwrap();
         live.apply(&effects);
     }
+    // What the writer remembers across its commits (the audit head, the tiers), kept
+    // and forgotten here as the writer does: the property covers it too.
+    let mut cache = Cache::default();
     for (i, step) in steps.iter().enumerate() {
         // Reports 0 to 3 s apart: some are passage times (section 6b), some are not.
         let now = now + chrono::Duration::seconds(i as i64 * 3 / 4);
@@ -353,13 +356,17 @@ fn run(steps: &[Step]) {
             continue;
         };
         let tx = conn.unchecked_transaction().unwrap();
+        cache.begin(&tx).unwrap();
         let mut effects = Vec::new();
-        match apply(&tx, &op, now, &mut effects) {
+        match apply_with(&tx, &op, now, &mut effects, &mut cache) {
             Ok(_) => {
                 tx.commit().unwrap();
                 live.apply(&effects);
             }
-            Err(OpError::AlreadyVerified) => drop(tx),
+            Err(OpError::AlreadyVerified) => {
+                cache.forget();
+                drop(tx)
+            }
             Err(e) => panic!("{step:?}: {e}"),
         }
     }

@@ -9,8 +9,12 @@ use crate::domain::audit::{self, Entry};
 use crate::domain::change::{Effect, Receipt};
 use crate::domain::tlog;
 
+/// Appends an entry after `head` (the log's last entry, read when not known), which then
+/// becomes this entry.
+#[allow(clippy::too_many_arguments)]
 pub fn append_audit(
     conn: &Connection,
+    head: &mut super::cache::Head,
     effects: &mut Vec<Effect>,
     at: &str,
     kind: &str,
@@ -18,11 +22,14 @@ pub fn append_audit(
     poll_office_id: Option<&str>,
     detail: Value,
 ) -> rusqlite::Result<Receipt> {
-    let head: Option<(i64, String)> = conn
-        .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let (seq, prev) = head.unwrap_or((0, audit::GENESIS.to_owned()));
+    let known = match head.take() {
+        Some(known) => Some(known),
+        None => conn
+            .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?,
+    };
+    let (seq, prev) = known.unwrap_or((0, audit::GENESIS.to_owned()));
     let entry = Entry {
         seq: seq + 1,
         at: at.to_owned(),
@@ -46,6 +53,7 @@ pub fn append_audit(
         "INSERT INTO audit_log (seq, at, kind, actor, poll_office_id, detail, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![entry.seq, entry.at, entry.kind, entry.actor, entry.poll_office_id, detail, hash])?;
+    *head = Some((entry.seq, hash));
     if crate::store::tlog::bench_off() {
         return Ok(Receipt { seq: entry.seq, leaf_hash: tlog::EMPTY_HASH });
     }

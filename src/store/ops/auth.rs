@@ -8,6 +8,7 @@ use super::*;
 
 pub(super) fn authenticate(
     conn: &Connection,
+    head: &mut Head,
     now: &str,
     a: &AuthOp,
     effects: &mut Vec<Effect>,
@@ -29,6 +30,7 @@ pub(super) fn authenticate(
             let n = conn.last_insert_rowid();
             append_audit(
                 conn,
+                head,
                 effects,
                 now,
                 "source_created",
@@ -69,6 +71,7 @@ pub(super) fn authenticate(
     .execute(params![a.token_hash, n, office, now, expires_at])?;
     let receipt = append_audit(
         conn,
+        head,
         effects,
         now,
         "auth_succeeded",

@@ -11,6 +11,7 @@ pub(super) fn count(conn: &Connection, table: &str) -> rusqlite::Result<usize> {
 
 pub(super) fn import_poll_offices(
     conn: &Connection,
+    head: &mut Head,
     now: &str,
     rows: &[OfficeRow],
     actor: Actor,
@@ -49,9 +50,9 @@ pub(super) fn import_poll_offices(
         ])?;
     }
     drop(stmt);
-    let logged = log_directory_rows(conn, now, &changed, actor, effects)?;
+    let logged = log_directory_rows(conn, head, now, &changed, actor, effects)?;
     let detail = json!({"parts": logged.parts, "rows_sha256": logged.rows_sha256});
-    imported(conn, now, "poll_offices", (before, rows.len()), actor, detail, effects)
+    imported(conn, head, now, "poll_offices", (before, rows.len()), actor, detail, effects)
 }
 
 /// Schema version 4 on a file whose directory was imported before the log took its rows:
@@ -79,9 +80,10 @@ pub fn log_directory_snapshot(conn: &Connection, now: &str) -> Result<(), OpErro
     }
     let mut effects = Vec::new();
     let refs: Vec<&OfficeRow> = rows.iter().collect();
-    let logged = log_directory_rows(conn, now, &refs, Actor::Cli, &mut effects)?;
+    let head = &mut None;
+    let logged = log_directory_rows(conn, head, now, &refs, Actor::Cli, &mut effects)?;
     let detail = json!({"parts": logged.parts, "rows_sha256": logged.rows_sha256, "schema_upgrade": true});
-    imported(conn, now, "poll_offices", (rows.len(), rows.len()), Actor::Cli, detail, &mut effects)?;
+    imported(conn, head, now, "poll_offices", (rows.len(), rows.len()), Actor::Cli, detail, &mut effects)?;
     Ok(())
 }
 
@@ -96,6 +98,7 @@ struct Logged {
 /// most 64 KiB (section 6e), each office's stats then naming its entry as `log_seq`.
 fn log_directory_rows(
     conn: &Connection,
+    head: &mut Head,
     now: &str,
     rows: &[&OfficeRow],
     actor: Actor,
@@ -113,7 +116,7 @@ fn log_directory_rows(
     let mut at = 0;
     for (i, part) in parts.iter().enumerate() {
         let detail = json!({"table": "poll_offices", "part": i + 1, "rows": part});
-        let receipt = append_audit(conn, effects, now, "directory_rows", actor.as_str(), None, detail)?;
+        let receipt = append_audit(conn, head, effects, now, "directory_rows", actor.as_str(), None, detail)?;
         for r in &rows[at..at + part.len()] {
             office_logged(conn, &r.identifier, Kind::Vote, receipt.seq, effects)?;
         }
@@ -124,6 +127,7 @@ fn log_directory_rows(
 
 pub(super) fn import_parties(
     conn: &Connection,
+    head: &mut Head,
     now: &str,
     rows: &[PartyRow],
     actor: Actor,
@@ -137,13 +141,15 @@ pub(super) fn import_parties(
     for r in rows {
         stmt.execute(params![r.identifier.as_str(), r.party_name, r.candidate_name])?;
     }
-    imported(conn, now, "parties", (before, rows.len()), actor, json!({}), effects)
+    imported(conn, head, now, "parties", (before, rows.len()), actor, json!({}), effects)
 }
 
 /// Counts what an import created and updated (rows are upserted by identifier: `(rows
 /// before, rows imported)`), and audits it with `more` in its detail.
+#[allow(clippy::too_many_arguments)]
 fn imported(
     conn: &Connection,
+    head: &mut Head,
     now: &str,
     table: &str,
     (before, rows): (usize, usize),
@@ -157,6 +163,6 @@ fn imported(
     for (k, v) in more.as_object().into_iter().flatten() {
         detail[k] = v.clone();
     }
-    append_audit(conn, effects, now, "import", actor.as_str(), None, detail)?;
+    append_audit(conn, head, effects, now, "import", actor.as_str(), None, detail)?;
     Ok(Outcome::Imported { created, updated })
 }

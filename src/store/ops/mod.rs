@@ -6,6 +6,7 @@
 
 mod audit;
 mod auth;
+mod cache;
 mod directory;
 mod proposals;
 mod sources;
@@ -271,24 +272,45 @@ impl From<&SourceRecord> for SourceRow {
 
 /// One operation's place in a transaction: the connection (a savepoint of the group
 /// commit, or the CLI's own transaction), the time of the write (and its stored text, to
-/// the second), and the effects it reports.
+/// the second), the effects it reports, and what the writer remembers of the tables.
 pub(super) struct Tx<'a> {
     pub conn: &'a Connection,
     pub now: Timestamp,
-    pub now_s: String,
+    pub now_s: &'a str,
     pub effects: &'a mut Vec<Effect>,
+    pub cache: &'a mut Cache,
 }
 
-/// Performs one operation on `conn` (a transaction or savepoint) at time `now`.
+/// Performs one operation on `conn` (a transaction or savepoint) at time `now`, reading
+/// everything from the tables (the CLI's operations, tests).
 pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<Effect>) -> Result<Outcome, OpError> {
+    apply_with(conn, op, now, effects, &mut Cache::default())
+}
+
+/// `apply` with what the writer remembers of the tables (`Cache`): the caller forgets it
+/// when the operation fails or the transaction does not commit.
+pub fn apply_with(
+    conn: &Connection,
+    op: &WriteOp,
+    now: Timestamp,
+    effects: &mut Vec<Effect>,
+    cache: &mut Cache,
+) -> Result<Outcome, OpError> {
+    // A status change rewrites the tiers of every office of its source in SQL; a reload
+    // follows another process's commit.
+    if matches!(op, WriteOp::UpdateSource { .. } | WriteOp::Reload(_)) {
+        cache.forget_tiers();
+    }
     let now_s = time::format(now);
-    let mut tx = Tx { conn, now, now_s: now_s.clone(), effects };
+    let mut tx = Tx { conn, now, now_s: &now_s, effects, cache };
+    let head = &mut tx.cache.head;
     match op {
-        WriteOp::Authenticate(a) => authenticate(conn, &now_s, a, effects),
+        WriteOp::Authenticate(a) => authenticate(conn, head, &now_s, a, tx.effects),
         WriteOp::AuthFailed { source_n, poll_office_id, reason } => {
             append_audit(
                 conn,
-                effects,
+                head,
+                tx.effects,
                 &now_s,
                 "auth_failed",
                 &source::actor(*source_n),
@@ -303,17 +325,18 @@ pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<
         WriteOp::ProposeBallot { source_n, poll_office_id, input, batch } => {
             propose_ballot(&mut tx, *source_n, poll_office_id, input, *batch)
         }
-        WriteOp::Verify { vote_id, voter_hash, attrs } => verify(conn, &now_s, *vote_id, voter_hash, *attrs, effects),
+        WriteOp::Verify { vote_id, voter_hash, attrs } => verify(&mut tx, *vote_id, voter_hash, *attrs),
         WriteOp::CreateSource { source, password_hash, actor } => {
-            create_source(conn, &now_s, source, password_hash.as_deref(), *actor, effects)
+            create_source(conn, head, &now_s, source, password_hash.as_deref(), *actor, tx.effects)
         }
         WriteOp::UpdateSource { elector_id, update, actor } => {
-            update_source(conn, &now_s, elector_id, update, *actor, effects)
+            update_source(conn, head, &now_s, elector_id, update, *actor, tx.effects)
         }
         WriteOp::CredentialsMinted { source_n, poll_office_id, expiration } => {
             append_audit(
                 conn,
-                effects,
+                head,
+                tx.effects,
                 &now_s,
                 "credentials_minted",
                 &source::actor(*source_n),
@@ -322,8 +345,8 @@ pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<
             )?;
             Ok(Outcome::Recorded)
         }
-        WriteOp::ImportPollOffices { rows, actor } => import_poll_offices(conn, &now_s, rows, *actor, effects),
-        WriteOp::ImportParties { rows, actor } => import_parties(conn, &now_s, rows, *actor, effects),
+        WriteOp::ImportPollOffices { rows, actor } => import_poll_offices(conn, head, &now_s, rows, *actor, tx.effects),
+        WriteOp::ImportParties { rows, actor } => import_parties(conn, head, &now_s, rows, *actor, tx.effects),
         WriteOp::LogCheckpoint { signed, tiles } => {
             crate::store::tlog::write_tiles(conn, tiles)?;
             crate::store::tlog::write_checkpoint(conn, signed)?;
@@ -337,7 +360,7 @@ pub fn apply(conn: &Connection, op: &WriteOp, now: Timestamp, effects: &mut Vec<
             Ok(Outcome::Recorded)
         }
         WriteOp::Reload(r) => {
-            reload(conn, r, effects)?;
+            reload(conn, r, tx.effects)?;
             Ok(Outcome::Recorded)
         }
     }
@@ -411,6 +434,7 @@ pub(crate) fn verification_from(r: &rusqlite::Row, first: usize) -> rusqlite::Re
 
 pub use audit::{append_audit, receipt_of};
 use auth::authenticate;
+pub use cache::{Cache, Head};
 pub use directory::log_directory_snapshot;
 use directory::{import_parties, import_poll_offices};
 use proposals::{propose_ballot, propose_vote, verify};

@@ -10,24 +10,37 @@ use crate::domain::{crosscheck, flags};
 /// Whether the office is trusted for this kind, and how many sources count there: one
 /// row of `office_tiers`, whatever the number of sources.
 pub(super) fn office_tier(conn: &Connection, office: &PollOfficeId, kind: Kind) -> rusqlite::Result<(bool, u32)> {
-    let (all, trusted): (u32, u32) = conn
+    let (all, trusted) = tier_counts(conn, office, kind)?;
+    Ok((trusted > 0, crosscheck::counted_sources(trusted, all)))
+}
+
+/// `(sources, trusted)` of the office's row of `office_tiers`.
+fn tier_counts(conn: &Connection, office: &PollOfficeId, kind: Kind) -> rusqlite::Result<(u32, u32)> {
+    Ok(conn
         .prepare_cached("SELECT sources, trusted FROM office_tiers WHERE poll_office_id = ?1 AND kind = ?2")?
         .query_row(params![office, kind.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
-        .unwrap_or((0, 0));
+        .unwrap_or((0, 0)))
+}
+
+/// `office_tier` through what the writer remembers.
+fn tier(tx: &mut Tx, office: &PollOfficeId, kind: Kind) -> rusqlite::Result<(bool, u32)> {
+    let (all, trusted) = match tx.cache.tier(office, kind) {
+        Some(known) => known,
+        None => {
+            let read = tier_counts(tx.conn, office, kind)?;
+            tx.cache.keep_tier(office, kind, read);
+            read
+        }
+    };
     Ok((trusted > 0, crosscheck::counted_sources(trusted, all)))
 }
 
 /// Records that a source reports this kind at this office now (a logged proposal or
 /// correction): joins it once, with its tier counts, and returns when it last reported
 /// this kind here before (`None` the first time, or before schema version 3).
-fn report_at_office(
-    conn: &Connection,
-    office: &PollOfficeId,
-    kind: Kind,
-    source_n: i64,
-    now_s: &str,
-) -> rusqlite::Result<Option<String>> {
+fn report_at_office(tx: &mut Tx, office: &PollOfficeId, kind: Kind, source_n: i64) -> rusqlite::Result<Option<String>> {
+    let (conn, now_s) = (tx.conn, tx.now_s);
     let before: Option<Option<String>> = conn
         .prepare_cached("SELECT last_at FROM office_sources WHERE poll_office_id = ?1 AND kind = ?2 AND source_n = ?3")?
         .query_row(params![office, kind.as_str(), source_n], |r| r.get(0))
@@ -53,6 +66,7 @@ fn report_at_office(
         )
     });
     conn.prepare_cached(&JOIN_TIER)?.execute(params![office, kind.as_str(), source_n])?;
+    tx.cache.forget_tier(office, kind);
     Ok(None)
 }
 
@@ -72,7 +86,7 @@ pub(super) fn propose_vote(
     input: &VoteInput,
     batch: bool,
 ) -> Result<Outcome, OpError> {
-    let (conn, now, now_s) = (tx.conn, tx.now, tx.now_s.as_str());
+    let (conn, now, now_s) = (tx.conn, tx.now, tx.now_s);
     let idx = input.index.get();
     // The vote's id, and this source's proposal for it if any.
     type Existing = (i64, Option<(String, String, bool, Timestamp, Option<i64>)>);
@@ -100,13 +114,15 @@ pub(super) fn propose_vote(
             return resent(conn, *id, *log_seq);
         }
     }
-    let (trusted_before, _) = office_tier(conn, office, Kind::Vote)?;
+    let (trusted_before, _) = tier(tx, office, Kind::Vote)?;
+    let mut fresh = None;
     let (vote_id, created, reported_at, receipt) = match existing {
         Some((id, Some((g, a, t, reported_at, _)))) => {
             let old = vote_attrs_from(&g, &a, t)?;
-            report_at_office(conn, office, Kind::Vote, source_n, now_s)?;
+            report_at_office(tx, office, Kind::Vote, source_n)?;
             let receipt = append_audit(
                 conn,
+                &mut tx.cache.head,
                 tx.effects,
                 now_s,
                 "vote_corrected",
@@ -133,7 +149,7 @@ pub(super) fn propose_vote(
                 }
                 t => t.map(time::format),
             };
-            let previous = report_at_office(conn, office, Kind::Vote, source_n, now_s)?;
+            let previous = report_at_office(tx, office, Kind::Vote, source_n)?;
             let id = match found {
                 Some((id, None)) => id,
                 _ => {
@@ -142,7 +158,22 @@ pub(super) fn propose_vote(
                         "INSERT INTO votes (poll_office_id, idx, first_reported_at, live, timed) VALUES (?1, ?2, ?3, ?4, ?5)",
                     )?
                     .execute(params![office, idx, now_s, !batch, timed])?;
-                    conn.last_insert_rowid()
+                    let id = conn.last_insert_rowid();
+                    fresh = Some(FreshVote {
+                        row: VoteRow {
+                            id,
+                            poll_office_id: office.clone(),
+                            idx,
+                            first_reported_at: time::to_second(now),
+                            live: !batch,
+                            timed,
+                            decision: None,
+                            verification: None,
+                            observed_at: None,
+                        },
+                        observed_at: observed_at.clone(),
+                    });
+                    id
                 }
             };
             let mut detail = json!({"vote_id": id.to_string(), "index": idx, "new": new.to_json()});
@@ -151,6 +182,7 @@ pub(super) fn propose_vote(
             }
             let receipt = append_audit(
                 conn,
+                &mut tx.cache.head,
                 tx.effects,
                 now_s,
                 "vote_proposed",
@@ -186,7 +218,8 @@ pub(super) fn propose_vote(
         reported_at,
         value: Proposed::Vote(new),
     }));
-    settle(conn, office, Kind::Vote, trusted_before, created, vote_id, tx.effects)?;
+    let new_row = fresh.map(|f| Fresh::Vote(f, new));
+    settle(tx, office, Kind::Vote, trusted_before, created, vote_id, new_row, source_n)?;
     Ok(Outcome::Proposed { created, id: vote_id, receipt: Some(receipt) })
 }
 
@@ -197,7 +230,7 @@ pub(super) fn propose_ballot(
     input: &BallotInput,
     batch: bool,
 ) -> Result<Outcome, OpError> {
-    let (conn, now, now_s) = (tx.conn, tx.now, tx.now_s.as_str());
+    let (conn, now, now_s) = (tx.conn, tx.now, tx.now_s);
     let idx = input.index.get();
     let party = input.party_id.as_str();
     type Existing = (i64, Option<(String, Timestamp, Option<i64>)>);
@@ -221,12 +254,14 @@ pub(super) fn propose_ballot(
             return resent(conn, *id, *log_seq);
         }
     }
-    let (trusted_before, _) = office_tier(conn, office, Kind::Ballot)?;
+    let (trusted_before, _) = tier(tx, office, Kind::Ballot)?;
+    let mut fresh = None;
     let (ballot_id, created, reported_at, receipt) = match existing {
         Some((id, Some((old, reported_at, _)))) => {
-            report_at_office(conn, office, Kind::Ballot, source_n, now_s)?;
+            report_at_office(tx, office, Kind::Ballot, source_n)?;
             let receipt = append_audit(
                 conn,
+                &mut tx.cache.head,
                 tx.effects,
                 now_s,
                 "ballot_corrected",
@@ -248,12 +283,15 @@ pub(super) fn propose_ballot(
                         "INSERT INTO ballots (poll_office_id, idx, first_reported_at) VALUES (?1, ?2, ?3)",
                     )?
                     .execute(params![office, idx, now_s])?;
-                    conn.last_insert_rowid()
+                    let id = conn.last_insert_rowid();
+                    fresh = Some(BallotRow { id, poll_office_id: office.clone(), idx, decision: None });
+                    id
                 }
             };
-            report_at_office(conn, office, Kind::Ballot, source_n, now_s)?;
+            report_at_office(tx, office, Kind::Ballot, source_n)?;
             let receipt = append_audit(
                 conn,
+                &mut tx.cache.head,
                 tx.effects,
                 now_s,
                 "ballot_proposed",
@@ -277,7 +315,8 @@ pub(super) fn propose_ballot(
         reported_at,
         value: Proposed::Ballot(input.party_id.clone()),
     }));
-    settle(conn, office, Kind::Ballot, trusted_before, created, ballot_id, tx.effects)?;
+    let new_row = fresh.map(|row| Fresh::Ballot(row, input.party_id.as_str().to_owned()));
+    settle(tx, office, Kind::Ballot, trusted_before, created, ballot_id, new_row, source_n)?;
     Ok(Outcome::Proposed { created, id: ballot_id, receipt: Some(receipt) })
 }
 
@@ -288,43 +327,73 @@ fn resent(conn: &Connection, id: i64, log_seq: Option<i64>) -> Result<Outcome, O
     Ok(Outcome::Proposed { created: false, id, receipt })
 }
 
+/// A vote or ballot row this proposal just created, with the proposal (its only one):
+/// deciding it needs nothing read back.
+enum Fresh {
+    Vote(FreshVote, VoteAttrs),
+    Ballot(BallotRow, String),
+}
+
+struct FreshVote {
+    row: VoteRow,
+    observed_at: Option<String>,
+}
+
 /// After a proposal: a source new to the office may change its tier (then the whole
 /// office is re-weighed) and its count of sources; otherwise only this vote or ballot
 /// changes.
-pub(super) fn settle(
-    conn: &Connection,
+#[allow(clippy::too_many_arguments)]
+fn settle(
+    tx: &mut Tx,
     office: &PollOfficeId,
     kind: Kind,
     trusted_before: bool,
     new_proposal: bool,
     id: i64,
-    effects: &mut Vec<Effect>,
+    fresh: Option<Fresh>,
+    source_n: i64,
 ) -> rusqlite::Result<()> {
     let mut trusted = trusted_before;
     if new_proposal {
-        let (trusted_after, counted) = office_tier(conn, office, kind)?;
-        effects.push(Effect::OfficeSources { poll_office_id: office.clone(), kind, counted });
+        let (trusted_after, counted) = tier(tx, office, kind)?;
+        tx.effects.push(Effect::OfficeSources { poll_office_id: office.clone(), kind, counted });
         if trusted_after != trusted_before {
-            recompute_office(conn, office, kind, effects)?;
+            recompute_office(tx.conn, office, kind, tx.effects)?;
             return Ok(());
         }
         trusted = trusted_after;
     }
-    effects.push(match kind {
-        Kind::Vote => Effect::Vote(recompute_vote(conn, id, trusted)?),
-        Kind::Ballot => Effect::Ballot(recompute_ballot(conn, id, trusted)?),
-    });
+    let conn = tx.conn;
+    // Whether the proposing source counts: asked only where the office has a trusted one.
+    let source_counts = || -> rusqlite::Result<bool> {
+        if !trusted {
+            return Ok(true);
+        }
+        let status: String =
+            conn.prepare_cached("SELECT status FROM sources WHERE n = ?1")?.query_row([source_n], |r| r.get(0))?;
+        Ok(parse_status(&status)?.is_trusted())
+    };
+    let effect = match fresh {
+        Some(Fresh::Vote(f, attrs)) => {
+            let proposal = (attrs, f.observed_at, source_counts()?);
+            let stored = StoredVote { row: f.row, stored: (None, None, None, false, None) };
+            Effect::Vote(settle_vote(conn, stored, &[proposal], trusted)?)
+        }
+        Some(Fresh::Ballot(row, party)) => {
+            let proposal = (party, source_counts()?);
+            Effect::Ballot(settle_ballot(conn, (row, (false, None, false)), &[proposal], trusted)?)
+        }
+        None => match kind {
+            Kind::Vote => Effect::Vote(recompute_vote(conn, id, trusted)?),
+            Kind::Ballot => Effect::Ballot(recompute_ballot(conn, id, trusted)?),
+        },
+    };
+    tx.effects.push(effect);
     Ok(())
 }
 
-pub(super) fn verify(
-    conn: &Connection,
-    now_s: &str,
-    vote_id: i64,
-    voter_hash: &str,
-    attrs: VoteAttrs,
-    effects: &mut Vec<Effect>,
-) -> Result<Outcome, OpError> {
+pub(super) fn verify(tx: &mut Tx, vote_id: i64, voter_hash: &str, attrs: VoteAttrs) -> Result<Outcome, OpError> {
+    let (conn, now_s) = (tx.conn, tx.now_s);
     let vote: Option<(PollOfficeId, u32)> = conn
         .prepare_cached("SELECT poll_office_id, idx FROM votes WHERE id = ?1")?
         .query_row([vote_id], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -344,10 +413,19 @@ pub(super) fn verify(
     detail["vote_id"] = json!(vote_id.to_string());
     detail["index"] = json!(idx);
     detail["voter"] = json!(voter_hash);
-    let receipt = append_audit(conn, effects, now_s, "vote_verified", "voter", Some(office.as_str()), detail)?;
-    dated(&office, Kind::Vote, receipt.seq, effects);
-    let (trusted, _) = office_tier(conn, &office, Kind::Vote)?;
-    effects.push(Effect::Vote(recompute_vote(conn, vote_id, trusted)?));
+    let receipt = append_audit(
+        conn,
+        &mut tx.cache.head,
+        tx.effects,
+        now_s,
+        "vote_verified",
+        "voter",
+        Some(office.as_str()),
+        detail,
+    )?;
+    dated(&office, Kind::Vote, receipt.seq, tx.effects);
+    let (trusted, _) = tier(tx, &office, Kind::Vote)?;
+    tx.effects.push(Effect::Vote(recompute_vote(conn, vote_id, trusted)?));
     Ok(Outcome::Verified { vote_id, receipt })
 }
 

@@ -8,6 +8,7 @@ use super::*;
 
 pub(super) fn create_source(
     conn: &Connection,
+    head: &mut Head,
     now: &str,
     s: &NewSource,
     password_hash: Option<&str>,
@@ -37,6 +38,7 @@ pub(super) fn create_source(
     let n = conn.last_insert_rowid();
     append_audit(
         conn,
+        head,
         effects,
         now,
         "source_created",
@@ -51,6 +53,7 @@ pub(super) fn create_source(
 
 pub(super) fn update_source(
     conn: &Connection,
+    head: &mut Head,
     now: &str,
     elector_id: &ElectorId,
     u: &SourceUpdate,
@@ -95,7 +98,7 @@ pub(super) fn update_source(
         detail["status"] = json!({"old": old_status.as_str(), "new": status.as_str()});
     }
     conn.prepare_cached("UPDATE sources SET updated_at = ?1 WHERE n = ?2")?.execute(params![now, n])?;
-    let receipt = append_audit(conn, effects, now, "source_updated", actor.as_str(), None, detail)?;
+    let receipt = append_audit(conn, head, effects, now, "source_updated", actor.as_str(), None, detail)?;
     let record = load_source(conn, n)?;
     effects.push(Effect::Source(SourceRow::from(&record)));
     if status_changed {
