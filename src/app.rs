@@ -157,11 +157,26 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
             ),
         ));
     }
-    let directory = reads::directory(&conn)?;
-    let stats = Arc::new(Stats::new());
-    stats.set_directory(&directory);
-    stats.apply(&reads::all_effects(&conn)?);
-    stats.compact();
+    // The aggregates and the log's tree are rebuilt side by side, each from its own
+    // connection: the tree from `audit_log`, the aggregates from the other tables.
+    let pool = store::read_pool(&settings.database.path, 4)?;
+    let log_conn = store::open(&settings.database.path, settings.durability())?;
+    let (log_settings, log_pool, now) = (&settings.log, pool.clone(), clock.now());
+    let (log, rebuilt) = std::thread::scope(|s| {
+        let log = s.spawn(move || crate::transparency::Log::open(&log_conn, log_settings, log_pool, now));
+        let rebuilt = (|| -> rusqlite::Result<_> {
+            let directory = reads::directory(&conn)?;
+            let stats = Arc::new(Stats::new());
+            stats.set_directory(&directory);
+            reads::all_effects(&conn, &mut |chunk| stats.apply(chunk))?;
+            stats.compact();
+            Ok((directory, stats))
+        })();
+        (log.join().expect("the log's rebuild does not panic"), rebuilt)
+    });
+    let (directory, stats) = rebuilt?;
+    let (log, office_seqs) = log?;
+    stats.apply(&office_seqs);
     // The rows read for the rebuild are gone: give their pages back to the system.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the system.
@@ -173,9 +188,6 @@ pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<(Arc<App>, std
     let directory = Arc::new(RwLock::new(Arc::new(directory)));
     let metrics = Arc::new(Metrics::default());
     metrics.tokens.store(tokens.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    let pool = store::read_pool(&settings.database.path, 4)?;
-    let (log, office_seqs) = crate::transparency::Log::open(&conn, &settings.log, pool.clone(), clock.now())?;
-    stats.apply(&office_seqs);
     let log = Arc::new(log);
     let (hubs, hub) = crate::ws::Hubs::channel(&settings.ws);
     let committed = Committed {

@@ -98,8 +98,13 @@ pub fn export(db: &Path, dir: &Path) -> Result<String, String> {
         .map_err(|e| e.to_string())?
         .ok_or("this log has signed no checkpoint yet: start the server once")?;
     let last = tables::last_seq(&conn).map_err(|e| e.to_string())? as u64;
-    let rebuilt = crate::transparency::rebuild(&conn, last).map_err(|e| e.to_string())?;
-    let (tree, pending) = (rebuilt.tree, rebuilt.tiles);
+    let mut pending = Vec::new();
+    let rebuilt = crate::transparency::rebuild(&conn, last, &mut |tiles| {
+        pending.extend_from_slice(tiles);
+        Ok(())
+    })
+    .map_err(|e| e.to_string())?;
+    let tree = rebuilt.tree;
     let size = signed.size.min(tree.size());
     let store = tables::Tiles { conn: &conn, pending: &pending };
     let mirror = Mirror::new(dir);

@@ -99,17 +99,22 @@ impl Log {
         // The tree is derived from audit_log at every start, never read back from its
         // tiles: what is served and signed is what the entries give.
         let started = std::time::Instant::now();
-        let rebuilt = rebuild(conn, last)?;
+        // The stored tiles are compared with the rebuilt ones as the scan goes.
+        let tx = conn.unchecked_transaction()?;
+        let mut rewritten = 0;
+        let rebuilt = rebuild(&tx, last, &mut |tiles| {
+            rewritten += tables::sync_tiles(&tx, tiles)?;
+            Ok(())
+        })?;
         let offices = rebuilt.office_effects();
-        let Rebuilt { tree, tiles, .. } = rebuilt;
+        let tree = rebuilt.tree;
+        rewritten += tables::drop_tiles_beyond(&tx, tree.size())?;
+        tx.commit()?;
         log::info!(
             "rebuilt the log's tree of {} entries from audit_log in {:.2} s",
             tree.size(),
             started.elapsed().as_secs_f64()
         );
-        let tx = conn.unchecked_transaction()?;
-        let rewritten = tables::sync_tiles(&tx, &tiles)?;
-        tx.commit()?;
         if rewritten > 0 {
             log::warn!("{rewritten} stored tiles of the log were missing or differed from audit_log: rewritten");
         }
@@ -495,7 +500,6 @@ fn sign(key: &LogKey, size: u64, root: tlog::Hash, now: time::Timestamp) -> Sign
 /// verifications (its `log_seq` but for status changes and directory rows: `office_log`).
 pub struct Rebuilt {
     pub tree: Tree,
-    pub tiles: Vec<FullTile>,
     pub office_seqs: std::collections::HashMap<(String, Kind), i64>,
 }
 
@@ -512,17 +516,39 @@ impl Rebuilt {
     }
 }
 
-pub fn rebuild(conn: &Connection, last: u64) -> Result<Rebuilt, LogError> {
-    let mut r = Rebuilt { tree: Tree::default(), tiles: Vec::new(), office_seqs: Default::default() };
+/// How many full tiles the rebuild hands over at a time (a national log's 34 MB of tiles
+/// never sit in memory at once).
+const TILES_AT_ONCE: usize = 64;
+
+/// The tree of the entries up to `last`, rebuilt from `audit_log`; the full tiles go to
+/// `tiles` as they complete, a few at a time.
+pub fn rebuild(
+    conn: &Connection,
+    last: u64,
+    tiles: &mut dyn FnMut(&[FullTile]) -> rusqlite::Result<()>,
+) -> Result<Rebuilt, LogError> {
+    let mut r = Rebuilt { tree: Tree::default(), office_seqs: Default::default() };
+    let mut completed = Vec::new();
+    let mut failed = None;
     tables::each_entry(conn, 0, last as i64, |e| {
-        r.tree.push(tlog::leaf_hash(e.canonical.as_bytes()), &mut r.tiles);
+        r.tree.push(tlog::leaf_hash(e.canonical.as_bytes()), &mut completed);
+        if completed.len() >= TILES_AT_ONCE && failed.is_none() {
+            failed = tiles(&completed).err();
+            completed.clear();
+        }
         if let Some(office) = e.poll_office_id {
             for kind in bodies_of(e.kind) {
                 r.office_seqs.insert((office.to_owned(), *kind), e.seq);
             }
         }
     })?;
-    Ok(r)
+    match failed {
+        Some(e) => Err(e.into()),
+        None => {
+            tiles(&completed)?;
+            Ok(r)
+        }
+    }
 }
 
 /// The bodies whose numbers an entry naming an office concerns.

@@ -34,9 +34,9 @@ fn keyed<'a, T>(
 }
 
 pub(super) fn stats(office: &Office, poll_office_id: &str, book: &SourceBook) -> Value {
-    let verified = office.counted.iter().rev().find_map(|idx| {
-        let (a, at) = office.votes.get(idx)?.verification?;
-        Some(vote_entry(*idx, a.gender.as_str(), a.age.as_str(), a.has_torn, &at.to_rfc3339()))
+    let verified = office.top_verified.get().and_then(|idx| {
+        let (a, at) = office.votes.get(&idx)?.verification?;
+        Some(vote_entry(idx, a.gender.as_str(), a.age.as_str(), a.has_torn, &at.to_rfc3339()))
     });
     let fixed = vec![("Accepted", office.last_vote().map(with_created_at).into()), ("Verified", verified.into())];
     let last_vote = keyed(fixed, book, &office.vote_lasts, |last| {

@@ -109,9 +109,11 @@ struct State {
 }
 
 impl State {
-    /// Recomputes an office's flags after a change; stale bodies if they changed.
+    /// Recomputes an office's lost maxima and its flags after a change; stale bodies if
+    /// the flags changed.
     fn refresh_flags(&mut self, id: &str) -> bool {
         let Some(entry) = self.offices.get_mut(id) else { return false };
+        entry.office.refresh();
         if !entry.office.refresh_flags(self.registered.get(id).copied()) {
             return false;
         }
@@ -162,6 +164,8 @@ impl Stats {
         let mut state = self.state.write();
         let mut changed = false;
         let mut flags_changed = false;
+        // Offices whose figures moved: refreshed once each, after all the effects.
+        let mut touched: Vec<&str> = Vec::new();
         for effect in effects {
             let (office, kind) = match effect {
                 Effect::Vote(row) => (&row.poll_office_id, Kind::Vote),
@@ -210,6 +214,13 @@ impl Stats {
                 continue;
             }
             changed = true;
+            if touched.last() != Some(&office) {
+                touched.push(office);
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for office in touched {
             flags_changed |= state.refresh_flags(office);
         }
         drop(state);

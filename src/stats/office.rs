@@ -139,6 +139,52 @@ fn keep_last<T>(lasts: &mut HashMap<i64, Last<T>>, row: &ProposalRow, value: T) 
     }
 }
 
+/// A maximum over an office's votes or ballots, kept as they change: a new row can only
+/// raise it, and when the row holding it leaves, it is `Lost` until `Office::refresh`
+/// looks for it again (one walk, after the commit that lost it: only a re-weigh of the
+/// office does that, and it already reads every row).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Max<T> {
+    Known(Option<T>),
+    Lost,
+}
+
+impl<T> Default for Max<T> {
+    fn default() -> Self {
+        Max::Known(None)
+    }
+}
+
+impl<T: Copy + Ord> Max<T> {
+    fn add(&mut self, v: T) {
+        if let Max::Known(m) = self {
+            if m.is_none_or(|m| v > m) {
+                *m = Some(v);
+            }
+        }
+    }
+
+    fn remove(&mut self, v: T) {
+        if *self == Max::Known(Some(v)) {
+            *self = Max::Lost;
+        }
+    }
+
+    /// Found again by `find` if lost.
+    fn refresh(&mut self, find: impl FnOnce() -> Option<T>) {
+        if *self == Max::Lost {
+            *self = Max::Known(find());
+        }
+    }
+
+    pub fn get(self) -> Option<T> {
+        match self {
+            Max::Known(m) => m,
+            Max::Lost => unreachable!("an office is refreshed after every change"),
+        }
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Office {
     /// By index. Trees, not sorted vectors: a reporter posting indexes from 1,000,000 down
@@ -157,15 +203,17 @@ pub(super) struct Office {
     pub ballot_log_seq: i64,
     pub vote_lasts: HashMap<i64, Last<VoteAttrs>>,
     pub ballot_lasts: HashMap<i64, Last<String>>,
-    /// Indexes of the counted votes: the highest counted index (flags, `last_vote`) without
-    /// walking past uncounted votes, however many an opportunistic reporter posted.
-    pub counted: BTreeSet<u32>,
-    /// The counted votes as `(id, idx)`: the last is the counted vote first reported most
-    /// recently (vote ids grow with first reports), found again at once when it stops
-    /// counting (an office re-weighed).
-    pub counted_by_id: BTreeSet<(u32, u32)>,
+    /// The highest counted index (flags, `last_vote`), never looked for past uncounted
+    /// votes, however many an opportunistic reporter posted.
+    pub top: Max<u32>,
+    /// The highest counted index with a verification (the apps' `Verified`).
+    pub top_verified: Max<u32>,
+    /// `(id, idx)` of the counted vote first reported most recently (vote ids grow with
+    /// first reports): the national `last_vote`.
+    pub latest: Max<(u32, u32)>,
     /// The decided ballots as `(id, idx)`: the last is the decided ballot first reported
-    /// most recently (the national `last_paper`).
+    /// most recently (the national `last_paper`). A set, not a `Max`: a correction can
+    /// undecide a ballot (a tie) at any time, not only a re-weigh.
     pub decided_by_id: BTreeSet<(u32, u32)>,
     /// Observation times of the counted votes, for `fast_voting`.
     pub density: Density,
@@ -177,8 +225,6 @@ impl Office {
     /// them in order, which leaves their nodes half full.
     pub fn compact(&mut self) {
         self.votes = std::mem::take(&mut self.votes).into_iter().collect();
-        self.counted = std::mem::take(&mut self.counted).into_iter().collect();
-        self.counted_by_id = std::mem::take(&mut self.counted_by_id).into_iter().collect();
         self.decided_by_id = std::mem::take(&mut self.decided_by_id).into_iter().collect();
         self.ballots = std::mem::take(&mut self.ballots).into_iter().collect();
         self.density.compact();
@@ -203,25 +249,46 @@ impl Office {
         if let Some(t) = observed {
             self.density.add(t.unix());
         }
-        let id = view.id;
-        if let Some(old) = self.votes.insert(row.idx, view) {
+        // A vote stops counting only when its office is re-weighed: only then is a
+        // maximum lost.
+        let (id, idx) = (view.id, row.idx);
+        let counted = row.decision.is_some();
+        let verified = counted && view.verification.is_some();
+        if let Some(old) = self.votes.insert(idx, view) {
             self.totals.add(Totals::of(&old), -1);
             if let Some(t) = old.observed {
                 self.density.remove(t.unix());
             }
-            self.counted_by_id.remove(&(old.id, row.idx));
+            if old.decision.is_some() && !counted {
+                self.top.remove(idx);
+                self.latest.remove((old.id, idx));
+            }
+            if old.decision.is_some() && old.verification.is_some() && !verified {
+                self.top_verified.remove(idx);
+            }
         }
-        if row.decision.is_some() {
-            self.counted.insert(row.idx);
-            self.counted_by_id.insert((id, row.idx));
-        } else {
-            self.counted.remove(&row.idx);
+        if counted {
+            self.top.add(idx);
+            self.latest.add((id, idx));
         }
+        if verified {
+            self.top_verified.add(idx);
+        }
+    }
+
+    /// Finds again the maxima the last changes lost (after each commit's changes).
+    pub fn refresh(&mut self) {
+        let counted = |v: &&VoteView| v.decision.is_some();
+        let votes = &self.votes;
+        self.top.refresh(|| votes.iter().rev().find(|(_, v)| counted(v)).map(|(idx, _)| *idx));
+        self.top_verified
+            .refresh(|| votes.iter().rev().find(|(_, v)| counted(v) && v.verification.is_some()).map(|(idx, _)| *idx));
+        self.latest.refresh(|| votes.iter().filter(|(_, v)| counted(v)).map(|(idx, v)| (v.id, *idx)).max());
     }
 
     /// The counted vote first reported most recently, as `(id, idx)`.
     pub fn latest(&self) -> Option<(i64, u32)> {
-        self.counted_by_id.last().map(|&(id, idx)| (i64::from(id), idx))
+        self.latest.get().map(|(id, idx)| (i64::from(id), idx))
     }
 
     pub fn set_ballot(&mut self, row: &BallotRow) {
@@ -269,7 +336,7 @@ impl Office {
         let figures = Figures {
             votes: self.totals.votes,
             disputed: self.totals.disputed,
-            max_index: self.counted.last().copied(),
+            max_index: self.top.get(),
             ballots: self.total_ballots,
             registered,
             fast: self.density.fast(),
@@ -286,7 +353,7 @@ impl Office {
 
     /// The counted vote with the highest index, with its accepted attributes.
     pub fn last_vote(&self) -> Option<Value> {
-        let idx = *self.counted.last()?;
+        let idx = self.top.get()?;
         self.votes.get(&idx)?.accepted_json(idx)
     }
 

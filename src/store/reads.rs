@@ -18,13 +18,38 @@ fn invalid(what: String) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, what, rusqlite::types::Type::Text)
 }
 
+/// How many effects the start-up hands over at a time: a national file's million votes
+/// never sit in memory as effects all at once.
+const CHUNK: usize = 8192;
+
 /// Every source, vote, ballot, each source's last proposal per office and office source
-/// count, as effects: replaying them into empty aggregates rebuilds what the server had in
-/// memory.
-pub fn all_effects(conn: &Connection) -> rusqlite::Result<Vec<Effect>> {
-    let mut effects = sources(conn, None)?;
-    effects.extend(effects_of(conn, None)?);
-    Ok(effects)
+/// count, as effects handed to `each` in order, a chunk at a time: replaying them into
+/// empty aggregates rebuilds what the server had in memory.
+pub fn all_effects(conn: &Connection, each: &mut dyn FnMut(&[Effect])) -> rusqlite::Result<()> {
+    let mut chunks = Chunks { effects: sources(conn, None)?, each };
+    effects_of(conn, None, &mut chunks)?;
+    chunks.flush();
+    Ok(())
+}
+
+/// Effects gathered and handed on `CHUNK` at a time.
+struct Chunks<'a> {
+    effects: Vec<Effect>,
+    each: &'a mut dyn FnMut(&[Effect]),
+}
+
+impl Chunks<'_> {
+    fn push(&mut self, effect: Effect) {
+        self.effects.push(effect);
+        if self.effects.len() >= CHUNK {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        (self.each)(&self.effects);
+        self.effects.clear();
+    }
 }
 
 /// Sources as the aggregates know them, in increasing `n`: all, or one.
@@ -46,7 +71,11 @@ pub fn sources(conn: &Connection, n: Option<i64>) -> rusqlite::Result<Vec<Effect
 
 /// The same for one office: what another process's commit there changed.
 pub fn office_effects(conn: &Connection, office: &str) -> rusqlite::Result<Vec<Effect>> {
-    effects_of(conn, Some(office))
+    let mut all = Vec::new();
+    let mut chunks = Chunks { effects: Vec::new(), each: &mut |chunk: &[Effect]| all.extend_from_slice(chunk) };
+    effects_of(conn, Some(office), &mut chunks)?;
+    chunks.flush();
+    Ok(all)
 }
 
 /// `WHERE column = ?1` for one office, or a clause that keeps every row (and still binds
@@ -58,8 +87,7 @@ fn office_filter(office: Option<&str>, column: &str) -> String {
     }
 }
 
-fn effects_of(conn: &Connection, office: Option<&str>) -> rusqlite::Result<Vec<Effect>> {
-    let mut effects = Vec::new();
+fn effects_of(conn: &Connection, office: Option<&str>, effects: &mut Chunks) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT v.id, v.poll_office_id, v.idx, v.first_reported_at, v.live, v.counted, v.gender, v.age, v.has_torn,
                 v.disputed, v.observed_at, vv.gender, vv.age, vv.has_torn, vv.created_at, v.timed
@@ -156,8 +184,10 @@ fn effects_of(conn: &Connection, office: Option<&str>) -> rusqlite::Result<Vec<E
             counted: crosscheck::counted_sources(r.get(2)?, r.get(3)?),
         });
     }
-    effects.extend(office_logs(conn, office)?);
-    Ok(effects)
+    for e in office_logs(conn, office)? {
+        effects.push(e);
+    }
+    Ok(())
 }
 
 /// The offices' `log_seq`s (`office_log`): one office's, or all (after an import by

@@ -56,19 +56,22 @@ pub fn sync_tiles(conn: &Connection, tiles: &[FullTile]) -> rusqlite::Result<usi
             changed += 1;
         }
     }
-    let stored: i64 = conn.query_row("SELECT COUNT(*) FROM log_tiles", [], |r| r.get(0))?;
-    if stored as usize > tiles.len() {
-        let keep: std::collections::HashSet<(u8, u64)> = tiles.iter().map(|t| (t.level, t.n)).collect();
-        let all: Vec<(u8, i64)> = conn
-            .prepare("SELECT level, n FROM log_tiles")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        for (level, n) in all.into_iter().filter(|(l, n)| !keep.contains(&(*l, *n as u64))) {
-            conn.execute("DELETE FROM log_tiles WHERE level = ?1 AND n = ?2", params![level, n])?;
-            changed += 1;
-        }
-    }
     Ok(changed)
+}
+
+/// Deletes the stored tiles a tree of `size` leaves does not have (left by entries that
+/// were removed from `audit_log`); how many.
+pub fn drop_tiles_beyond(conn: &Connection, size: u64) -> rusqlite::Result<usize> {
+    let levels: Vec<u8> = conn
+        .prepare("SELECT DISTINCT level FROM log_tiles")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut deleted = 0;
+    let mut delete = conn.prepare("DELETE FROM log_tiles WHERE level = ?1 AND n >= ?2")?;
+    for level in levels {
+        deleted += delete.execute(params![level, crate::domain::tlog::Tree::full_tiles(size, level) as i64])?;
+    }
+    Ok(deleted)
 }
 
 /// An entry as the tree and the start-up read it.

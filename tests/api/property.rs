@@ -371,9 +371,9 @@ fn run(steps: &[Step]) {
         }
     }
     let rebuilt = Stats::new();
-    rebuilt.apply(&reads::all_effects(&conn).unwrap());
+    reads::all_effects(&conn, &mut |chunk| rebuilt.apply(chunk)).unwrap();
     let last = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit_log", [], |r| r.get::<_, i64>(0)).unwrap();
-    rebuilt.apply(&ufrecs::transparency::rebuild(&conn, last as u64).unwrap().office_effects());
+    rebuilt.apply(&ufrecs::transparency::rebuild(&conn, last as u64, &mut |_| Ok(())).unwrap().office_effects());
     let live = live.snapshot();
     // Every body, the compatibility forms included.
     assert_eq!(live, rebuilt.snapshot(), "memory differs from a rebuild from the tables");
