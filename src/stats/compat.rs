@@ -64,16 +64,16 @@ pub(super) fn results(office: &Office, poll_office_id: &str, book: &SourceBook) 
         ("party_id", highest.and_then(|(_, p)| p).into()),
     ];
     let last_paper =
-        keyed(fixed, book, &office.ballot_lasts, |last| json!({"index": last.idx, "party_id": last.value}));
+        keyed(fixed, book, &office.count().ballot_lasts, |last| json!({"index": last.idx, "party_id": last.value}));
     json!({
         "poll_office_id": poll_office_id,
         "last_paper": last_paper,
         "results": office.results(),
-        "total_ballots": office.total_ballots,
-        "undecided_ballots": office.undecided_ballots,
-        "sources": office.ballot_sources,
-        "totals": {"total_ballots": office.total_ballots, "total_sources": office.ballot_sources},
-        "log_seq": office.ballot_log_seq,
+        "total_ballots": office.count().total_ballots,
+        "undecided_ballots": office.count().undecided_ballots,
+        "sources": office.count().ballot_sources,
+        "totals": {"total_ballots": office.count().total_ballots, "total_sources": office.count().ballot_sources},
+        "log_seq": office.count().ballot_log_seq,
     })
 }
 
@@ -100,15 +100,15 @@ pub(super) fn national<'a>(
     for (id, o) in offices {
         totals.add(o.totals, 1);
         covered_votes += (o.totals.votes > 0) as usize;
-        covered_ballots += (o.total_ballots > 0) as usize;
+        covered_ballots += (o.count().total_ballots > 0) as usize;
         outside_directory += !(dir.contains)(id) as usize;
         vote_sources.extend(book.counted(&o.vote_lasts).map(|(n, _)| n));
-        ballot_sources.extend(book.counted(&o.ballot_lasts).map(|(n, _)| n));
-        for (p, n) in &o.parties {
+        ballot_sources.extend(book.counted(&o.count().ballot_lasts).map(|(n, _)| n));
+        for (p, n) in &o.count().parties {
             *parties.entry(p.clone()).or_default() += n;
         }
-        total_ballots += o.total_ballots;
-        undecided_ballots += o.undecided_ballots;
+        total_ballots += o.count().total_ballots;
+        undecided_ballots += o.count().undecided_ballots;
         if let Some((vote_id, idx)) = o.latest() {
             if latest.is_none_or(|(l, ..)| vote_id > l) {
                 latest = Some((vote_id, id, o, idx));
@@ -131,7 +131,7 @@ pub(super) fn national<'a>(
     stats_totals["covered_poll_offices"] = json!(covered_votes);
     let stats = json!({"totals": stats_totals, "last_vote": {"Accepted": accepted}});
     let accepted_paper = latest_paper.and_then(|(_, id, o, idx)| {
-        let party = o.ballots.get(&idx)?.as_ref()?.party.as_deref()?;
+        let party = o.count().ballots.get(&idx)?.as_ref()?.party.as_deref()?;
         Some(json!({"index": idx, "party_id": party, "poll_office_id": id}))
     });
     let results = json!({

@@ -197,14 +197,16 @@ impl Stats {
                 Effect::Ballot(row) => entry.office.set_ballot(row),
                 Effect::Proposal(row) => entry.office.set_proposal(row),
                 Effect::OfficeSources { kind: Kind::Vote, counted, .. } => entry.office.vote_sources = *counted,
-                Effect::OfficeSources { kind: Kind::Ballot, counted, .. } => entry.office.ballot_sources = *counted,
+                Effect::OfficeSources { kind: Kind::Ballot, counted, .. } => {
+                    entry.office.count_mut().ballot_sources = *counted
+                }
                 // The latest wins, whatever the order they arrive in (a reload of another
                 // process's status change or import next to this writer's reports).
                 Effect::OfficeLogged { kind: Kind::Vote, seq, .. } => {
                     entry.office.vote_log_seq = entry.office.vote_log_seq.max(*seq)
                 }
                 Effect::OfficeLogged { kind: Kind::Ballot, seq, .. } => {
-                    entry.office.ballot_log_seq = entry.office.ballot_log_seq.max(*seq)
+                    entry.office.count_mut().ballot_log_seq = entry.office.count().ballot_log_seq.max(*seq)
                 }
                 _ => unreachable!("handled above"),
             }

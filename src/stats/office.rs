@@ -185,6 +185,25 @@ impl<T: Copy + Ord> Max<T> {
     }
 }
 
+/// An office's ballots and what is derived from them.
+#[derive(Default)]
+pub(super) struct Count {
+    pub ballots: BTreeMap<u32, Option<BallotDecision>>,
+    pub parties: BTreeMap<String, i64>,
+    pub total_ballots: i64,
+    pub undecided_ballots: i64,
+    pub ballot_sources: u32,
+    /// The seq of the last audit entry that concerns the office's ballots (`log_seq`).
+    pub ballot_log_seq: i64,
+    pub ballot_lasts: HashMap<i64, Last<String>>,
+    /// The decided ballots as `(id, idx)`: the last is the decided ballot first reported
+    /// most recently (the national `last_paper`). A set, not a `Max`: a correction can
+    /// undecide a ballot (a tie) at any time, not only a re-weigh.
+    pub decided_by_id: BTreeSet<(u32, u32)>,
+}
+
+static NO_COUNT: std::sync::LazyLock<Count> = std::sync::LazyLock::new(Count::default);
+
 #[derive(Default)]
 pub(super) struct Office {
     /// By index. Trees, not sorted vectors: a reporter posting indexes from 1,000,000 down
@@ -192,17 +211,12 @@ pub(super) struct Office {
     pub votes: BTreeMap<u32, VoteView>,
     pub totals: Totals,
     pub vote_sources: u32,
-    pub ballots: BTreeMap<u32, Option<BallotDecision>>,
-    pub parties: BTreeMap<String, i64>,
-    pub total_ballots: i64,
-    pub undecided_ballots: i64,
-    pub ballot_sources: u32,
+    /// The count of the ballots, boxed: most of the day, and most offices, have none.
+    count: Option<Box<Count>>,
     /// The seq of the last audit entry that concerns the office's votes, and its ballots
     /// (`log_seq`, section 6e; 0 before any).
     pub vote_log_seq: i64,
-    pub ballot_log_seq: i64,
     pub vote_lasts: HashMap<i64, Last<VoteAttrs>>,
-    pub ballot_lasts: HashMap<i64, Last<String>>,
     /// The highest counted index (flags, `last_vote`), never looked for past uncounted
     /// votes, however many an opportunistic reporter posted.
     pub top: Max<u32>,
@@ -211,23 +225,32 @@ pub(super) struct Office {
     /// `(id, idx)` of the counted vote first reported most recently (vote ids grow with
     /// first reports): the national `last_vote`.
     pub latest: Max<(u32, u32)>,
-    /// The decided ballots as `(id, idx)`: the last is the decided ballot first reported
-    /// most recently (the national `last_paper`). A set, not a `Max`: a correction can
-    /// undecide a ballot (a tie) at any time, not only a re-weigh.
-    pub decided_by_id: BTreeSet<(u32, u32)>,
-    /// Observation times of the counted votes, for `fast_voting`.
-    pub density: Density,
+    /// Observation times of the counted votes, for `fast_voting`: boxed, since only
+    /// offices with live reports have any.
+    density: Option<Box<Density>>,
     pub flags: Vec<Flag>,
 }
 
 impl Office {
+    pub fn count(&self) -> &Count {
+        self.count.as_deref().unwrap_or(&NO_COUNT)
+    }
+
+    pub fn count_mut(&mut self) -> &mut Count {
+        self.count.get_or_insert_with(Default::default)
+    }
+
     /// Rebuilds the office's trees in bulk, with full nodes: the start-up rebuild filled
     /// them in order, which leaves their nodes half full.
     pub fn compact(&mut self) {
         self.votes = std::mem::take(&mut self.votes).into_iter().collect();
-        self.decided_by_id = std::mem::take(&mut self.decided_by_id).into_iter().collect();
-        self.ballots = std::mem::take(&mut self.ballots).into_iter().collect();
-        self.density.compact();
+        if let Some(c) = &mut self.count {
+            c.decided_by_id = std::mem::take(&mut c.decided_by_id).into_iter().collect();
+            c.ballots = std::mem::take(&mut c.ballots).into_iter().collect();
+        }
+        if let Some(d) = &mut self.density {
+            d.compact();
+        }
     }
 
     pub fn set_vote(&mut self, row: &VoteRow) {
@@ -247,7 +270,7 @@ impl Office {
         };
         self.totals.add(Totals::of(&view), 1);
         if let Some(t) = observed {
-            self.density.add(t.unix());
+            self.density.get_or_insert_with(Default::default).add(t.unix());
         }
         // A vote stops counting only when its office is re-weighed: only then is a
         // maximum lost.
@@ -256,8 +279,8 @@ impl Office {
         let verified = counted && view.verification.is_some();
         if let Some(old) = self.votes.insert(idx, view) {
             self.totals.add(Totals::of(&old), -1);
-            if let Some(t) = old.observed {
-                self.density.remove(t.unix());
+            if let (Some(t), Some(d)) = (old.observed, &mut self.density) {
+                d.remove(t.unix());
             }
             if old.decision.is_some() && !counted {
                 self.top.remove(idx);
@@ -293,41 +316,44 @@ impl Office {
 
     pub fn set_ballot(&mut self, row: &BallotRow) {
         self.count_ballot(&row.decision, 1);
-        if let Some(old) = self.ballots.insert(row.idx, row.decision.clone()) {
+        let count = self.count_mut();
+        if let Some(old) = count.ballots.insert(row.idx, row.decision.clone()) {
             self.count_ballot(&old, -1);
         }
+        let count = self.count_mut();
         let key = (u32::try_from(row.id).unwrap_or(u32::MAX), row.idx);
         if row.decision.as_ref().is_some_and(|d| d.party.is_some()) {
-            self.decided_by_id.insert(key);
+            count.decided_by_id.insert(key);
         } else {
-            self.decided_by_id.remove(&key);
+            count.decided_by_id.remove(&key);
         }
     }
 
     /// The decided ballot first reported most recently, as `(id, idx)`.
     pub fn latest_paper(&self) -> Option<(i64, u32)> {
-        self.decided_by_id.last().map(|&(id, idx)| (i64::from(id), idx))
+        self.count().decided_by_id.last().map(|&(id, idx)| (i64::from(id), idx))
     }
 
     fn count_ballot(&mut self, decision: &Option<BallotDecision>, sign: i64) {
         let Some(d) = decision else { return };
-        self.total_ballots += sign;
+        let count = self.count_mut();
+        count.total_ballots += sign;
         match &d.party {
             Some(p) => {
-                let n = self.parties.entry(p.clone()).or_default();
+                let n = count.parties.entry(p.clone()).or_default();
                 *n += sign;
                 if *n == 0 {
-                    self.parties.remove(p);
+                    count.parties.remove(p);
                 }
             }
-            None => self.undecided_ballots += sign,
+            None => count.undecided_ballots += sign,
         }
     }
 
     pub fn set_proposal(&mut self, row: &ProposalRow) {
         match &row.value {
             Proposed::Vote(attrs) => keep_last(&mut self.vote_lasts, row, *attrs),
-            Proposed::Ballot(party) => keep_last(&mut self.ballot_lasts, row, party.as_str().to_owned()),
+            Proposed::Ballot(party) => keep_last(&mut self.count_mut().ballot_lasts, row, party.as_str().to_owned()),
         }
     }
 
@@ -337,9 +363,9 @@ impl Office {
             votes: self.totals.votes,
             disputed: self.totals.disputed,
             max_index: self.top.get(),
-            ballots: self.total_ballots,
+            ballots: self.count().total_ballots,
             registered,
-            fast: self.density.fast(),
+            fast: self.density.as_ref().is_some_and(|d| d.fast()),
         };
         let new = flags::flags(&figures);
         let changed = new != self.flags;
@@ -359,17 +385,21 @@ impl Office {
 
     /// The counted ballot with the highest index, decided or not, with its accepted party.
     pub fn last_counted_ballot(&self) -> Option<(u32, Option<&str>)> {
-        self.ballots.iter().rev().find_map(|(idx, b)| b.as_ref().map(|d| (*idx, d.party.as_deref())))
+        self.count().ballots.iter().rev().find_map(|(idx, b)| b.as_ref().map(|d| (*idx, d.party.as_deref())))
     }
 
     /// The decided ballot with the highest index.
     pub fn last_paper(&self) -> Option<(u32, &str)> {
-        self.ballots.iter().rev().find_map(|(idx, b)| b.as_ref().and_then(|d| d.party.as_deref()).map(|p| (*idx, p)))
+        self.count()
+            .ballots
+            .iter()
+            .rev()
+            .find_map(|(idx, b)| b.as_ref().and_then(|d| d.party.as_deref()).map(|p| (*idx, p)))
     }
 
     /// Accepted parties, by ballots descending then `party_id`, with unrounded shares.
     pub fn results(&self) -> Vec<Value> {
-        results_of(&self.parties, self.total_ballots)
+        results_of(&self.count().parties, self.count().total_ballots)
     }
 
     pub fn stats_json(&self, poll_office_id: &str) -> Value {
@@ -387,10 +417,10 @@ impl Office {
             "poll_office_id": poll_office_id,
             "last_paper": self.last_paper().map(|(idx, p)| json!({"index": idx, "party_id": p})),
             "results": self.results(),
-            "total_ballots": self.total_ballots,
-            "undecided_ballots": self.undecided_ballots,
-            "sources": self.ballot_sources,
-            "log_seq": self.ballot_log_seq,
+            "total_ballots": self.count().total_ballots,
+            "undecided_ballots": self.count().undecided_ballots,
+            "sources": self.count().ballot_sources,
+            "log_seq": self.count().ballot_log_seq,
         })
     }
 }
