@@ -28,21 +28,32 @@ identifier_column!(ElectorId, ElectorId::parse);
 identifier_column!(PollOfficeId, PollOfficeId::stored);
 identifier_column!(PartyId, PartyId::parse);
 
-/// A timestamp column.
-pub fn timestamp(r: &Row, i: usize) -> rusqlite::Result<Timestamp> {
-    let text: String = r.get(i)?;
-    time::parse(&text).ok_or_else(|| not_a_time(i, text))
+/// A text column that may be NULL, read in place (no copy).
+pub fn opt_text<'r>(r: &'r Row, i: usize) -> rusqlite::Result<Option<&'r str>> {
+    r.get_ref(i)?
+        .as_str_or_null()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
 }
 
-/// A timestamp column that may be NULL.
+/// A text column, read in place.
+pub fn text<'r>(r: &'r Row, i: usize) -> rusqlite::Result<&'r str> {
+    opt_text(r, i)?.ok_or_else(|| rusqlite::Error::InvalidColumnType(i, "NULL".into(), rusqlite::types::Type::Null))
+}
+
+/// A timestamp column.
+pub fn timestamp(r: &Row, i: usize) -> rusqlite::Result<Timestamp> {
+    opt_timestamp(r, i)?.ok_or_else(|| not_a_time(i, "NULL"))
+}
+
+/// A timestamp column that may be NULL (read in place: no copy of its text).
 pub fn opt_timestamp(r: &Row, i: usize) -> rusqlite::Result<Option<Timestamp>> {
-    match r.get::<_, Option<String>>(i)? {
+    match opt_text(r, i)? {
         None => Ok(None),
-        Some(text) => time::parse(&text).map(Some).ok_or_else(|| not_a_time(i, text)),
+        Some(text) => time::parse(text).map(Some).ok_or_else(|| not_a_time(i, text)),
     }
 }
 
-fn not_a_time(i: usize, text: String) -> rusqlite::Error {
+fn not_a_time(i: usize, text: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, format!("not a timestamp: {text}").into())
 }
 

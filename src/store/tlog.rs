@@ -3,7 +3,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::domain::audit::Entry;
+use super::columns::{opt_text, text};
+use crate::domain::audit::Fields;
 use crate::domain::tlog::{self, FullTile, Hash, TileStore};
 
 /// For the benchmark only (`bench/http` measures durable votes with the transparency log
@@ -90,23 +91,21 @@ pub fn each_entry(conn: &Connection, after: i64, until: i64, mut each: impl FnMu
         "SELECT seq, at, kind, actor, poll_office_id, detail FROM audit_log WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
     )?;
     let mut rows = stmt.query(params![after, until])?;
+    // The columns are read in place and the canonical form written into one buffer: no
+    // allocation per entry.
+    let mut canonical = String::new();
     while let Some(r) = rows.next()? {
-        let entry = Entry {
+        let fields = Fields {
             seq: r.get(0)?,
-            at: r.get(1)?,
-            kind: r.get(2)?,
-            actor: r.get(3)?,
-            poll_office_id: r.get(4)?,
-            detail: serde_json::Value::Null,
+            at: text(r, 1)?,
+            kind: text(r, 2)?,
+            actor: text(r, 3)?,
+            poll_office_id: opt_text(r, 4)?,
+            detail: text(r, 5)?,
         };
-        let detail: String = r.get(5)?;
-        let canonical = entry.canonical_with_detail(&detail);
-        each(Leaf {
-            seq: entry.seq,
-            kind: &entry.kind,
-            poll_office_id: entry.poll_office_id.as_deref(),
-            canonical: &canonical,
-        });
+        canonical.clear();
+        fields.write_canonical(&mut canonical);
+        each(Leaf { seq: fields.seq, kind: fields.kind, poll_office_id: fields.poll_office_id, canonical: &canonical });
     }
     Ok(())
 }
