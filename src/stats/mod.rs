@@ -12,7 +12,7 @@ mod compat;
 mod office;
 mod sources;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -106,7 +106,14 @@ struct State {
     registered: HashMap<String, i64>,
     /// Offices with at least one flag.
     flagged: BTreeSet<String>,
+    /// The bodies kept, oldest render first: past `KEPT_BODIES` the oldest is dropped
+    /// (rendered again on its next read), so a crawler asking for every office of the
+    /// country once does not keep all their bodies.
+    kept: VecDeque<(String, Body)>,
 }
+
+/// How many rendered bodies are kept at most (about half a kilobyte each).
+const KEPT_BODIES: usize = 16_384;
 
 impl State {
     /// Recomputes an office's lost maxima and its flags after a change; stale bodies if
@@ -285,7 +292,7 @@ impl Stats {
             }
         }
         let mut state = self.state.write();
-        let State { offices, sources, .. } = &mut *state;
+        let State { offices, sources, kept, .. } = &mut *state;
         let Some(entry) = offices.get_mut(poll_office_id) else {
             return Rendered::of(&body.render(&Office::default(), poll_office_id, sources));
         };
@@ -294,6 +301,14 @@ impl Stats {
         }
         let r = Rendered::of(&body.render(&entry.office, poll_office_id, sources));
         entry.cache[body as usize] = Some(Box::new((sources.generation, r.clone())));
+        kept.push_back((poll_office_id.to_owned(), body));
+        if kept.len() > KEPT_BODIES {
+            if let Some((oldest, b)) = kept.pop_front() {
+                if let Some(e) = offices.get_mut(&oldest) {
+                    e.cache[b as usize] = None;
+                }
+            }
+        }
         r
     }
 
@@ -411,6 +426,28 @@ mod tests {
 
     fn body(s: &Stats, id: &str, b: Body) -> Value {
         serde_json::from_slice(&s.body(id, b).body).unwrap()
+    }
+
+    #[test]
+    fn a_crawl_of_every_office_keeps_a_bounded_number_of_bodies() {
+        let s = Stats::new();
+        let offices = KEPT_BODIES + 10;
+        let effects: Vec<Effect> = (0..offices)
+            .map(|i| vote_in(&format!("PO-{i}"), i as i64 + 1, 1, Decided::Value(Gender::Male), false))
+            .collect();
+        s.apply(&effects);
+        let first = s.body("PO-0", Body::Stats);
+        for i in 1..offices {
+            s.body(&format!("PO-{i}"), Body::Stats);
+        }
+        let state = s.state.read();
+        let kept = state.offices.values().filter(|e| e.cache.iter().any(Option::is_some)).count();
+        assert_eq!(kept, KEPT_BODIES);
+        assert!(state.offices["PO-0"].cache[Body::Stats as usize].is_none(), "the oldest went first");
+        drop(state);
+        // Rendered again on its next read, the same body.
+        let again = s.body("PO-0", Body::Stats);
+        assert_eq!((again.body, again.etag), (first.body, first.etag));
     }
 
     #[test]

@@ -666,3 +666,69 @@ async fn a_loop_on_the_logs_endpoints_stores_nothing_and_leaves_reporters_their_
     println!("300 replays of an accepted cosignature: {more} commits");
     assert!(more < 30, "{more} commits for replays");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reversed_and_scattered_indexes_and_the_national_view_under_writes_stay_bounded() {
+    // The same votes at three offices in three orders, in batches of 500: trees cost a
+    // logarithmic insertion in any order (a sorted vector made the reversed order
+    // quadratic under the aggregates' lock).
+    let n = size("ATTACK_ORDER_VOTES", 2_000) as i64;
+    let app = TestApp::spawn().await;
+    let ascending: Vec<i64> = (1..=n).collect();
+    let reversed: Vec<i64> = (1..=n).rev().collect();
+    // 7919 is prime, so k -> k * 7919 mod n visits every index once.
+    let scattered: Vec<i64> = (0..n).map(|k| k * 7919 % n + 1).collect();
+    let mut took = Vec::new();
+    for (name, order) in [("ascending", &ascending), ("reversed", &reversed), ("scattered", &scattered)] {
+        let office = format!("PO-{name}");
+        let s = app.reporter(&format!("E-{name}"), &office).await;
+        let t = Instant::now();
+        for chunk in order.chunks(500) {
+            let votes: Vec<Value> =
+                chunk.iter().map(|i| json!({"index": i, "gender": "male", "age": "less_30"})).collect();
+            let r = app.post("/api/vote/batch/", Some(&s), json!({ "votes": votes })).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+        }
+        took.push(t.elapsed().as_secs_f64() * 1000.0);
+        let stats = app.stats(&office).await;
+        assert_eq!((stats["totals"]["votes"].as_i64(), stats["last_vote"]["index"].as_i64()), (Some(n), Some(n)));
+    }
+    println!(
+        "{n} votes at one office in batches of 500: ascending {:.0} ms, reversed {:.0} ms ({:.2} x), scattered {:.0} ms ({:.2} x)",
+        took[0],
+        took[1],
+        took[1] / took[0],
+        took[2],
+        took[2] / took[0]
+    );
+    // The national view, summed over every office at most once a second, idle and while
+    // a reporter floods another office with batches.
+    let national = |rounds: usize| {
+        let app = &app;
+        async move {
+            let mut ms = Vec::new();
+            for _ in 0..rounds {
+                let t = Instant::now();
+                let r = app.get("/api/pollofficesstats/").await;
+                assert_eq!(r.status, 200, "{}", r.body);
+                ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            ms
+        }
+    };
+    let idle = p99(national(200).await);
+    let flooder = app.reporter("E-FLOOD", "PO-FLOOD").await;
+    let flood = async {
+        for from in (1..=n).step_by(500) {
+            batch(&app, &flooder, from, (from + 499).min(n), "female").await;
+        }
+    };
+    let (busy, ()) = tokio::join!(national(200), flood);
+    let busy = p99(busy);
+    // Summed again within a second of the last write: every office's votes.
+    eventually("the national view counting every office", || async {
+        (app.get("/api/pollofficesstats/").await.body["totals"]["votes"].as_i64() == Some(4 * n)).then_some(())
+    })
+    .await;
+    println!("national view: p99 {idle:.1} ms idle, {busy:.1} ms during a flood of batches of 500");
+}
