@@ -99,16 +99,20 @@ impl Log {
         // The tree is derived from audit_log at every start, never read back from its
         // tiles: what is served and signed is what the entries give.
         let started = std::time::Instant::now();
-        // The stored tiles are compared with the rebuilt ones as the scan goes.
-        let tx = conn.unchecked_transaction()?;
-        let mut rewritten = 0;
-        let rebuilt = rebuild(&tx, last, &mut |tiles| {
-            rewritten += tables::sync_tiles(&tx, tiles)?;
+        // The stored tiles are compared with the rebuilt ones as the scan goes, which
+        // writes nothing (another process may commit meanwhile: a write begun from the
+        // scan's snapshot would fail); what differs is written after it, in one short
+        // transaction.
+        let mut differing = Vec::new();
+        let rebuilt = rebuild(conn, last, &mut |tiles| {
+            differing.extend(tables::differing_tiles(conn, tiles)?);
             Ok(())
         })?;
         let offices = rebuilt.office_effects();
         let tree = rebuilt.tree;
-        rewritten += tables::drop_tiles_beyond(&tx, tree.size())?;
+        let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        tables::write_tiles(&tx, &differing)?;
+        let rewritten = differing.len() + tables::drop_tiles_beyond(&tx, tree.size())?;
         tx.commit()?;
         log::info!(
             "rebuilt the log's tree of {} entries from audit_log in {:.2} s",
@@ -532,8 +536,10 @@ pub fn rebuild(
     let mut failed = None;
     tables::each_entry(conn, 0, last as i64, |e| {
         r.tree.push(tlog::leaf_hash(e.canonical.as_bytes()), &mut completed);
-        if completed.len() >= TILES_AT_ONCE && failed.is_none() {
-            failed = tiles(&completed).err();
+        if completed.len() >= TILES_AT_ONCE {
+            if failed.is_none() {
+                failed = tiles(&completed).err();
+            }
             completed.clear();
         }
         if let Some(office) = e.poll_office_id {
@@ -588,5 +594,61 @@ fn load_key(path: &Path, origin: &str, signed: bool) -> Result<LogKey, LogError>
             Ok(key)
         }
         Err(e) => Err(err(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A start on a file another process commits to while the log's scan runs (the CLI,
+    /// Litestream's own table after each checkpoint): the scan holds no write, so the
+    /// start goes through.
+    #[test]
+    fn another_process_committing_during_the_scan_does_not_fail_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let conn = crate::store::open(&path, crate::store::Durability::FULL).unwrap();
+        let (mut head, mut effects) = (None, Vec::new());
+        let tx = conn.unchecked_transaction().unwrap();
+        for _ in 0..2000 {
+            let detail = serde_json::json!({"reason": "wrong_password"});
+            let at = "2025-08-15T14:00:00Z";
+            crate::store::ops::append_audit(
+                &tx,
+                &mut head,
+                &mut effects,
+                at,
+                "auth_failed",
+                "source-1",
+                Some("PO-1"),
+                detail,
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        let settings = config::Log { key_file: dir.path().join("log-key"), ..Default::default() };
+        let pool = crate::store::read_pool(&path, 1).unwrap();
+        let now = chrono::Utc::now();
+        // The first start stores the tiles and a checkpoint.
+        Log::open(&conn, &settings, pool.clone(), now).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("CREATE TABLE elsewhere (n INTEGER); INSERT INTO elsewhere VALUES (0);").unwrap();
+        let commits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = commits.clone();
+        conn.progress_handler(
+            1000,
+            Some(move || {
+                if other.execute("UPDATE elsewhere SET n = n + 1", []).is_ok() {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                false
+            }),
+        );
+        let started = Log::open(&conn, &settings, pool, now);
+        conn.progress_handler(0, None::<fn() -> bool>);
+        assert!(commits.load(std::sync::atomic::Ordering::Relaxed) > 0, "the other process committed during the scan");
+        let (log, _) = started.unwrap();
+        assert_eq!(log.size(), 2000);
     }
 }

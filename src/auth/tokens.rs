@@ -67,9 +67,9 @@ struct Held {
 #[derive(Default)]
 struct Inner {
     by_hash: HashMap<Digest32, Held>,
-    /// Source -> its tokens, with their office (one an office, but for a race): a small
-    /// vector, where a map per source cost a national box 20 MB.
-    by_source: HashMap<i64, Vec<(PollOfficeId, Digest32)>>,
+    /// (source, office) -> its tokens there (one, but for a race): one flat map, where a
+    /// map per source cost a national box 20 MB.
+    by_office: HashMap<(i64, PollOfficeId), Vec<Digest32>>,
 }
 
 impl Tokens {
@@ -103,17 +103,24 @@ impl Tokens {
                 Effect::TokenIssued(row) => inner.insert(row.clone()),
                 Effect::TokensExpired(now) => inner.prune(*now),
                 Effect::TokensRevoked { source_n, poll_office_id } => {
-                    let Inner { by_hash, by_source } = &mut *inner;
-                    let Some(held) = by_source.get_mut(source_n) else { continue };
-                    held.retain(|(office, h)| {
-                        let revoked = poll_office_id.as_ref().is_none_or(|o| o == office);
-                        if revoked {
-                            by_hash.remove(h);
+                    let Inner { by_hash, by_office } = &mut *inner;
+                    match poll_office_id {
+                        // A rotation at one office: one lookup.
+                        Some(o) => {
+                            for h in by_office.remove(&(*source_n, o.clone())).unwrap_or_default() {
+                                by_hash.remove(&h);
+                            }
                         }
-                        !revoked
-                    });
-                    if held.is_empty() {
-                        by_source.remove(source_n);
+                        // A password reset (an operator's act): one pass over the tokens.
+                        None => by_office.retain(|(n, _), hashes| {
+                            if n != source_n {
+                                return true;
+                            }
+                            for h in hashes.iter() {
+                                by_hash.remove(h);
+                            }
+                            false
+                        }),
                     }
                 }
                 _ => {}
@@ -142,7 +149,7 @@ impl Inner {
     fn insert(&mut self, row: TokenRow) {
         // A hash that is not 64 hex digits (an integrator's row) matches no token.
         let Some(h) = hex::decode(&row.token_hash).ok().and_then(|h| Digest32::try_from(h).ok()) else { return };
-        self.by_source.entry(row.source_n).or_default().push((row.poll_office_id.clone(), h));
+        self.by_office.entry((row.source_n, row.poll_office_id.clone())).or_default().push(h);
         let held = Held {
             source_n: row.source_n,
             elector_id: row.elector_id,
@@ -152,21 +159,24 @@ impl Inner {
         self.by_hash.insert(h, held);
     }
 
-    /// Forgets the tokens that expired by `now`.
+    /// Forgets the tokens that expired by `now`: one pass over them.
     fn prune(&mut self, now: Timestamp) {
-        let expired: Vec<(Digest32, i64)> =
-            self.by_hash.iter().filter(|(_, t)| t.expires_at <= now).map(|(h, t)| (*h, t.source_n)).collect();
-        for (h, source_n) in expired {
-            self.remove(&h, source_n);
-        }
-    }
-
-    fn remove(&mut self, h: &Digest32, source_n: i64) {
-        self.by_hash.remove(h);
-        let Some(held) = self.by_source.get_mut(&source_n) else { return };
-        held.retain(|(_, x)| x != h);
-        if held.is_empty() {
-            self.by_source.remove(&source_n);
+        let mut expired = Vec::new();
+        self.by_hash.retain(|h, t| {
+            let keep = t.expires_at > now;
+            if !keep {
+                expired.push((*h, t.source_n, t.poll_office_id.clone()));
+            }
+            keep
+        });
+        for (h, n, office) in expired {
+            let key = (n, office);
+            if let Some(hashes) = self.by_office.get_mut(&key) {
+                hashes.retain(|x| *x != h);
+                if hashes.is_empty() {
+                    self.by_office.remove(&key);
+                }
+            }
         }
     }
 }
@@ -220,6 +230,6 @@ mod tests {
         assert_eq!(t.len(), 2);
         t.apply(&[Effect::TokensExpired(time::parse("2025-08-15T20:00:00Z").unwrap())]);
         assert!(t.is_empty());
-        assert!(t.inner.read().by_source.is_empty());
+        assert!(t.inner.read().by_office.is_empty());
     }
 }

@@ -77,24 +77,35 @@ impl Body {
 }
 
 /// One office: its aggregates and the bodies rendered since its last change (on first
-/// read after a change, so a burst of writes renders once), each with the source book
-/// generation it was rendered at. Boxed in the map, with each body boxed too: at 50,000
-/// offices, inline entries made the map's table alone 45 MB.
+/// read after a change, so a burst of writes renders once). Boxed in the map, with each
+/// body boxed too: at 50,000 offices, inline entries made the map's table alone 45 MB.
 #[derive(Default)]
 struct Entry {
     office: Office,
-    cache: [Option<Box<(u64, Rendered)>>; 4],
+    cache: [Option<Box<Kept>>; 4],
+    /// Counts the changes of its bodies: a body rendered under the read lock is kept only
+    /// if none came in between.
+    version: u64,
+}
+
+/// A rendered body, with the source book generation it was rendered at and its render's
+/// number (its place in `State::kept`).
+struct Kept {
+    generation: u64,
+    serial: u64,
+    rendered: Rendered,
 }
 
 impl Entry {
     fn stale(&mut self, bodies: &[Body]) {
+        self.version += 1;
         for b in bodies {
             self.cache[*b as usize] = None;
         }
     }
 
     fn cached(&self, body: Body, generation: u64) -> Option<&Rendered> {
-        self.cache[body as usize].as_deref().filter(|(g, _)| *g == generation).map(|(_, r)| r)
+        self.cache[body as usize].as_deref().filter(|k| k.generation == generation).map(|k| &k.rendered)
     }
 }
 
@@ -109,7 +120,9 @@ struct State {
     /// The bodies kept, oldest render first: past `KEPT_BODIES` the oldest is dropped
     /// (rendered again on its next read), so a crawler asking for every office of the
     /// country once does not keep all their bodies.
-    kept: VecDeque<(String, Body)>,
+    kept: VecDeque<(String, Body, u64)>,
+    /// Renders kept so far (the serial of the next).
+    renders: u64,
 }
 
 /// How many rendered bodies are kept at most (about half a kilobyte each).
@@ -280,7 +293,9 @@ impl Stats {
 
     /// A body of an office (zeros when it has no data), cached until the office changes.
     pub fn body(&self, poll_office_id: &str, body: Body) -> Rendered {
-        {
+        // Rendered under the read lock: a miss (after a change, or for a body dropped from
+        // `kept`) holds up neither other readers nor the writer's `apply`.
+        let (rendered, version, generation) = {
             let state = self.state.read();
             match state.offices.get(poll_office_id) {
                 None => return Rendered::of(&body.render(&Office::default(), poll_office_id, &state.sources)),
@@ -288,28 +303,33 @@ impl Stats {
                     if let Some(r) = e.cached(body, state.sources.generation) {
                         return r.clone();
                     }
+                    let r = Rendered::of(&body.render(&e.office, poll_office_id, &state.sources));
+                    (r, e.version, state.sources.generation)
                 }
             }
-        }
-        let mut state = self.state.write();
-        let State { offices, sources, kept, .. } = &mut *state;
-        let Some(entry) = offices.get_mut(poll_office_id) else {
-            return Rendered::of(&body.render(&Office::default(), poll_office_id, sources));
         };
-        if let Some(r) = entry.cached(body, sources.generation) {
-            return r.clone();
+        let mut state = self.state.write();
+        let State { offices, sources, kept, renders, .. } = &mut *state;
+        // Kept only if nothing changed since it was rendered.
+        let Some(entry) = offices.get_mut(poll_office_id).filter(|e| e.version == version) else { return rendered };
+        if sources.generation != generation {
+            return rendered;
         }
-        let r = Rendered::of(&body.render(&entry.office, poll_office_id, sources));
-        entry.cache[body as usize] = Some(Box::new((sources.generation, r.clone())));
-        kept.push_back((poll_office_id.to_owned(), body));
+        *renders += 1;
+        let serial = *renders;
+        entry.cache[body as usize] = Some(Box::new(Kept { generation, serial, rendered: rendered.clone() }));
+        kept.push_back((poll_office_id.to_owned(), body, serial));
         if kept.len() > KEPT_BODIES {
-            if let Some((oldest, b)) = kept.pop_front() {
+            // The oldest render leaves, unless its body was rendered again since.
+            if let Some((oldest, b, serial)) = kept.pop_front() {
                 if let Some(e) = offices.get_mut(&oldest) {
-                    e.cache[b as usize] = None;
+                    if e.cache[b as usize].as_ref().is_some_and(|k| k.serial == serial) {
+                        e.cache[b as usize] = None;
+                    }
                 }
             }
         }
-        r
+        rendered
     }
 
     /// The national stats (`results` false) or results body: summed over every office at
@@ -448,6 +468,21 @@ mod tests {
         // Rendered again on its next read, the same body.
         let again = s.body("PO-0", Body::Stats);
         assert_eq!((again.body, again.etag), (first.body, first.etag));
+    }
+
+    #[test]
+    fn a_hot_office_read_again_without_a_change_is_served_from_memory() {
+        let s = Stats::new();
+        for i in 1..=KEPT_BODIES as u32 + 1 {
+            s.apply(&[vote_in("PO-HOT", i as i64, i, Decided::Value(Gender::Male), false)]);
+            s.body("PO-HOT", Body::Stats);
+        }
+        s.body("PO-HOT", Body::Stats);
+        s.body("PO-HOT", Body::Stats);
+        assert!(
+            s.state.read().offices["PO-HOT"].cache[Body::Stats as usize].is_some(),
+            "its own older renders do not push out the body just rendered"
+        );
     }
 
     #[test]

@@ -44,20 +44,18 @@ pub fn write_tiles(conn: &Connection, tiles: &[FullTile]) -> rusqlite::Result<()
     Ok(())
 }
 
-/// Makes the stored tiles exactly `tiles` (the tree rebuilt from `audit_log`): writes
-/// those missing or different, drops any other. Returns how many it changed.
-pub fn sync_tiles(conn: &Connection, tiles: &[FullTile]) -> rusqlite::Result<usize> {
-    let mut changed = 0;
+/// The tiles of `tiles` (rebuilt from `audit_log`) that are stored differently or not at
+/// all: read only, so the start-up's scan never holds a write.
+pub fn differing_tiles(conn: &Connection, tiles: &[FullTile]) -> rusqlite::Result<Vec<FullTile>> {
     let mut read = conn.prepare_cached("SELECT hashes FROM log_tiles WHERE level = ?1 AND n = ?2")?;
-    let mut write = conn.prepare_cached("INSERT OR REPLACE INTO log_tiles (level, n, hashes) VALUES (?1, ?2, ?3)")?;
+    let mut differing = Vec::new();
     for t in tiles {
         let stored: Option<Vec<u8>> = read.query_row(params![t.level, t.n as i64], |r| r.get(0)).optional()?;
         if stored.as_deref() != Some(t.data.as_slice()) {
-            write.execute(params![t.level, t.n as i64, t.data])?;
-            changed += 1;
+            differing.push(t.clone());
         }
     }
-    Ok(changed)
+    Ok(differing)
 }
 
 /// Deletes the stored tiles a tree of `size` leaves does not have (left by entries that
